@@ -1,0 +1,31 @@
+"""Shared fixtures: every test gets its own cache and never downloads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = os.environ.get("LRGYM_DATA_DIR")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LRGYM_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("LRGYM_OFFLINE", "1")
+
+
+def real_data(*parts: str) -> Path | None:
+    """Path under ``$LRGYM_DATA_DIR`` if it exists, else None (the test is skipped)."""
+    if not SHARED_DATA:
+        return None
+    p = Path(SHARED_DATA).joinpath(*parts)
+    return p if p.exists() else None
+
+
+def needs_real_data(*parts: str) -> pytest.MarkDecorator:
+    """Skip unless ``$LRGYM_DATA_DIR/<parts>`` exists (CI sets it to ../shared/data)."""
+    return pytest.mark.skipif(
+        real_data(*parts) is None, reason=f"set LRGYM_DATA_DIR to a folder with {'/'.join(parts)}"
+    )

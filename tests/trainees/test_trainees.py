@@ -1,0 +1,216 @@
+"""The Trainee contract, checked on every trainee with small real or synthetic data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import needs_real_data
+from trainees import (
+    N_GRAD_BUCKETS,
+    GPTConfig,
+    GPTTrainee,
+    MLPConfig,
+    MLPTrainee,
+    QuadraticConfig,
+    QuadraticTrainee,
+    ResNet18Config,
+    ResNet18Trainee,
+    Trainee,
+    make_trainee,
+)
+from trainees.data.chars import load_prepared, prepare_bytes
+
+TEXT = (
+    "ROMEO:\nBut soft, what light through yonder window breaks?\n"
+    "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n"
+) * 60
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    prepare_bytes(TEXT.encode(), folder, (0.9, 0.1))
+    return load_prepared("shakespeare_char", folder)
+
+
+def build(name: str, corpus, **overrides):
+    """A small instance of each trainee; ``lr`` is a sane learning rate for it."""
+    if name == "quadratic":
+        return QuadraticTrainee(QuadraticConfig(**overrides)), 0.05
+    if name == "mlp":
+        return MLPTrainee(MLPConfig(dataset="digits", batch_size=32, **overrides)), 3e-3
+    if name == "resnet18":
+        cfg = ResNet18Config(dataset="digits", batch_size=16, **overrides)
+        return ResNet18Trainee(cfg), 1e-3
+    return GPTTrainee(GPTConfig(preset="tiny", **overrides), corpus=corpus), 3e-3
+
+
+NAMES = ["quadratic", "mlp", "resnet18", "gpt"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_decreases(name, corpus):
+    trainee, lr = build(name, corpus)
+    assert isinstance(trainee, Trainee)
+    trainee.reset(0)
+    val0 = trainee.evaluate()
+    losses = [trainee.train_step(lr).loss for _ in range(50)]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+    assert trainee.evaluate() < 0.8 * val0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_train_step_sets_exactly_lr_in_every_group(name, corpus):
+    trainee, _ = build(name, corpus)
+    trainee.reset(0)
+    for lr in (3.7e-4, 1.25e-3, 0.0):
+        trainee.train_step(lr)
+        assert [g["lr"] for g in trainee.optimizer.param_groups] == [lr] * len(
+            trainee.optimizer.param_groups
+        )
+    assert trainee.steps_done == 3
+
+
+def test_lr_is_applied_to_the_update():
+    """Adam's first update has magnitude ~lr per weight: the LR really reaches the step."""
+    trainee = QuadraticTrainee(QuadraticConfig(weight_decay=0.0))
+    for lr in (1e-3, 2e-2):
+        trainee.reset(0)
+        before = trainee.model.weight.detach().clone()
+        trainee.train_step(lr)
+        delta = (trainee.model.weight.detach() - before).abs()
+        torch.testing.assert_close(delta, torch.full_like(delta, lr), rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_bit_identical_other_seed_differs(name, corpus):
+    trainee, lr = build(name, corpus)
+
+    def run(seed):
+        trainee.reset(seed)
+        stats = [trainee.train_step(lr) for _ in range(5)]
+        return [s.loss for s in stats], np.stack([s.grad_norms for s in stats]), trainee.evaluate()
+
+    a, b, c = run(1), run(1), run(2)
+    assert a[0] == b[0] and a[2] == b[2]
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[0] != c[0]
+
+
+def test_global_rng_untouched_even_with_dropout(corpus):
+    trainee = GPTTrainee(GPTConfig(preset="tiny", dropout=0.1), corpus=corpus)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    runs = []
+    for _ in range(2):
+        trainee.reset(7)
+        runs.append([trainee.train_step(1e-3).loss for _ in range(3)])
+    assert runs[0] == runs[1]  # dropout masks come from the private generator
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_grad_norm_buckets_same_width(name, corpus):
+    trainee, lr = build(name, corpus)
+    trainee.reset(0)
+    s = trainee.train_step(lr)
+    assert s.grad_norms.shape == (N_GRAD_BUCKETS,) and s.finite
+    assert np.all(s.grad_norms > 0)
+    # buckets partition the parameters (or repeat them when there are fewer than buckets)
+    assert np.sqrt(np.sum(s.grad_norms**2)) >= s.grad_norm * (1 - 1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_reported_not_raised_and_update_skipped(name, corpus):
+    trainee, lr = build(name, corpus)
+    trainee.reset(0)
+    first = next(trainee.model.parameters())
+    with torch.no_grad():
+        first.view(-1)[0] = float("nan")
+    snapshot = [p.detach().clone() for p in trainee.model.parameters()]
+    s = trainee.train_step(lr)
+    assert not s.finite and not math.isfinite(s.loss)
+    for p, q in zip(trainee.model.parameters(), snapshot, strict=True):
+        torch.testing.assert_close(p.detach(), q, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_evaluate_deterministic(name, corpus):
+    trainee, lr = build(name, corpus)
+    trainee.reset(0)
+    trainee.train_step(lr)
+    assert trainee.evaluate() == trainee.evaluate()
+
+
+def test_model_shapes_are_the_standard_ones(corpus):
+    resnet = ResNet18Trainee(ResNet18Config(dataset="digits"))
+    resnet.reset(0)
+    # torchvision-style ResNet-18 with a 1-channel 3x3 stem and 10 classes
+    assert sum(p.numel() for p in resnet.model.parameters()) == 11_172_810
+    gpt = GPTTrainee(GPTConfig(preset="tiny"), corpus=corpus)
+    gpt.reset(0)
+    assert gpt.model.lm_head.weight is gpt.model.wte.weight  # weight tying
+    assert (len(gpt.model.blocks), gpt.model_config.n_embd, gpt.config.batch_size) == (4, 128, 12)
+    small = GPTConfig(preset="small")
+    assert (small.n_layer, small.n_head, small.n_embd, small.block_size) == (6, 6, 384, 256)
+    assert (small.batch_size, small.dropout, small.betas) == (64, 0.2, (0.9, 0.99))
+
+
+def test_generate_reproducible_tokens(corpus):
+    gpt = GPTTrainee(GPTConfig(preset="tiny"), corpus=corpus)
+    gpt.reset(3)
+    a = gpt.generate(20, top_k=5)
+    gpt.reset(3)
+    b = gpt.generate(20, top_k=5)
+    assert a.shape == (20,) and (a < corpus.vocab_size).all()
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: make_trainee("lstm"), "valid: quadratic, mlp, resnet18, gpt"),
+        (lambda: make_trainee("mlp", hiden=3), r"unknown option\(s\) \['hiden'\]"),
+        (lambda: MLPConfig(dataset="cifar"), r"dataset='cifar'.*\('mnist', 'digits'\)"),
+        (lambda: GPTConfig(preset="huge"), r"preset='huge'.*\('tiny', 'small'\)"),
+        (lambda: GPTConfig(dataset="ptb"), r"dataset='ptb'.*shakespeare_char"),
+        (lambda: QuadraticConfig(base_lr=-1.0), r"base_lr=-1.0 is invalid"),
+        (lambda: MLPConfig(device="tpu9"), "not a torch device"),
+    ],
+)
+def test_bad_config_is_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_bad_lr_and_missing_reset():
+    trainee = QuadraticTrainee()
+    with pytest.raises(RuntimeError, match="reset"):
+        trainee.train_step(0.1)
+    trainee.reset(0)
+    for lr in (float("nan"), -1.0, float("inf")):
+        with pytest.raises(ValueError, match="lr="):
+            trainee.train_step(lr)
+
+
+@needs_real_data("mnist")
+def test_mlp_learns_real_mnist():
+    trainee = make_trainee("mlp", dataset="mnist")
+    trainee.reset(0)
+    val0 = trainee.evaluate()
+    for _ in range(50):
+        trainee.train_step(1e-3)
+    assert trainee.evaluate() < 0.5 * val0
+
+
+@needs_real_data("shakespeare_char", "input.txt")
+def test_gpt_tiny_learns_real_shakespeare():
+    trainee = make_trainee("gpt", preset="tiny")
+    trainee.reset(0)
+    for _ in range(50):
+        trainee.train_step(1e-3)
+    assert trainee.evaluate() < 2.9  # from ln(65) = 4.17 at initialisation

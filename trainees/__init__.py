@@ -1,0 +1,26 @@
+"""What is trained: the Trainee contract and the MLP, ResNet-18, GPT and synthetic trainees."""
+
+from trainees.base import N_GRAD_BUCKETS, StepStats, TorchTrainee, Trainee, TraineeConfig
+from trainees.factory import TRAINEES, make_trainee
+from trainees.image import MLPConfig, MLPTrainee, ResNet18Config, ResNet18Trainee
+from trainees.language import GPT_PRESETS, GPTConfig, GPTTrainee
+from trainees.quadratic import QuadraticConfig, QuadraticTrainee
+
+__all__ = [
+    "GPT_PRESETS",
+    "N_GRAD_BUCKETS",
+    "TRAINEES",
+    "GPTConfig",
+    "GPTTrainee",
+    "MLPConfig",
+    "MLPTrainee",
+    "QuadraticConfig",
+    "QuadraticTrainee",
+    "ResNet18Config",
+    "ResNet18Trainee",
+    "StepStats",
+    "TorchTrainee",
+    "Trainee",
+    "TraineeConfig",
+    "make_trainee",
+]

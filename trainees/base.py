@@ -1,0 +1,307 @@
+"""The Trainee contract and the PyTorch machinery shared by every trainee.
+
+A trainee is one training run of one model: ``reset(seed)`` starts it, each
+``train_step(lr)`` is exactly one AdamW step at exactly ``lr``, ``evaluate()`` is the
+loss on a fixed validation subset. Everything random comes from a private
+``torch.Generator`` seeded by ``reset``; the global RNGs are never drawn from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+N_GRAD_BUCKETS = 4  # every trainee reports this many pooled gradient norms, shallow to deep
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one optimizer step reports.
+
+    Attributes:
+        loss: the minibatch training loss before the update.
+        grad_norm: global L2 norm of the gradient before clipping.
+        grad_norms: ``(N_GRAD_BUCKETS,)`` L2 norms of the gradient in depth buckets.
+        finite: False when the loss or any gradient is NaN/inf; the update was then skipped.
+    """
+
+    loss: float
+    grad_norm: float
+    grad_norms: np.ndarray
+    finite: bool
+
+
+@runtime_checkable
+class Trainee(Protocol):
+    """One training run of one model (see DESIGN.md, "Contracts")."""
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer-step budget of one run."""
+        ...
+
+    @property
+    def base_lr(self) -> float:
+        """The reference learning rate that env actions multiply."""
+        ...
+
+    def reset(self, seed: int) -> None:
+        """Fresh weights, optimizer state and data order, all from ``seed``."""
+        ...
+
+    def train_step(self, lr: float) -> StepStats:
+        """Exactly one optimizer step at learning rate ``lr``."""
+        ...
+
+    def evaluate(self) -> float:
+        """Loss on the fixed validation subset (deterministic)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TraineeConfig:
+    """Options every trainee has.
+
+    Attributes:
+        total_steps: optimizer steps in one run.
+        base_lr: reference learning rate.
+        batch_size: training minibatch size.
+        weight_decay: AdamW decoupled weight decay, applied to >=2-D weights only.
+        betas: AdamW betas.
+        grad_clip: max global gradient norm (0 disables clipping).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or None for CUDA when available.
+    """
+
+    total_steps: int = 1000
+    base_lr: float = 1e-3
+    batch_size: int = 64
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.total_steps >= 1, "total_steps", self.total_steps, "an integer >= 1")
+        _check(math.isfinite(self.base_lr) and self.base_lr > 0, "base_lr", self.base_lr, "> 0")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
+        _check(all(0 <= b < 1 for b in self.betas), "betas", self.betas, "each in [0, 1)")
+        _check(self.grad_clip >= 0, "grad_clip", self.grad_clip, ">= 0 (0 disables)")
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except RuntimeError as e:
+                raise ValueError(
+                    f"device={self.device!r} is not a torch device; valid: 'cpu', 'cuda', "
+                    "'cuda:N' or None (CUDA when available)"
+                ) from e
+
+
+def _check(ok: bool, name: str, value: object, valid: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is invalid; expected {valid}")
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``name`` as a device, or CUDA when available and CPU otherwise."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def default_init_(model: nn.Module, gen: torch.Generator) -> None:
+    """PyTorch's default initialisations, drawn from ``gen`` (torchvision's for convs).
+
+    Raises:
+        TypeError: for a module with parameters of a type it does not know, so that no
+            weight is ever left uninitialised.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.in_features)
+            nn.init.uniform_(m.weight, -bound, bound, generator=gen)
+            if m.bias is not None:
+                nn.init.uniform_(m.bias, -bound, bound, generator=gen)
+        elif isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.LayerNorm):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.BatchNorm2d):
+                m.reset_running_stats()
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 1.0, generator=gen)
+        elif any(True for _ in m.parameters(recurse=False)):
+            raise TypeError(f"default_init_ does not know how to initialise {type(m).__name__}")
+
+
+def bucket_matrix(n_params: int, n_buckets: int = N_GRAD_BUCKETS) -> torch.Tensor:
+    """``(n_buckets, n_params)`` 0/1 matrix pooling parameters (in depth order) into buckets.
+
+    Parameters are split into ``n_buckets`` contiguous runs of nearly equal length; with
+    fewer parameters than buckets, neighbouring buckets share a parameter.
+    """
+    m = torch.zeros(n_buckets, n_params)
+    for b in range(n_buckets):
+        lo = b * n_params // n_buckets
+        hi = max((b + 1) * n_params // n_buckets, lo + 1)
+        m[b, lo:hi] = 1.0
+    return m
+
+
+class TorchTrainee(ABC):
+    """Shared implementation of the Trainee contract for a PyTorch model.
+
+    Subclasses build the model, draw minibatches and list the fixed validation batches;
+    this class owns seeding, AdamW, the per-step LR, clipping, gradient-norm pooling,
+    NaN handling, autocast and evaluation.
+    """
+
+    config: TraineeConfig
+    uses_dropout: bool = False  # dropout draws from the global RNG: fork it per step
+
+    def __init__(self, config: TraineeConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self._gen = torch.Generator()  # CPU: init, data order and dropout seeds
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.steps_done = 0
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer-step budget of one run."""
+        return self.config.total_steps
+
+    @property
+    def base_lr(self) -> float:
+        """The reference learning rate."""
+        return self.config.base_lr
+
+    # -- what subclasses provide -------------------------------------------------------
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """A fresh, uninitialised model (called under the meta device)."""
+
+    def init_weights(self, model: nn.Module, gen: torch.Generator) -> None:
+        """Initialise every parameter and buffer of ``model`` (on CPU) from ``gen``."""
+        default_init_(model, gen)
+
+    @abstractmethod
+    def next_batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next training minibatch ``(inputs, targets)`` on ``self.device``."""
+
+    @abstractmethod
+    def eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The fixed validation batches, always the same, on ``self.device``."""
+
+    @abstractmethod
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean loss of ``model`` on a batch."""
+
+    def reset_data(self) -> None:  # noqa: B027 - optional hook
+        """Restart the data order (called by ``reset`` after seeding)."""
+
+    # -- the contract ------------------------------------------------------------------
+    def reset(self, seed: int) -> None:
+        """Fresh weights, optimizer state and data order, all from ``seed``."""
+        self._gen.manual_seed(int(seed))
+        with torch.device("meta"):
+            model = self.build_model()
+        model = model.to_empty(device="cpu")
+        self.init_weights(model, self._gen)
+        self.model = model.to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self._params = params
+        self._buckets = bucket_matrix(len(params)).to(self.device)
+        groups = [
+            {
+                "params": [p for p in params if p.dim() >= 2],
+                "weight_decay": self.config.weight_decay,
+            },
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        self.optimizer = torch.optim.AdamW(
+            [g for g in groups if g["params"]],
+            lr=self.config.base_lr,
+            betas=self.config.betas,
+            foreach=self.device.type == "cuda",
+        )
+        self.reset_data()
+        self.steps_done = 0
+
+    def train_step(self, lr: float) -> StepStats:
+        """Exactly one AdamW step at learning rate ``lr``.
+
+        A non-finite loss or gradient is reported (``finite=False``) and the update is
+        skipped, so the weights stay as they were; nothing is raised.
+        """
+        if self.model is None or self.optimizer is None:
+            raise RuntimeError("call reset(seed) before train_step")
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"lr={lr!r} is invalid; expected a finite value >= 0")
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        x, y = self.next_batch(self._gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._dropout_rng(), self._autocast():
+            loss = self.loss(self.model, x, y)
+        loss.backward()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params]
+        sq = torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]).square()
+        total = sq.sum().sqrt()
+        summary = torch.cat(
+            [loss.detach().float().view(1), total.view(1), (self._buckets @ sq).sqrt()]
+        )
+        summary = summary.cpu().numpy().astype(np.float64)  # the one host sync per step
+        finite = bool(np.isfinite(summary).all())
+        if finite:
+            if self.config.grad_clip > 0:
+                nn.utils.clip_grads_with_norm_(self._params, self.config.grad_clip, total)
+            self.optimizer.step()
+        self.steps_done += 1
+        return StepStats(float(summary[0]), float(summary[1]), summary[2:], finite)
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean loss over the fixed validation subset (model in eval mode)."""
+        if self.model is None:
+            raise RuntimeError("call reset(seed) before evaluate")
+        self.model.eval()
+        total, count = 0.0, 0
+        with self._autocast():
+            for x, y in self.eval_batches():
+                total += float(self.loss(self.model, x, y)) * len(x)
+                count += len(x)
+        return total / count
+
+    # -- helpers -----------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _dropout_rng(self) -> Iterator[None]:
+        """Seed dropout from the private generator without disturbing the global RNG."""
+        if not self.uses_dropout:
+            yield
+            return
+        seed = int(torch.randint(0, 2**62, (1,), generator=self._gen))
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield

@@ -1,0 +1,134 @@
+"""Finding dataset files: explicit path, ``$LRGYM_DATA_DIR``, user cache, download.
+
+Every loader goes through :func:`resolve_file`, so the lookup order, the error
+for a missing file and the checksum check of a download are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+DATA_DIR_ENV = "LRGYM_DATA_DIR"
+CACHE_DIR_ENV = "LRGYM_CACHE_DIR"
+OFFLINE_ENV = "LRGYM_OFFLINE"
+
+
+class DatasetError(RuntimeError):
+    """A dataset file is missing, corrupt, truncated or fails its checksum."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """No copy of a dataset file was found and none could be downloaded."""
+
+
+def cache_dir() -> Path:
+    """The user cache: ``$LRGYM_CACHE_DIR``, else ``$XDG_CACHE_HOME/lrschedule-gym``."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser() / "lrschedule-gym"
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either nothing or all of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def candidate_paths(subdir: str, filename: str, explicit: str | Path | None) -> list[Path]:
+    """Where ``subdir/filename`` is looked for, in order (the download target is last)."""
+    paths: list[Path] = []
+    if explicit is not None:
+        p = Path(explicit).expanduser()
+        paths.append(p / filename if p.is_dir() else p)
+    if os.environ.get(DATA_DIR_ENV):
+        root = Path(os.environ[DATA_DIR_ENV]).expanduser()
+        paths += [root / subdir / filename, root / filename]
+    paths.append(cache_dir() / subdir / filename)
+    return paths
+
+
+def resolve_file(
+    subdir: str,
+    filename: str,
+    *,
+    explicit: str | Path | None = None,
+    urls: Sequence[str] = (),
+    md5: str | None = None,
+    download: bool | None = None,
+) -> Path:
+    """Return a local path to ``filename``, downloading it into the cache if needed.
+
+    Args:
+        subdir: the dataset's folder name (``mnist``, ``enwik8`` ...).
+        filename: the file inside it.
+        explicit: a file or folder given by the caller; looked at first.
+        urls: canonical source and mirrors, tried in order when no copy exists.
+        md5: digest a download must have (a local copy is checked by its loader).
+        download: allow downloading; ``None`` means yes unless ``$LRGYM_OFFLINE`` is set.
+
+    Raises:
+        DatasetNotFoundError: naming the file, every place looked, and how to provide it.
+    """
+    paths = candidate_paths(subdir, filename, explicit)
+    for p in paths:
+        if p.is_file():
+            return p
+    if download is None:
+        download = os.environ.get(OFFLINE_ENV, "") in ("", "0")
+    errors: list[str] = []
+    if download and urls:
+        target = paths[-1]
+        for url in urls:
+            try:
+                _download(url, target, md5)
+                return target
+            except (urllib.error.URLError, OSError, DatasetError) as e:
+                errors.append(f"{url}: {e}")
+    looked = "\n  ".join(str(p) for p in paths)
+    tried = ("\ndownload attempts:\n  " + "\n  ".join(errors)) if errors else ""
+    if not download:
+        tried = "\ndownloads are disabled ($LRGYM_OFFLINE is set or download=False)"
+    raise DatasetNotFoundError(
+        f"dataset file {subdir}/{filename} not found. Looked in:\n  {looked}{tried}\n"
+        f"Provide it by setting ${DATA_DIR_ENV} to a folder holding {subdir}/{filename}, "
+        f"by passing its path explicitly, or by allowing a download from "
+        f"{urls[0] if urls else 'its canonical source'}."
+    )
+
+
+def _download(url: str, target: Path, md5: str | None) -> None:
+    """Download ``url`` to ``target`` atomically, verifying ``md5`` when given."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
+                out.write(chunk)
+        if md5 is not None and (got := file_digest(Path(tmp), "md5")) != md5:
+            raise DatasetError(f"checksum mismatch: md5 {got}, expected {md5}")
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,38 @@
+"""Build a trainee from its name and config options."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+from trainees.base import TorchTrainee
+from trainees.image import MLPConfig, MLPTrainee, ResNet18Config, ResNet18Trainee
+from trainees.language import GPTConfig, GPTTrainee
+from trainees.quadratic import QuadraticConfig, QuadraticTrainee
+
+TraineeName = Literal["quadratic", "mlp", "resnet18", "gpt"]
+TRAINEES: tuple[str, ...] = get_args(TraineeName)
+
+_CLASSES = {
+    "quadratic": (QuadraticTrainee, QuadraticConfig),
+    "mlp": (MLPTrainee, MLPConfig),
+    "resnet18": (ResNet18Trainee, ResNet18Config),
+    "gpt": (GPTTrainee, GPTConfig),
+}
+
+
+def make_trainee(name: str, **options: Any) -> TorchTrainee:
+    """``make_trainee("gpt", preset="tiny")``: the trainee ``name`` with config ``options``.
+
+    Raises:
+        ValueError: an unknown trainee name or option, naming the valid ones.
+    """
+    if name not in _CLASSES:
+        raise ValueError(f"unknown trainee {name!r}; valid: {', '.join(TRAINEES)}")
+    cls, config_cls = _CLASSES[name]
+    valid = set(config_cls.__dataclass_fields__)
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} for trainee {name!r}; valid: {', '.join(sorted(valid))}"
+        )
+    return cls(config_cls(**options))

@@ -1,0 +1,146 @@
+"""Image-classification trainees on MNIST or the bundled digits: a 2-layer MLP and ResNet-18."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainees.base import TorchTrainee, TraineeConfig, _check
+from trainees.data.digits import load_digits
+from trainees.data.images import ImageDataset
+from trainees.data.mnist import load_mnist
+from trainees.resnet import ResNet18
+
+ImageDatasetName = Literal["mnist", "digits"]
+IMAGE_DATASETS: tuple[str, ...] = get_args(ImageDatasetName)
+
+
+@dataclass(frozen=True)
+class ImageTraineeConfig(TraineeConfig):
+    """Options of an image-classification trainee (see ``TraineeConfig`` for the rest).
+
+    Attributes:
+        dataset: ``mnist`` (needs the IDX files) or ``digits`` (bundled with scikit-learn).
+        data_dir: folder with the dataset files; else ``$LRGYM_DATA_DIR``, cache, download.
+        eval_samples: size of the fixed validation subset (the first images of the split),
+            small enough that an evaluation costs a few training steps.
+    """
+
+    dataset: ImageDatasetName = "mnist"
+    data_dir: str | None = None
+    eval_samples: int = 1000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.dataset in IMAGE_DATASETS, "dataset", self.dataset, f"one of {IMAGE_DATASETS}")
+        _check(self.eval_samples >= 1, "eval_samples", self.eval_samples, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class MLPConfig(ImageTraineeConfig):
+    """2-layer MLP: input -> ``hidden`` (ReLU) -> classes."""
+
+    hidden: int = 128
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.hidden >= 1, "hidden", self.hidden, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class ResNet18Config(ImageTraineeConfig):
+    """ResNet-18; ``width`` is the first stage's channels (64 in the standard network)."""
+
+    batch_size: int = 32
+    width: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.width >= 1, "width", self.width, "an integer >= 1")
+
+
+def load_image_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
+    """Load an image dataset by name."""
+    if name == "mnist":
+        return load_mnist(data_dir)
+    if name == "digits":
+        return load_digits()
+    raise ValueError(f"unknown image dataset {name!r}; valid: {', '.join(IMAGE_DATASETS)}")
+
+
+class ImageTrainee(TorchTrainee):
+    """Cross-entropy classification with epoch-wise shuffled minibatches."""
+
+    config: ImageTraineeConfig
+
+    def __init__(self, config: ImageTraineeConfig, dataset: ImageDataset | None = None) -> None:
+        super().__init__(config)
+        self.data = dataset or load_image_dataset(config.dataset, config.data_dir)
+        # uint8 on the device; normalised per batch (4x less memory than float32)
+        self._train_x = torch.tensor(self.data.train_x).to(self.device)
+        self._train_y = torch.tensor(self.data.train_y).to(self.device)
+        n_eval = min(config.eval_samples, len(self.data.val_x))
+        self._val_x = torch.tensor(self.data.val_x[:n_eval]).to(self.device)
+        self._val_y = torch.tensor(self.data.val_y[:n_eval]).to(self.device)
+        self._order = torch.empty(0, dtype=torch.long)
+        self._cursor = 0
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() / 255.0 - self.data.mean) / self.data.std
+
+    def reset_data(self) -> None:
+        self._order = torch.empty(0, dtype=torch.long)
+        self._cursor = 0
+
+    def next_batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        bs = self.config.batch_size
+        if self._cursor + bs > len(self._order):  # new epoch; the ragged tail is dropped
+            self._order = torch.randperm(len(self._train_x), generator=gen)
+            self._cursor = 0
+        idx = self._order[self._cursor : self._cursor + bs].to(self.device)
+        self._cursor += bs
+        return self._normalise(self._train_x[idx]), self._train_y[idx]
+
+    def eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        bs = 500
+        for i in range(0, len(self._val_x), bs):
+            yield self._normalise(self._val_x[i : i + bs]), self._val_y[i : i + bs]
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x).float(), y)
+
+
+class MLPTrainee(ImageTrainee):
+    """2-layer MLP on flattened images."""
+
+    config: MLPConfig
+
+    def __init__(self, config: MLPConfig | None = None, dataset: ImageDataset | None = None):
+        super().__init__(config or MLPConfig(), dataset)
+
+    def build_model(self) -> nn.Module:
+        c, h, w = self.data.image_shape
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c * h * w, self.config.hidden),
+            nn.ReLU(),
+            nn.Linear(self.config.hidden, self.data.num_classes),
+        )
+
+
+class ResNet18Trainee(ImageTrainee):
+    """ResNet-18 with a small-image stem."""
+
+    config: ResNet18Config
+
+    def __init__(self, config: ResNet18Config | None = None, dataset: ImageDataset | None = None):
+        super().__init__(config or ResNet18Config(), dataset)
+
+    def build_model(self) -> nn.Module:
+        c = self.data.image_shape[0]
+        return ResNet18(c, self.data.num_classes, self.config.width)

@@ -1,0 +1,142 @@
+"""Character-level language modelling with the GPT on tiny Shakespeare, enwik8 or text8."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from typing import Literal, get_args
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainees.base import TorchTrainee, TraineeConfig, _check
+from trainees.data.chars import CORPORA, CharCorpus, CorpusName, load_char_corpus
+from trainees.gpt import GPT, GPTModelConfig
+
+GPTPreset = Literal["tiny", "small"]
+GPT_PRESETS: tuple[str, ...] = get_args(GPTPreset)
+
+# tiny: trains on a laptop CPU in minutes; small: nanoGPT's shakespeare_char GPU reference.
+PRESETS: dict[str, dict] = {
+    "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0),
+    "small": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2),
+}
+
+
+@dataclass(frozen=True)
+class GPTConfig(TraineeConfig):
+    """GPT trainee options; ``None`` fields take the preset's value.
+
+    Attributes:
+        preset: ``tiny`` (CPU) or ``small`` (GPU reference).
+        dataset: ``shakespeare_char``, ``enwik8`` or ``text8``.
+        data_dir: folder with the corpus (prepared or raw); else ``$LRGYM_DATA_DIR``, ...
+        eval_batches: number of fixed validation batches of ``batch_size`` windows each.
+        n_layer, n_head, n_embd, block_size, dropout: architecture overrides.
+    """
+
+    preset: GPTPreset = "tiny"
+    dataset: CorpusName = "shakespeare_char"
+    data_dir: str | None = None
+    eval_batches: int = 4
+    total_steps: int = 2000
+    batch_size: int | None = None  # type: ignore[assignment]
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)  # beta2 0.99: few tokens per step (nanoGPT)
+    n_layer: int | None = None
+    n_head: int | None = None
+    n_embd: int | None = None
+    block_size: int | None = None
+    dropout: float | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.preset in GPT_PRESETS, "preset", self.preset, f"one of {GPT_PRESETS}")
+        _check(self.dataset in CORPORA, "dataset", self.dataset, f"one of {CORPORA}")
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        super().__post_init__()
+        _check(self.eval_batches >= 1, "eval_batches", self.eval_batches, "an integer >= 1")
+        _check(self.block_size >= 1, "block_size", self.block_size, "an integer >= 1")
+
+    def model_config(self, vocab_size: int) -> GPTModelConfig:
+        """The architecture for a vocabulary of ``vocab_size`` tokens."""
+        names = {f.name for f in fields(GPTModelConfig)} - {"vocab_size", "bias"}
+        return GPTModelConfig(vocab_size=vocab_size, **{n: getattr(self, n) for n in names})
+
+
+class GPTTrainee(TorchTrainee):
+    """Next-character prediction on random windows of the training split (as nanoGPT)."""
+
+    config: GPTConfig
+
+    def __init__(self, config: GPTConfig | None = None, corpus: CharCorpus | None = None):
+        config = config or GPTConfig()
+        super().__init__(config)
+        self.corpus = corpus or load_char_corpus(config.dataset, data_dir=config.data_dir)
+        self.model_config = config.model_config(self.corpus.vocab_size)
+        self.uses_dropout = self.model_config.dropout > 0
+        T = config.block_size
+        for split in ("train", "val"):
+            n = len(getattr(self.corpus, split))
+            if n < T + 2:
+                raise ValueError(f"{split} split has {n} tokens; block_size={T} needs >= {T + 2}")
+        self._window = np.arange(T + 1)
+        n_eval = config.eval_batches * config.batch_size
+        starts = np.linspace(0, len(self.corpus.val) - T - 1, n_eval).astype(np.int64)
+        self._val_windows = self._windows(self.corpus.val, starts)
+        self._sample_gen = torch.Generator()
+
+    def _windows(self, data: np.ndarray, starts: np.ndarray) -> torch.Tensor:
+        """``(len(starts), T + 1)`` int64 token windows on the device."""
+        return torch.from_numpy(data[starts[:, None] + self._window].astype(np.int64)).to(
+            self.device
+        )
+
+    def build_model(self) -> nn.Module:
+        return GPT(self.model_config)
+
+    def init_weights(self, model: nn.Module, gen: torch.Generator) -> None:
+        model.init_weights(gen)
+
+    def reset(self, seed: int) -> None:
+        super().reset(seed)
+        self._sample_gen.manual_seed(int(seed))
+
+    def next_batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        high = len(self.corpus.train) - self.config.block_size - 1
+        starts = torch.randint(0, high + 1, (self.config.batch_size,), generator=gen).numpy()
+        w = self._windows(self.corpus.train, starts)
+        return w[:, :-1], w[:, 1:]
+
+    def eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        bs = self.config.batch_size
+        for i in range(0, len(self._val_windows), bs):
+            w = self._val_windows[i : i + bs]
+            yield w[:, :-1], w[:, 1:]
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = model(x)
+        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+    @torch.no_grad()
+    def generate(
+        self, n_tokens: int, *, temperature: float = 1.0, top_k: int | None = None
+    ) -> np.ndarray:
+        """Sample ``n_tokens`` token ids after a one-token prompt (id 0), for speed metrics.
+
+        Sampling uses its own generator (seeded by ``reset``) so it never changes training.
+        """
+        if self.model is None:
+            raise RuntimeError("call reset(seed) before generate")
+        if n_tokens < 1 or temperature <= 0:
+            raise ValueError(f"n_tokens={n_tokens} must be >= 1 and temperature={temperature} > 0")
+        self.model.eval()
+        prompt = torch.zeros((1, 1), dtype=torch.long, device=self.device)
+        with self._autocast():
+            out = self.model.generate(
+                prompt, n_tokens, temperature=temperature, top_k=top_k, generator=self._sample_gen
+            )
+        return out[0, 1:].cpu().numpy()

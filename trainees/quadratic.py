@@ -1,0 +1,74 @@
+"""A tiny synthetic trainee: noisy linear regression, for fast tests of code above trainees.
+
+Targets are ``y = X w* + noise`` with Gaussian inputs. The problem (``w*`` and the
+validation set) is fixed by ``problem_seed``; ``reset(seed)`` only changes the
+initial weights and the training minibatches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainees.base import TorchTrainee, TraineeConfig, _check
+
+
+@dataclass(frozen=True)
+class QuadraticConfig(TraineeConfig):
+    """Options of the linear-regression trainee.
+
+    Attributes:
+        dim: input dimension.
+        noise: standard deviation of the target noise.
+        problem_seed: fixes ``w*`` and the validation set.
+        val_samples: size of the fixed validation set.
+    """
+
+    total_steps: int = 200
+    base_lr: float = 0.05
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    dim: int = 8
+    noise: float = 0.1
+    problem_seed: int = 0
+    val_samples: int = 256
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.dim >= 1, "dim", self.dim, "an integer >= 1")
+        _check(self.noise >= 0, "noise", self.noise, ">= 0")
+        _check(self.val_samples >= 1, "val_samples", self.val_samples, "an integer >= 1")
+
+
+class QuadraticTrainee(TorchTrainee):
+    """Mean-squared-error linear regression; the loss is a noisy quadratic of the weights."""
+
+    config: QuadraticConfig
+
+    def __init__(self, config: QuadraticConfig | None = None) -> None:
+        super().__init__(config or QuadraticConfig())
+        g = torch.Generator().manual_seed(self.config.problem_seed)
+        d = self.config.dim
+        self._w_star = torch.randn(d, 1, generator=g)
+        self._val = self._sample(self.config.val_samples, g)
+
+    def _sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(n, self.config.dim, generator=gen)
+        y = x @ self._w_star + self.config.noise * torch.randn(n, 1, generator=gen)
+        return x.to(self.device), y.to(self.device)
+
+    def build_model(self) -> nn.Module:
+        return nn.Linear(self.config.dim, 1)
+
+    def next_batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._sample(self.config.batch_size, gen)
+
+    def eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        yield self._val
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(model(x).float(), y)
