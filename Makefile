@@ -1,0 +1,35 @@
+# Each target does all the set-up it needs on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench clean
+
+install: $(STAMP)
+
+# torch first, pinned: a range admitted by the local 2.13.0 CPU build installs nothing more,
+# whereas letting a dependency pull torch would download a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# The main job on the bundled digits data, offline.
+demo: $(STAMP)
+	LRGYM_OFFLINE=1 $(PY) scripts/train_trainee.py --trainee mlp --dataset digits --steps 300
+
+bench: $(STAMP)
+	$(PY) scripts/bench_trainees.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

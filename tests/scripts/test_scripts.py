@@ -1,0 +1,65 @@
+"""End-to-end smoke tests: the real scripts, run as a user runs them, with tiny budgets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(name: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_train_trainee_writes_losses_plot_and_tensorboard(tmp_path):
+    out = run_script(
+        "train_trainee.py", "--trainee", "mlp", "--dataset", "digits",
+        "--steps", "60", "--eval-every", "20", "--out", str(tmp_path),
+    )  # fmt: skip
+    (folder,) = tmp_path.glob("mlp-digits__train_trainee__0__*")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    rows = list(csv.DictReader(open(folder / "losses.csv")))
+    assert [int(r["step"]) for r in rows] == [0, 20, 40, 60]
+    assert float(rows[-1]["val_loss"]) < 0.5 * float(rows[0]["val_loss"])
+    assert metrics["best_val_loss"] == pytest.approx(min(float(r["val_loss"]) for r in rows))
+    assert (folder / "losses.png").stat().st_size > 1000
+    assert list(folder.glob("events.out.tfevents.*"))
+    assert "best val loss" in out
+
+
+@pytest.mark.slow
+def test_bench_trainees_writes_json(tmp_path, monkeypatch):
+    out = tmp_path / "bench.json"
+    run_script(
+        "bench_trainees.py", "--trainees", "quadratic", "mlp", "--image-dataset", "digits",
+        "--steps", "3", "--warmup", "1", "--out", str(out),
+    )  # fmt: skip
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"quadratic", "mlp"}
+    for r in report["results"].values():
+        assert r["ms_per_step_median"] > 0 and r["timed_steps"] == 3
+
+
+@pytest.mark.slow
+def test_bad_argument_is_a_clear_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_trainee.py"), "--trainee", "lstm"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "--trainee 'lstm' is invalid; valid: quadratic, mlp, resnet18, gpt" in proc.stderr
