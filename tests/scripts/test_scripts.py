@@ -33,7 +33,8 @@ def test_train_trainee_writes_losses_plot_and_tensorboard(tmp_path):
     )  # fmt: skip
     (folder,) = tmp_path.glob("mlp-digits__train_trainee__0__*")
     metrics = json.loads((folder / "metrics.json").read_text())
-    rows = list(csv.DictReader(open(folder / "losses.csv")))
+    with open(folder / "losses.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [0, 20, 40, 60]
     assert float(rows[-1]["val_loss"]) < 0.5 * float(rows[0]["val_loss"])
     assert metrics["best_val_loss"] == pytest.approx(min(float(r["val_loss"]) for r in rows))

@@ -1,0 +1,83 @@
+"""The observation: a window of the most recent optimizer steps, one row per step."""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from trainees.base import N_GRAD_BUCKETS
+
+LOG_BOUND = 20.0  # log-ratio features are clipped to [-20, 20] (a factor of ~5e8)
+FEATURES: tuple[str, ...] = (
+    "remaining_fraction",
+    "log_train_loss",
+    "log_val_loss",
+    "val_staleness",
+    *(f"log_grad_norm_{i}" for i in range(N_GRAD_BUCKETS)),
+    "log_lr_multiplier",
+    "mask",
+)
+_UNIT = {"remaining_fraction", "val_staleness", "mask"}  # features in [0, 1]
+
+
+class ObservationBuilder:
+    """Keeps the last ``window`` rows and turns raw training signals into bounded features.
+
+    Loss features are ``log(loss / loss0)`` with ``loss0`` the validation loss of the
+    freshly initialised model; gradient features are ``log(norm / norm0)`` with ``norm0``
+    the first step's norms. Rows are appended once per action (vectorised).
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        low = np.array([0.0 if f in _UNIT else -LOG_BOUND for f in FEATURES], np.float32)
+        high = np.array([1.0 if f in _UNIT else LOG_BOUND for f in FEATURES], np.float32)
+        self.low, self.high = low, high
+        self.space = spaces.Box(
+            np.tile(low, (window, 1)), np.tile(high, (window, 1)), dtype=np.float32
+        )
+        self._buf = np.zeros((window, len(FEATURES)), np.float32)
+        self.loss0 = 1.0
+        self.grad0: np.ndarray | None = None
+
+    def reset(self, loss0: float) -> np.ndarray:
+        """Start a run: all rows padding but one for step 0 (full budget, base LR)."""
+        self.loss0 = loss0
+        self.grad0 = None
+        self._buf[:] = 0.0
+        self._buf[-1, 0] = 1.0  # remaining fraction
+        self._buf[-1, -1] = 1.0  # mask
+        return self._buf.copy()
+
+    def append(
+        self,
+        remaining: np.ndarray,
+        train_loss: np.ndarray,
+        val_loss: np.ndarray,
+        staleness: np.ndarray,
+        grad_norms: np.ndarray,
+        lr_mult: float,
+    ) -> np.ndarray:
+        """Add ``k`` rows (arrays of length ``k``; grad norms ``(k, N_GRAD_BUCKETS)``)."""
+        k = len(train_loss)
+        if self.grad0 is None:
+            self.grad0 = np.maximum(grad_norms[0], 1e-12)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rows = np.column_stack(
+                [
+                    remaining,
+                    np.log(train_loss / self.loss0),
+                    np.log(val_loss / self.loss0),
+                    staleness,
+                    np.log(grad_norms / self.grad0),
+                    np.full(k, np.log(lr_mult)),
+                    np.ones(k),
+                ]
+            )
+        # a diverged step's NaN/inf becomes the bound it ran towards, so rows stay in the space
+        rows = np.nan_to_num(rows, nan=LOG_BOUND, posinf=LOG_BOUND, neginf=-LOG_BOUND)
+        rows = np.clip(rows, self.low, self.high)
+        k = min(k, self.window)
+        self._buf[:-k] = self._buf[k:]
+        self._buf[-k:] = rows[-k:]
+        return self._buf.copy()
