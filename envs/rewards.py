@@ -7,6 +7,7 @@ data enters a reward; the test split never does.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,5 +92,4 @@ def make_reward(
     unknown = sorted(set(params or {}) - set(valid))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for reward {name!r}; valid: {valid}")
-    params = dict(params or {})
-    return lambda r: fn(r, **params)
+    return functools.partial(fn, **(params or {}))  # a partial pickles; a lambda does not

@@ -20,19 +20,28 @@ _CLASSES = {
 }
 
 
+def trainee_options(name: str) -> frozenset[str]:
+    """The config options of trainee ``name``.
+
+    Raises:
+        ValueError: an unknown trainee name, naming the valid ones.
+    """
+    if name not in _CLASSES:
+        raise ValueError(f"unknown trainee {name!r}; valid: {', '.join(TRAINEES)}")
+    return frozenset(_CLASSES[name][1].__dataclass_fields__)
+
+
 def make_trainee(name: str, **options: Any) -> TorchTrainee:
     """``make_trainee("gpt", preset="tiny")``: the trainee ``name`` with config ``options``.
 
     Raises:
         ValueError: an unknown trainee name or option, naming the valid ones.
     """
-    if name not in _CLASSES:
-        raise ValueError(f"unknown trainee {name!r}; valid: {', '.join(TRAINEES)}")
-    cls, config_cls = _CLASSES[name]
-    valid = set(config_cls.__dataclass_fields__)
+    valid = trainee_options(name)
     unknown = sorted(set(options) - valid)
     if unknown:
         raise ValueError(
             f"unknown option(s) {unknown} for trainee {name!r}; valid: {', '.join(sorted(valid))}"
         )
+    cls, config_cls = _CLASSES[name]
     return cls(config_cls(**options))

@@ -1,0 +1,328 @@
+"""LRScheduleEnv: one training run of a trainee as a partially observable MDP."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
+
+import gymnasium as gym
+import numpy as np
+
+from envs.actions import ContinuousLogMultiplier, DiscreteFactors
+from envs.observation import ObservationBuilder
+from envs.rewards import REWARDS, RewardInputs, RewardName, make_reward
+from trainees import TorchTrainee, make_trainee
+from trainees.base import N_GRAD_BUCKETS
+from trainees.factory import trainee_options
+
+ActionType = Literal["continuous", "discrete"]
+ACTION_TYPES: tuple[str, ...] = get_args(ActionType)
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Options of the environment (the trainee's options are separate).
+
+    Attributes:
+        steps_per_action: optimizer steps run at the LR one action sets.
+        eval_every: optimizer steps between validation evaluations.
+        window: optimizer steps (rows) in an observation.
+        action_type: ``continuous`` log-multiplier of base_lr, or ``discrete`` factors.
+        min_lr_mult, max_lr_mult: the LR is kept in ``[min, max] * base_lr``.
+        factors: multiplicative LR factors of the discrete actions.
+        initial_lr_mult: LR multiplier before the first discrete action.
+        reward: reward preset (stability, neg_val_loss, val_improvement, best_minus_val).
+        reward_params: keyword parameters of the reward preset.
+        divergence_penalty: reward of the step in which training diverged.
+        inference_tokens: tokens generated at episode end to measure a GPT's tokens/s.
+    """
+
+    steps_per_action: int = 16
+    eval_every: int = 64
+    window: int = 512
+    action_type: ActionType = "continuous"
+    min_lr_mult: float = 1e-3
+    max_lr_mult: float = 10.0
+    factors: tuple[float, ...] = (0.9, 1.0, 1.1)
+    initial_lr_mult: float = 1.0
+    reward: RewardName = "stability"
+    reward_params: dict[str, float] | None = None
+    divergence_penalty: float = -10.0
+    inference_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, name: str, valid: str) -> None:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; expected {valid}")
+
+        check(self.steps_per_action >= 1, "steps_per_action", "an integer >= 1")
+        check(self.eval_every >= 1, "eval_every", "an integer >= 1")
+        check(self.window >= 1, "window", "an integer >= 1")
+        check(self.action_type in ACTION_TYPES, "action_type", f"one of {ACTION_TYPES}")
+        check(0 < self.min_lr_mult <= 1, "min_lr_mult", "in (0, 1]")
+        check(self.max_lr_mult >= 1 and math.isfinite(self.max_lr_mult), "max_lr_mult", ">= 1")
+        check(
+            len(self.factors) >= 1 and all(f > 0 and math.isfinite(f) for f in self.factors),
+            "factors",
+            "a non-empty tuple of positive factors",
+        )
+        check(
+            self.min_lr_mult <= self.initial_lr_mult <= self.max_lr_mult,
+            "initial_lr_mult",
+            f"in [min_lr_mult, max_lr_mult] = [{self.min_lr_mult}, {self.max_lr_mult}]",
+        )
+        check(self.reward in REWARDS, "reward", f"one of {REWARDS}")
+        check(math.isfinite(self.divergence_penalty), "divergence_penalty", "a finite number")
+        check(self.inference_tokens >= 0, "inference_tokens", ">= 0")
+        make_reward(self.reward, self.reward_params)  # validates the parameters
+
+
+ENV_OPTIONS = frozenset(f.name for f in fields(EnvConfig))
+
+
+class LRScheduleEnv(gym.Env):
+    """Choose the learning rate of a neural network's training run, step by step.
+
+    ## Description
+
+    One episode is one complete training run of a *trainee* (an MLP or ResNet-18 on
+    MNIST, a GPT on a character corpus, or a synthetic regression). Each ``step``
+    sets the learning rate and runs ``steps_per_action`` AdamW steps at exactly that
+    LR; every ``eval_every`` optimizer steps the model is evaluated on a fixed
+    validation subset. The agent sees a window of recent training signals, not the
+    weights: the problem is partially observable.
+
+    ## Action Space
+
+    - ``action_type="continuous"`` (default): ``Box(log(min_lr_mult), log(max_lr_mult), (1,))``,
+      ``lr = base_lr * exp(a)``; by default ``lr`` is in ``[1e-3, 10] * base_lr``.
+      Out-of-range values are clipped to the bounds; a NaN action raises ``ValueError``.
+      (Wrap with ``gymnasium.wrappers.RescaleAction`` for a ``[-1, 1]`` space.)
+    - ``action_type="discrete"``: ``Discrete(len(factors))``; action ``i`` multiplies the
+      current LR by ``factors[i]`` (default x0.9, x1.0, x1.1), clipped to the same bounds.
+      The first LR is ``initial_lr_mult * base_lr``.
+
+    ## Observation Space
+
+    ``Box(window, 10)`` float32, one row per optimizer step, oldest first; rows before
+    the run began are zeros (mask 0). ``loss0`` is the validation loss of the freshly
+    initialised model; ``norm0`` the gradient norms of the first step.
+
+    | column | feature | range |
+    |---|---|---|
+    | 0 | remaining budget fraction after the step | [0, 1] |
+    | 1 | log(train minibatch loss / loss0) | [-20, 20] |
+    | 2 | log(last validation loss / loss0) | [-20, 20] |
+    | 3 | staleness of that evaluation: steps since it / eval_every | [0, 1] |
+    | 4-7 | log(gradient norm / norm0) in 4 depth buckets, shallow to deep | [-20, 20] |
+    | 8 | log(LR / base_lr) | [-20, 20] |
+    | 9 | mask: 1 for a real row, 0 for padding | [0, 1] |
+
+    Values are clipped into the bounds (a diverged step's NaN/inf becomes the bound).
+    The reset observation holds one row, for step 0.
+
+    ## Rewards
+
+    Presets over the losses normalised by ``loss0`` (validation data only):
+
+    | reward | per env step |
+    |---|---|
+    | ``stability`` (default) | ``-mean_t[1·max(0, Δtrain_t) + 0.5·train_t + 0.5·val_t]`` over the step's optimizer steps |
+    | ``neg_val_loss`` | ``-val`` (latest evaluation) |
+    | ``val_improvement`` | ``max(0, best_before - val)`` if the step evaluated, else 0 |
+    | ``best_minus_val`` | ``1·(best - val) + 0.1·remaining fraction`` |
+
+    Weights are set with ``reward_params``. A diverged step earns ``divergence_penalty``
+    (-10) instead.
+
+    ## Starting State
+
+    ``reset(seed=...)`` draws a trainee seed from the env's ``np_random``, then
+    initialises weights, optimizer state and data order from it and evaluates once
+    (``loss0``). The same seed gives the same episode, bit for bit, on CPU.
+
+    ## Episode End
+
+    - Terminated: the budget of ``total_steps`` optimizer steps is spent (the remaining
+      fraction is observed, so this is termination, not truncation).
+    - Terminated: training diverged, i.e. a non-finite loss or gradient (the update is
+      skipped) or validation loss. ``info["diverged"]`` is True and the reward is the
+      penalty; nothing is raised, and ``reset()`` starts a fresh run.
+
+    ``info`` has ``lr``, ``train_loss`` (not at reset), ``val_loss``, ``best_val_loss``, ``step`` and
+    ``diverged``; at episode end also ``final_train_loss`` (mean minibatch loss of the
+    last env step), ``total_train_time`` (seconds in training and evaluation) and, for a
+    GPT, ``avg_inference_tokens_per_second``.
+
+    ## Arguments
+
+    ``LRScheduleEnv(trainee="mlp", **options)``, where ``trainee`` is a name
+    (``quadratic``, ``mlp``, ``resnet18``, ``gpt``) or a trainee instance, and options
+    are ``EnvConfig`` fields or the trainee config's fields (``total_steps``,
+    ``dataset``, ``preset``, ``base_lr``, ``data_dir``...). An unknown option or value
+    is a ``ValueError`` that names the valid ones. Registered ids::
+
+        gym.make("LRSchedule-MLP-v0")                      # MLP on MNIST
+        gym.make("LRSchedule-ResNet18-v0")                 # ResNet-18 on MNIST
+        gym.make("LRSchedule-GPT-v0", dataset="enwik8", preset="small")
+        gym.make("LRSchedule-Quadratic-v0")                # synthetic, for fast tests
+
+    ## Version History
+
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
+
+    def __init__(self, trainee: str | TorchTrainee = "mlp", **options: Any) -> None:
+        env_options = {k: v for k, v in options.items() if k in ENV_OPTIONS}
+        trainee_options = {k: v for k, v in options.items() if k not in ENV_OPTIONS}
+        if isinstance(trainee, str):
+            self._check_options(trainee, trainee_options)
+            trainee = make_trainee(trainee, **trainee_options)
+        elif trainee_options:
+            raise ValueError(
+                f"unknown option(s) {sorted(trainee_options)}; valid: {sorted(ENV_OPTIONS)}"
+            )
+        self.config = cfg = EnvConfig(**env_options)
+        self.trainee = trainee
+        self.reward_fn = make_reward(cfg.reward, cfg.reward_params)
+        if cfg.action_type == "continuous":
+            self.actions = ContinuousLogMultiplier(cfg.min_lr_mult, cfg.max_lr_mult)
+        else:
+            self.actions = DiscreteFactors(
+                cfg.factors, cfg.min_lr_mult, cfg.max_lr_mult, cfg.initial_lr_mult
+            )
+        self.obs_builder = ObservationBuilder(cfg.window)
+        self.action_space = self.actions.space
+        self.observation_space = self.obs_builder.space
+        self._done = True
+
+    @staticmethod
+    def _check_options(name: str, options: dict[str, Any]) -> None:
+        valid = trainee_options(name)
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {unknown} for LRScheduleEnv with trainee {name!r}; "
+                f"valid env options: {sorted(ENV_OPTIONS)}; valid trainee options: {sorted(valid)}"
+            )
+
+    # -- gymnasium API ---------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        t0 = time.perf_counter()
+        self.trainee.reset(int(self.np_random.integers(0, 2**31 - 1)))
+        self.loss0 = self.trainee.evaluate()
+        self._train_time = time.perf_counter() - t0
+        self.lr_mult = self.actions.initial_multiplier()
+        self.val_loss = self.best_val = self.loss0
+        self.last_eval_step = 0
+        self.prev_train = 1.0  # normalised: the first minibatch loss is compared with loss0
+        self._last_losses: np.ndarray | None = None  # no minibatch yet
+        self._done = False
+        obs = self.obs_builder.reset(self.loss0)
+        return obs, self._info(diverged=False)
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise RuntimeError("the episode has ended; call reset() before step()")
+        self.lr_mult = self.actions.multiplier(action, self.lr_mult)
+        lr = self.lr_mult * self.trainee.base_lr
+        best_before = self.best_val
+        k, losses, grads, vals, evals_at, diverged = self._train(lr)
+        total = self.trainee.total_steps
+        done_steps = self.trainee.steps_done
+        steps = np.arange(done_steps - k + 1, done_steps + 1)
+        obs = self.obs_builder.append(
+            remaining=(total - steps) / total,
+            train_loss=losses,
+            val_loss=vals,
+            staleness=np.minimum((steps - evals_at) / self.config.eval_every, 1.0),
+            grad_norms=grads,
+            lr_mult=self.lr_mult,
+        )
+        terminated = diverged or done_steps >= total
+        if diverged:
+            reward = self.config.divergence_penalty
+        else:
+            inputs = RewardInputs(
+                train=losses / self.loss0,
+                prev_train=self.prev_train,
+                val=vals / self.loss0,
+                best_before=best_before / self.loss0,
+                best_after=self.best_val / self.loss0,
+                evaluated=bool(evals_at[-1] > done_steps - k),
+                remaining=(total - done_steps) / total,
+            )
+            reward = float(self.reward_fn(inputs))
+            self.prev_train = float(inputs.train[-1])
+        self._last_losses = losses
+        self._done = terminated
+        info = self._info(diverged)
+        if terminated:
+            info.update(self._final_info())
+        return obs, reward, terminated, False, info
+
+    # -- internals -------------------------------------------------------------------------
+    def _train(self, lr: float):
+        """Run up to ``steps_per_action`` optimizer steps at ``lr`` (the hot loop)."""
+        trainee, cfg = self.trainee, self.config
+        n = min(cfg.steps_per_action, trainee.total_steps - trainee.steps_done)
+        losses = np.empty(n)
+        grads = np.empty((n, N_GRAD_BUCKETS))
+        vals = np.empty(n)
+        evals_at = np.empty(n, dtype=np.int64)
+        diverged = False
+        t0 = time.perf_counter()
+        k = 0
+        while k < n:
+            stats = trainee.train_step(lr)
+            losses[k], grads[k] = stats.loss, stats.grad_norms
+            step = trainee.steps_done
+            if not stats.finite:
+                diverged = True
+            elif step % cfg.eval_every == 0 or step == trainee.total_steps:
+                self.val_loss = trainee.evaluate()
+                self.last_eval_step = step
+                if math.isfinite(self.val_loss):
+                    self.best_val = min(self.best_val, self.val_loss)
+                else:
+                    diverged = True
+            vals[k], evals_at[k] = self.val_loss, self.last_eval_step
+            k += 1
+            if diverged:
+                break
+        self._train_time += time.perf_counter() - t0
+        return k, losses[:k], grads[:k], vals[:k], evals_at[:k], diverged
+
+    def _info(self, diverged: bool) -> dict[str, Any]:
+        info = {
+            "lr": self.lr_mult * self.trainee.base_lr,
+            "val_loss": float(self.val_loss),
+            "best_val_loss": float(self.best_val),
+            "step": self.trainee.steps_done,
+            "diverged": diverged,
+        }
+        if self._last_losses is not None:  # absent at reset: no minibatch yet
+            info["train_loss"] = float(self._last_losses[-1])
+        return info
+
+    def _final_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "final_train_loss": float(np.mean(self._last_losses)),
+            "best_val_loss": float(self.best_val),
+            "total_train_time": self._train_time,
+        }
+        generate = getattr(self.trainee, "generate", None)
+        if generate is not None and self.config.inference_tokens > 0:
+            t0 = time.perf_counter()
+            generate(self.config.inference_tokens)
+            info["avg_inference_tokens_per_second"] = self.config.inference_tokens / (
+                time.perf_counter() - t0
+            )
+        return info

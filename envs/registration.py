@@ -1,0 +1,33 @@
+"""Registered environment ids, loaded by gymnasium through the ``gymnasium.envs`` entry point.
+
+``import gymnasium`` calls :func:`register_envs`, so ``gym.make("LRSchedule-GPT-v0")``
+works after ``pip install`` without importing this package. Horizons are chosen so
+that an episode takes well under a minute on a CPU for the MLP and the tiny GPT.
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+ENTRY_POINT = "envs.lrschedule_env:LRScheduleEnv"
+
+ENV_SPECS: dict[str, dict] = {
+    # 2,000 steps of the MLP on MNIST: about 5 s on a 2-core CPU
+    "LRSchedule-MLP-v0": dict(trainee="mlp", dataset="mnist", total_steps=2000),
+    # ResNet-18 costs ~0.4 s per step on a 2-core CPU: a short run by default
+    "LRSchedule-ResNet18-v0": dict(trainee="resnet18", dataset="mnist", total_steps=500),
+    "LRSchedule-GPT-v0": dict(
+        trainee="gpt", dataset="shakespeare_char", preset="tiny", total_steps=2000
+    ),
+    # synthetic linear regression, seconds per episode: for tests and quick experiments
+    "LRSchedule-Quadratic-v0": dict(
+        trainee="quadratic", total_steps=256, steps_per_action=8, eval_every=16, window=64
+    ),
+}
+
+
+def register_envs() -> None:
+    """Register every id in ``ENV_SPECS`` (ids already registered are left alone)."""
+    for env_id, kwargs in ENV_SPECS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=ENTRY_POINT, kwargs=kwargs)

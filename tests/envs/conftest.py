@@ -1,0 +1,29 @@
+import pytest
+
+from trainees.data.chars import prepare_bytes
+
+TEXT = "KING:\nWhat say you, cousin? Speak, and speak the truth.\n" * 80
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory):
+    """A small character corpus in nanoGPT's prepared layout."""
+    folder = tmp_path_factory.mktemp("corpus")
+    prepare_bytes(TEXT.encode(), folder, (0.9, 0.1))
+    return str(folder)
+
+
+def tiny_kwargs(env_id: str, corpus_dir: str) -> dict:
+    """Tiny budgets and small data for each registered id."""
+    return {
+        "LRSchedule-MLP-v0": dict(dataset="digits", total_steps=48),
+        "LRSchedule-ResNet18-v0": dict(dataset="digits", total_steps=12, batch_size=8, width=8),
+        "LRSchedule-GPT-v0": dict(
+            data_dir=corpus_dir,
+            total_steps=24,
+            steps_per_action=4,
+            eval_every=8,
+            inference_tokens=8,
+        ),
+        "LRSchedule-Quadratic-v0": dict(),
+    }[env_id]
