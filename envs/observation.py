@@ -37,6 +37,7 @@ class ObservationBuilder:
             np.tile(low, (window, 1)), np.tile(high, (window, 1)), dtype=np.float32
         )
         self._buf = np.zeros((window, len(FEATURES)), np.float32)
+        self._log_cols = np.array([f.startswith("log_") for f in FEATURES[1:-1]])
         self.loss0 = 1.0
         self.grad0: np.ndarray | None = None
 
@@ -58,26 +59,28 @@ class ObservationBuilder:
         grad_norms: np.ndarray,
         lr_mult: float,
     ) -> np.ndarray:
-        """Add ``k`` rows (arrays of length ``k``; grad norms ``(k, N_GRAD_BUCKETS)``)."""
-        k = len(train_loss)
+        """Add ``k`` rows (arrays of length ``k``; grad norms ``(k, N_GRAD_BUCKETS)``).
+
+        Rows are written in place into the window (no temporaries): this runs once per
+        action, between training steps, so it is kept to a handful of numpy calls.
+        """
         if self.grad0 is None:
             self.grad0 = np.maximum(grad_norms[0], 1e-12)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rows = np.column_stack(
-                [
-                    remaining,
-                    np.log(train_loss / self.loss0),
-                    np.log(val_loss / self.loss0),
-                    staleness,
-                    np.log(grad_norms / self.grad0),
-                    np.full(k, np.log(lr_mult)),
-                    np.ones(k),
-                ]
-            )
+        w = min(len(train_loss), self.window)
+        buf = self._buf
+        buf[:-w] = buf[w:]
+        new = buf[-w:]
+        new[:, 0] = remaining[-w:]
+        new[:, 1] = train_loss[-w:]
+        new[:, 2] = val_loss[-w:]
+        new[:, 1:3] /= self.loss0
+        new[:, 3] = staleness[-w:]
+        new[:, 4:-2] = grad_norms[-w:] / self.grad0
+        new[:, -2] = lr_mult
+        new[:, -1] = 1.0
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            np.log(new[:, 1:-1], out=new[:, 1:-1], where=self._log_cols)
         # a diverged step's NaN/inf becomes the bound it ran towards, so rows stay in the space
-        rows = np.nan_to_num(rows, nan=LOG_BOUND, posinf=LOG_BOUND, neginf=-LOG_BOUND)
-        rows = np.clip(rows, self.low, self.high)
-        k = min(k, self.window)
-        self._buf[:-k] = self._buf[k:]
-        self._buf[-k:] = rows[-k:]
-        return self._buf.copy()
+        np.nan_to_num(new, copy=False, nan=LOG_BOUND, posinf=LOG_BOUND, neginf=-LOG_BOUND)
+        np.clip(new, self.low, self.high, out=new)
+        return buf.copy()

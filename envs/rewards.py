@@ -49,9 +49,8 @@ def stability(
 
     Penalises loss spikes (the sign of too high an LR) as well as high losses.
     """
-    deltas = np.diff(r.train, prepend=r.prev_train)
-    per_step = increase * np.maximum(0.0, deltas) + train * r.train + val * r.val
-    return -float(per_step.mean())
+    rises = np.diff(r.train, prepend=r.prev_train).clip(min=0.0).sum()
+    return -float(increase * rises + train * r.train.sum() + val * r.val.sum()) / len(r.train)
 
 
 def neg_val_loss(r: RewardInputs) -> float:

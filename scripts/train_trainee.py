@@ -46,7 +46,7 @@ class Args:
 
 
 def main(args: Args) -> dict:
-    """Train, log to TensorBoard, write ``losses.csv``/``losses.png``/``metrics.json``."""
+    """Train, log to TensorBoard, write ``losses.csv`` (every step), ``losses.png``, ``metrics.json``."""
     if args.trainee not in TRAINEES:
         raise ValueError(f"--trainee {args.trainee!r} is invalid; valid: {', '.join(TRAINEES)}")
     options = {"total_steps": args.steps}
@@ -58,24 +58,25 @@ def main(args: Args) -> dict:
     folder = run_dir(args.out, f"{args.trainee}-{args.dataset}", "train_trainee", args.seed)
     writer = SummaryWriter(folder)
     writer.add_text("hyperparameters", "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
-    rows = [{"step": 0, "train_loss": float("nan"), "val_loss": trainee.evaluate()}]
+    rows = [{"step": 0, "train_loss": "", "val_loss": trainee.evaluate()}]  # one per step
     print(f"step {0:5d}  val {rows[0]['val_loss']:.4f}")
     for step in tqdm(range(1, args.steps + 1), desc=f"{args.trainee} lr={lr:.2e}", leave=False):
         stats = trainee.train_step(lr)
         writer.add_scalar("train/loss", stats.loss, step)
+        rows.append({"step": step, "train_loss": stats.loss, "val_loss": ""})
         if not stats.finite:
             print(f"step {step:5d}  training diverged (non-finite loss or gradient)")
             break
         if step % args.eval_every == 0 or step == args.steps:
-            val = trainee.evaluate()
+            rows[-1]["val_loss"] = val = trainee.evaluate()
             writer.add_scalar("val/loss", val, step)
-            rows.append({"step": step, "train_loss": stats.loss, "val_loss": val})
             tqdm.write(f"step {step:5d}  train {stats.loss:.4f}  val {val:.4f}")
     writer.close()
+    evals = [r for r in rows if r["val_loss"] != ""]
     metrics = {
         "args": asdict(args),
         "final_train_loss": rows[-1]["train_loss"],
-        "best_val_loss": min(r["val_loss"] for r in rows),
+        "best_val_loss": min(r["val_loss"] for r in evals),
         "run_dir": str(folder),
     }
     write_csv(folder / "losses.csv", rows)
@@ -87,9 +88,12 @@ def main(args: Args) -> dict:
 
 def _plot(rows: list[dict], path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
-    steps = [r["step"] for r in rows]
-    ax.plot(steps[1:], [r["train_loss"] for r in rows[1:]], label="train (minibatch)")
-    ax.plot(steps, [r["val_loss"] for r in rows], marker="o", label="validation")
+    train = [r for r in rows if r["train_loss"] != ""]
+    evals = [r for r in rows if r["val_loss"] != ""]
+    ax.plot([r["step"] for r in train], [r["train_loss"] for r in train], lw=0.8,
+            alpha=0.7, label="train (minibatch)")  # fmt: skip
+    ax.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], marker="o",
+            label="validation")  # fmt: skip
     ax.set(xlabel="optimizer step", ylabel="loss", title=title)
     ax.legend()
     fig.tight_layout()

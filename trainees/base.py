@@ -147,13 +147,13 @@ def default_init_(model: nn.Module, gen: torch.Generator) -> None:
             raise TypeError(f"default_init_ does not know how to initialise {type(m).__name__}")
 
 
-def bucket_matrix(n_params: int, n_buckets: int = N_GRAD_BUCKETS) -> torch.Tensor:
+def bucket_matrix(n_params: int, n_buckets: int = N_GRAD_BUCKETS) -> np.ndarray:
     """``(n_buckets, n_params)`` 0/1 matrix pooling parameters (in depth order) into buckets.
 
     Parameters are split into ``n_buckets`` contiguous runs of nearly equal length; with
     fewer parameters than buckets, neighbouring buckets share a parameter.
     """
-    m = torch.zeros(n_buckets, n_params)
+    m = np.zeros((n_buckets, n_params))
     for b in range(n_buckets):
         lo = b * n_params // n_buckets
         hi = max((b + 1) * n_params // n_buckets, lo + 1)
@@ -225,7 +225,8 @@ class TorchTrainee(ABC):
         self.model = model.to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self._params = params
-        self._buckets = bucket_matrix(len(params)).to(self.device)
+        # row 0 pools all parameters (the global norm), the others the depth buckets
+        self._pool = np.vstack([np.ones((1, len(params))), bucket_matrix(len(params))])
         groups = [
             {
                 "params": [p for p in params if p.dim() >= 2],
@@ -234,10 +235,7 @@ class TorchTrainee(ABC):
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
         self.optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]],
-            lr=self.config.base_lr,
-            betas=self.config.betas,
-            foreach=self.device.type == "cuda",
+            [g for g in groups if g["params"]], lr=self.config.base_lr, betas=self.config.betas
         )
         self.reset_data()
         self.steps_done = 0
@@ -254,26 +252,27 @@ class TorchTrainee(ABC):
             raise ValueError(f"lr={lr!r} is invalid; expected a finite value >= 0")
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.model.train()
+        if not self.model.training:  # only an evaluation switches it off
+            self.model.train()
         x, y = self.next_batch(self._gen)
         self.optimizer.zero_grad(set_to_none=True)
-        with self._dropout_rng(), self._autocast():
+        with self._forward_context():
             loss = self.loss(self.model, x, y)
         loss.backward()
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params]
-        sq = torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]).square()
-        total = sq.sum().sqrt()
-        summary = torch.cat(
-            [loss.detach().float().view(1), total.view(1), (self._buckets @ sq).sqrt()]
-        )
-        summary = summary.cpu().numpy().astype(np.float64)  # the one host sync per step
+        # the loss and every parameter's gradient norm (one fused kernel, as clip_grad_norm_
+        # uses) cross to the host in one transfer, the step's only sync; pooled there
+        norms = torch._foreach_norm(grads)
+        summary = torch.stack([loss.detach(), *norms]).float().cpu().numpy().astype(np.float64)
+        loss_value, pooled = summary[0], np.sqrt(self._pool @ np.square(summary[1:]))
         finite = bool(np.isfinite(summary).all())
         if finite:
-            if self.config.grad_clip > 0:
-                nn.utils.clip_grads_with_norm_(self._params, self.config.grad_clip, total)
+            clip = self.config.grad_clip
+            if clip > 0 and pooled[0] > clip:  # same coefficient as clip_grad_norm_
+                torch._foreach_mul_(grads, clip / (pooled[0] + 1e-6))
             self.optimizer.step()
         self.steps_done += 1
-        return StepStats(float(summary[0]), float(summary[1]), summary[2:], finite)
+        return StepStats(float(loss_value), float(pooled[0]), pooled[1:], finite)
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -294,12 +293,18 @@ class TorchTrainee(ABC):
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _forward_context(self) -> contextlib.AbstractContextManager:
+        """Autocast, and with dropout a private RNG stream for the dropout masks."""
+        if not self.uses_dropout:
+            return self._autocast()
+        stack = contextlib.ExitStack()
+        stack.enter_context(self._dropout_rng())
+        stack.enter_context(self._autocast())
+        return stack
+
     @contextlib.contextmanager
     def _dropout_rng(self) -> Iterator[None]:
         """Seed dropout from the private generator without disturbing the global RNG."""
-        if not self.uses_dropout:
-            yield
-            return
         seed = int(torch.randint(0, 2**62, (1,), generator=self._gen))
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):

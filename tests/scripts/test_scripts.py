@@ -35,9 +35,12 @@ def test_train_trainee_writes_losses_plot_and_tensorboard(tmp_path):
     metrics = json.loads((folder / "metrics.json").read_text())
     with open(folder / "losses.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["step"]) for r in rows] == [0, 20, 40, 60]
-    assert float(rows[-1]["val_loss"]) < 0.5 * float(rows[0]["val_loss"])
-    assert metrics["best_val_loss"] == pytest.approx(min(float(r["val_loss"]) for r in rows))
+    assert [int(r["step"]) for r in rows] == list(range(61))
+    evals = [r for r in rows if r["val_loss"]]
+    assert [int(r["step"]) for r in evals] == [0, 20, 40, 60]
+    assert float(evals[-1]["val_loss"]) < 0.5 * float(evals[0]["val_loss"])
+    assert metrics["best_val_loss"] == pytest.approx(min(float(r["val_loss"]) for r in evals))
+    assert metrics["final_train_loss"] == pytest.approx(float(rows[-1]["train_loss"]))
     assert (folder / "losses.png").stat().st_size > 1000
     assert list(folder.glob("events.out.tfevents.*"))
     assert "best val loss" in out
@@ -64,3 +67,15 @@ def test_bad_argument_is_a_clear_error(tmp_path):
     )  # fmt: skip
     assert proc.returncode != 0
     assert "--trainee 'lstm' is invalid; valid: quadratic, mlp, resnet18, gpt" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_env_writes_ratio(tmp_path):
+    out = tmp_path / "env.json"
+    run_script(
+        "bench_env.py", "--env-ids", "LRSchedule-Quadratic-v0", "--repeats", "2",
+        "--total-steps", "32", "--out", str(out),
+    )  # fmt: skip
+    r = json.loads(out.read_text())["results"]["LRSchedule-Quadratic-v0"]
+    assert r["total_steps"] == 32 and len(r["env_seconds"]) == len(r["plain_seconds"]) == 2
+    assert r["ratio"] == pytest.approx(r["env_median_s"] / r["plain_median_s"])
