@@ -234,7 +234,8 @@ class LRScheduleEnv(gym.Env):
         self.lr_mult = self.actions.multiplier(action, self.lr_mult)
         lr = self.lr_mult * self.trainee.base_lr
         best_before = self.best_val
-        k, losses, grads, vals, evals_at, diverged = self._train(lr)
+        losses, grads, vals, evals_at, diverged = self._train(lr)
+        k = len(losses)
         total = self.trainee.total_steps
         done_steps = self.trainee.steps_done
         steps = np.arange(done_steps - k + 1, done_steps + 1)
@@ -269,8 +270,12 @@ class LRScheduleEnv(gym.Env):
         return obs, reward, terminated, False, info
 
     # -- internals -------------------------------------------------------------------------
-    def _train(self, lr: float):
-        """Run up to ``steps_per_action`` optimizer steps at ``lr`` (the hot loop)."""
+    def _train(self, lr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Run up to ``steps_per_action`` optimizer steps at ``lr`` (the hot loop).
+
+        Returns per-step minibatch losses, grad norms ``(k, N_GRAD_BUCKETS)``, the validation
+        loss in force and the step of its evaluation, and whether training diverged.
+        """
         trainee, cfg = self.trainee, self.config
         n = min(cfg.steps_per_action, trainee.total_steps - trainee.steps_done)
         losses = np.empty(n)
@@ -298,7 +303,7 @@ class LRScheduleEnv(gym.Env):
             if diverged:
                 break
         self._train_time += time.perf_counter() - t0
-        return k, losses[:k], grads[:k], vals[:k], evals_at[:k], diverged
+        return losses[:k], grads[:k], vals[:k], evals_at[:k], diverged
 
     def _info(self, diverged: bool) -> dict[str, Any]:
         info = {

@@ -1,0 +1,132 @@
+"""Behavioural cloning of expert schedules with imitation's ``bc.BC``, plus critic fitting.
+
+The actor is cloned from the demonstrations; the critic (a separate transformer) is
+then regressed on the demonstrations' discounted returns, so a later PPO stage starts
+from neither a random actor nor a random critic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from imitation.algorithms import bc
+from imitation.data import rollout
+from imitation.data.types import TrajectoryWithRew
+from imitation.util import logger as imitation_logger
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """Hyperparameters of behavioural cloning and critic fitting.
+
+    Attributes:
+        epochs: passes over the demonstrations for the actor.
+        batch_size: transitions per BC gradient step.
+        lr: Adam learning rate of BC and of the critic fit.
+        ent_weight: imitation's entropy bonus weight.
+        l2_weight: imitation's L2 penalty weight.
+        critic_epochs: passes over the demonstrations for the critic.
+        gamma: discount of the returns the critic is fitted to (PPO's gamma).
+    """
+
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    ent_weight: float = 1e-3
+    l2_weight: float = 0.0
+    critic_epochs: int = 60
+    gamma: float = 0.99
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "critic_epochs"):
+            if getattr(self, name) < 0 or (name == "batch_size" and self.batch_size < 1):
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; expected >= 1")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"gamma={self.gamma!r} is invalid; expected in [0, 1]")
+
+
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """Reward-to-go ``G_t = r_t + gamma * G_{t+1}`` of one episode."""
+    out = np.empty(len(rewards), dtype=np.float64)
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        out[t] = running
+    return out
+
+
+def train_actor(
+    policy: ActorCriticPolicy,
+    trajectories: Sequence[TrajectoryWithRew],
+    config: BCConfig,
+    *,
+    rng: np.random.Generator,
+    log_dir: str | None = None,
+    progress_bar: bool = True,
+) -> bc.BC:
+    """Clone the demonstrations into ``policy``'s actor with imitation's ``bc.BC``."""
+    custom_logger = imitation_logger.configure(log_dir, ["tensorboard", "csv"]) if log_dir else None
+    trainer = bc.BC(
+        observation_space=policy.observation_space,
+        action_space=policy.action_space,
+        rng=rng,
+        policy=policy,
+        demonstrations=rollout.flatten_trajectories(list(trajectories)),
+        batch_size=config.batch_size,
+        optimizer_kwargs=dict(lr=config.lr),
+        ent_weight=config.ent_weight,
+        l2_weight=config.l2_weight,
+        device=policy.device,
+        custom_logger=custom_logger,
+    )
+    if config.epochs > 0:
+        trainer.train(n_epochs=config.epochs, progress_bar=progress_bar, log_interval=100)
+    return trainer
+
+
+def critic_parameters(policy: ActorCriticPolicy) -> list[torch.nn.Parameter]:
+    """The critic's own parameters: its features extractor and value layers."""
+    prefixes = ("vf_features_extractor.", "mlp_extractor.value_net.", "value_net.")
+    return [p for n, p in policy.named_parameters() if n.startswith(prefixes)]
+
+
+def fit_critic(
+    policy: ActorCriticPolicy,
+    trajectories: Sequence[TrajectoryWithRew],
+    config: BCConfig,
+    *,
+    rng: np.random.Generator,
+) -> float:
+    """Regress the critic on discounted returns of the demonstrations; returns the final MSE."""
+    obs = np.concatenate([t.obs[:-1] for t in trajectories]).astype(np.float32)
+    returns = np.concatenate([discounted_returns(t.rews, config.gamma) for t in trajectories])
+    obs_t = torch.as_tensor(obs, device=policy.device)
+    ret_t = torch.as_tensor(returns, dtype=torch.float32, device=policy.device)
+    params = critic_parameters(policy)
+    opt = torch.optim.Adam(params, lr=config.lr)
+    policy.set_training_mode(True)
+    for _ in range(config.critic_epochs):
+        order = torch.from_numpy(rng.permutation(len(obs)))
+        for i in range(0, len(obs), config.batch_size):
+            idx = order[i : i + config.batch_size].to(policy.device)
+            loss = torch.nn.functional.mse_loss(
+                policy.predict_values(obs_t[idx]).squeeze(-1), ret_t[idx]
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    policy.set_training_mode(False)
+    with torch.no_grad():
+        return float(torch.nn.functional.mse_loss(policy.predict_values(obs_t).squeeze(-1), ret_t))
+
+
+def action_error(policy: ActorCriticPolicy, trajectories: Sequence[TrajectoryWithRew]) -> float:
+    """Mean absolute error of the policy's deterministic actions on the demonstrations."""
+    obs = np.concatenate([t.obs[:-1] for t in trajectories])
+    acts = np.concatenate([t.acts for t in trajectories]).astype(np.float64)
+    pred, _ = policy.predict(obs, deterministic=True)
+    return float(np.mean(np.abs(pred.astype(np.float64).reshape(acts.shape) - acts)))

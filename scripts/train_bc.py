@@ -1,0 +1,212 @@
+"""Behavioural cloning of expert LR schedules with a transformer actor-critic.
+
+Collects demonstrations of each expert (real env rollouts, several seeds), trains one
+BC policy per expert and one on all experts combined (imitation's ``bc.BC``, then the
+critic on discounted returns), saves each policy as one file, and evaluates every
+policy against its expert(s) on held-out seeds::
+
+    python scripts/train_bc.py                                   # MLP on MNIST
+    python scripts/train_bc.py --env LRSchedule-GPT-v0 --demo-episodes 4
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from agents.bc import BCConfig, action_error, fit_critic, train_actor
+from agents.cli import parse_args
+from agents.evaluation import compare, inference_cost
+from agents.policy import PolicyConfig, make_policy, save_policy
+from agents.runs import run_dir, write_csv, write_json
+from experts.demos import Episode, load_demonstrations, run_episode, save_demonstrations
+from experts.policy import SchedulePolicy
+from experts.schedules import SCHEDULES, make_schedule
+
+
+@dataclass(frozen=True)
+class Args:
+    """Behavioural cloning of expert schedules.
+
+    Attributes:
+        env: registered env id.
+        dataset: the trainee's dataset (None: the env's default).
+        total_steps: optimizer steps per episode (None: the env's default).
+        experts: expert schedules to imitate.
+        demo_episodes: demonstration episodes per expert (seeds 0, 1, ...).
+        eval_episodes: held-out evaluation episodes (seeds 1000, 1001, ...).
+        epochs: BC epochs over the demonstrations.
+        critic_epochs: epochs of critic fitting.
+        batch_size: BC minibatch size.
+        lr: Adam learning rate for BC and the critic.
+        demos: folder of saved demonstrations to reuse (collected there if missing).
+        seed: seed of BC training.
+        out: root folder of run directories.
+        progress: show progress bars.
+    """
+
+    env: str = "LRSchedule-MLP-v0"
+    dataset: str | None = None
+    total_steps: int | None = None
+    experts: tuple[str, ...] = ("linear_warmup", "cosine", "polynomial")
+    demo_episodes: int = 8
+    eval_episodes: int = 3
+    epochs: int = 60
+    critic_epochs: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    demos: str | None = None
+    seed: int = 0
+    out: str = "runs"
+    progress: bool = True
+
+
+EVAL_SEED0 = 1000
+
+
+def env_kwargs(args: Args) -> dict:
+    """The env options the arguments set."""
+    kwargs = {}
+    if args.dataset is not None:
+        kwargs["dataset"] = args.dataset
+    if args.total_steps is not None:
+        kwargs["total_steps"] = args.total_steps
+    return kwargs
+
+
+def rollouts(env: gym.Env, policy, seeds: list[int], desc: str, progress: bool) -> list[Episode]:
+    """Run ``policy`` on each seed."""
+    return [run_episode(env, policy, s) for s in tqdm(seeds, desc=desc, disable=not progress)]
+
+
+def demonstrations(args: Args, env: gym.Env, folder: Path) -> dict[str, list]:
+    """Trajectories per expert: loaded from ``folder/<expert>`` or collected and saved there."""
+    demos = {}
+    for name in args.experts:
+        sub = folder / name
+        if (sub / "meta.json").is_file():
+            trajs, meta = load_demonstrations(sub)
+            if meta["env_id"] != args.env or meta["env_kwargs"] != env_kwargs(args):
+                raise ValueError(
+                    f"{sub} holds demonstrations of {meta['env_id']} {meta['env_kwargs']}"
+                )
+            demos[name] = trajs
+            continue
+        policy = SchedulePolicy(make_schedule(name), env.action_space)
+        eps = rollouts(env, policy, list(range(args.demo_episodes)), f"demos {name}", args.progress)
+        save_demonstrations(
+            sub, eps, expert=policy.schedule, env_id=args.env, env_kwargs=env_kwargs(args)
+        )
+        demos[name] = [e.trajectory for e in eps]
+    return demos
+
+
+def plot_policy(path: Path, name: str, policy_run: Episode, experts: dict[str, Episode]) -> None:
+    """LR and validation loss over training, policy vs expert(s); data saved beside as CSV."""
+    fig, (ax_lr, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    rows = []
+    for label, run, style in [(f"BC {name}", policy_run, "-")] + [
+        (f"expert {n}", e, "--") for n, e in experts.items()
+    ]:
+        ax_lr.plot(run.steps, run.lrs, style, label=label)
+        ax_val.plot(run.steps, run.val_losses, style, label=label)
+        rows += [
+            {"run": label, "step": int(s), "lr": float(lr), "val_loss": float(v)}
+            for s, lr, v in zip(run.steps, run.lrs, run.val_losses, strict=True)
+        ]
+    ax_lr.set(xlabel="optimizer step", ylabel="learning rate", yscale="log", title="LR")
+    ax_val.set(xlabel="optimizer step", ylabel="validation loss", title="validation loss")
+    ax_val.set_yscale("log")
+    for ax in (ax_lr, ax_val):
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{name}: held-out seed {policy_run.seed}")
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=100)
+    plt.close(fig)
+    write_csv(path.with_suffix(".csv"), rows)
+
+
+def main(args: Args) -> dict:
+    """Collect demonstrations, clone, evaluate; write policies, metrics, plots."""
+    unknown = sorted(set(args.experts) - set(SCHEDULES))
+    if unknown:
+        raise ValueError(f"--experts {unknown} invalid; valid: {', '.join(SCHEDULES)}")
+    folder = run_dir(args.out, args.env, "train_bc", args.seed)
+    env = gym.make(args.env, **env_kwargs(args))
+    print(f"run folder {folder}")
+    demos = demonstrations(args, env, Path(args.demos) if args.demos else folder / "demos")
+    datasets = dict(demos)
+    if len(args.experts) > 1:
+        datasets["combined"] = [t for name in args.experts for t in demos[name]]
+
+    config, bc_config = (
+        PolicyConfig(),
+        BCConfig(
+            epochs=args.epochs,
+            critic_epochs=args.critic_epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+        ),
+    )
+    eval_seeds = list(range(EVAL_SEED0, EVAL_SEED0 + args.eval_episodes))
+    expert_runs = {
+        n: rollouts(env, SchedulePolicy(make_schedule(n), env.action_space), eval_seeds,
+                    f"eval expert {n}", args.progress)
+        for n in args.experts
+    }  # fmt: skip
+    writer = SummaryWriter(folder / "tb")
+    writer.add_text("hyperparameters", "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+    report: dict = {"args": asdict(args), "policy_config": asdict(config), "policies": {}}
+    for i, (name, trajs) in enumerate(datasets.items()):
+        rng = np.random.default_rng(args.seed + i)
+        policy = make_policy(env.observation_space, env.action_space, config)
+        error_before = action_error(policy, trajs)
+        t0 = time.perf_counter()
+        train_actor(policy, trajs, bc_config, rng=rng, log_dir=str(folder / "tb" / f"bc_{name}"),
+                    progress_bar=args.progress)  # fmt: skip
+        critic_mse = fit_critic(policy, trajs, bc_config, rng=rng)
+        train_seconds = time.perf_counter() - t0
+        path = save_policy(policy, folder / "policies" / f"bc_{name}.pt", config)
+        runs = rollouts(env, policy, eval_seeds, f"eval BC {name}", args.progress)
+        targets = args.experts if name == "combined" else (name,)
+        entry = {
+            "path": str(path),
+            "demonstrations": len(trajs),
+            "transitions": int(sum(len(t.acts) for t in trajs)),
+            "train_seconds": train_seconds,
+            "action_error_before": error_before,
+            "action_error_after": action_error(policy, trajs),
+            "critic_mse": critic_mse,
+            "vs_expert": {n: compare(runs, expert_runs[n]) for n in targets},
+            "inference": inference_cost(runs),
+        }
+        report["policies"][name] = entry
+        for n, c in entry["vs_expert"].items():
+            writer.add_scalar(
+                f"eval/{name}/mean_abs_log_lr_ratio_vs_{n}", c["mean_abs_log_lr_ratio"]
+            )
+            print(
+                f"BC {name:13s} vs {n:13s}: mean|log lr ratio| {c['mean_abs_log_lr_ratio']:.4f}  "
+                f"best val {c['policy_best_val_mean']:.4f} (expert {c['expert_best_val_mean']:.4f}"
+                f" ± {c['expert_best_val_std']:.4f})  within spread: {c['within_spread']}"
+            )
+        plot_policy(folder / "plots" / f"bc_{name}", name, runs[0],
+                    {n: expert_runs[n][0] for n in targets})  # fmt: skip
+    writer.close()
+    write_json(folder / "metrics.json", report)
+    print(f"wrote {folder / 'metrics.json'}")
+    return report
+
+
+if __name__ == "__main__":
+    main(parse_args(Args))
