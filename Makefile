@@ -24,9 +24,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# The main job on the bundled digits data, offline.
+# The main job on the bundled digits data, offline: demonstrations of three expert
+# schedules, behavioural cloning, evaluation against the experts on held-out seeds.
 demo: $(STAMP)
-	LRGYM_OFFLINE=1 $(PY) scripts/train_trainee.py --trainee mlp --dataset digits --steps 300
+	LRGYM_OFFLINE=1 $(PY) scripts/train_bc.py --env LRSchedule-MLP-v0 --dataset digits \
+		--total-steps 640 --demo-episodes 4 --eval-episodes 2 --epochs 40 --critic-epochs 20
 
 bench: $(STAMP)
 	$(PY) scripts/bench_trainees.py

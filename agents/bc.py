@@ -33,10 +33,10 @@ class BCConfig:
         gamma: discount of the returns the critic is fitted to (PPO's gamma).
     """
 
-    epochs: int = 60
-    batch_size: int = 64
+    epochs: int = 200
+    batch_size: int = 32
     lr: float = 1e-3
-    ent_weight: float = 1e-3
+    ent_weight: float = 0.0  # precise imitation; PPO explores through its own log_std
     l2_weight: float = 0.0
     critic_epochs: int = 60
     gamma: float = 0.99
@@ -68,15 +68,19 @@ def train_actor(
     log_dir: str | None = None,
     progress_bar: bool = True,
 ) -> bc.BC:
-    """Clone the demonstrations into ``policy``'s actor with imitation's ``bc.BC``."""
+    """Clone the demonstrations into ``policy``'s actor with imitation's ``bc.BC``.
+
+    The batch size is at most the number of transitions (imitation requires it).
+    """
+    transitions = rollout.flatten_trajectories(list(trajectories))
     custom_logger = imitation_logger.configure(log_dir, ["tensorboard", "csv"]) if log_dir else None
     trainer = bc.BC(
         observation_space=policy.observation_space,
         action_space=policy.action_space,
         rng=rng,
         policy=policy,
-        demonstrations=rollout.flatten_trajectories(list(trajectories)),
-        batch_size=config.batch_size,
+        demonstrations=transitions,
+        batch_size=min(config.batch_size, len(transitions)),
         optimizer_kwargs=dict(lr=config.lr),
         ent_weight=config.ent_weight,
         l2_weight=config.l2_weight,

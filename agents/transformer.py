@@ -10,6 +10,12 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from envs.observation import FEATURES
+
+REMAINING = FEATURES.index("remaining_fraction")
+MASK = FEATURES.index("mask")
+LOG_EPS = 1e-3  # log-time features stay finite at r = 0 and r = 1
+
 
 class WindowTransformer(BaseFeaturesExtractor):
     """Observation window ``(B, window, n_features)`` -> features ``(B, features_dim)``.
@@ -19,8 +25,11 @@ class WindowTransformer(BaseFeaturesExtractor):
     learned position embedding. A pre-LayerNorm transformer encoder (``n_layers``
     layers, ``n_heads`` heads) mixes the tokens; patches that are all padding (mask
     column 0) are masked out as keys. Features are a projection of the mean of the
-    valid tokens, the newest token, and the newest row itself (the current training
-    state: progress, losses, LR), so the heads see the present exactly.
+    valid tokens, the newest token, the newest row itself (the current training
+    state: progress, losses, LR), and log-time features ``log(r + eps)`` and
+    ``log(1 - r + eps)`` of its remaining fraction ``r``: schedules change fastest in log
+    space near the start (warm-up) and the end (decay to a small floor), where a linear
+    function of ``r`` would need a very steep fit.
 
     Use as ``policy_kwargs=dict(features_extractor_class=WindowTransformer)``.
     """
@@ -54,16 +63,19 @@ class WindowTransformer(BaseFeaturesExtractor):
         )  # fmt: skip
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
-        self.head = nn.Sequential(nn.Linear(2 * d_model + n_features, features_dim), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(2 * d_model + n_features + 2, features_dim), nn.ReLU())
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         obs = F.pad(observations, (0, 0, self.pad, 0))  # (B, P * patch, F), padding first
         B = obs.shape[0]
         patches = obs.reshape(B, self.n_patches, -1)  # (B, P, patch * F)
-        valid = obs[..., -1].reshape(B, self.n_patches, self.patch_size).amax(-1) > 0.5
+        valid = obs[..., MASK].reshape(B, self.n_patches, self.patch_size).amax(-1) > 0.5
         valid[:, -1] = True  # the newest patch always counts (avoids an all-masked row)
         x = self.embed(patches) + self.pos  # (B, P, d_model)
         x = self.norm(self.encoder(x, src_key_padding_mask=~valid))
         w = valid.unsqueeze(-1).to(x.dtype)
         mean = (x * w).sum(1) / w.sum(1)  # (B, d_model)
-        return self.head(torch.cat([mean, x[:, -1], observations[:, -1]], dim=-1))
+        newest = observations[:, -1]
+        r = newest[:, REMAINING : REMAINING + 1]
+        log_time = torch.cat([torch.log(r + LOG_EPS), torch.log(1.0 - r + LOG_EPS)], dim=-1)
+        return self.head(torch.cat([mean, x[:, -1], newest, log_time], dim=-1))

@@ -12,6 +12,7 @@ policy against its expert(s) on held-out seeds::
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -61,9 +63,9 @@ class Args:
     experts: tuple[str, ...] = ("linear_warmup", "cosine", "polynomial")
     demo_episodes: int = 8
     eval_episodes: int = 3
-    epochs: int = 60
+    epochs: int = 200
     critic_epochs: int = 60
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 1e-3
     demos: str | None = None
     seed: int = 0
@@ -72,6 +74,8 @@ class Args:
 
 
 EVAL_SEED0 = 1000
+# imitation 1.0.1's BC logs float(tensor) on a tensor that requires grad: harmless, noisy
+warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
 
 
 def env_kwargs(args: Args) -> dict:
@@ -131,6 +135,7 @@ def plot_policy(path: Path, name: str, policy_run: Episode, experts: dict[str, E
         ax.legend(fontsize=8)
     fig.suptitle(f"{name}: held-out seed {policy_run.seed}")
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path.with_suffix(".png"), dpi=100)
     plt.close(fig)
     write_csv(path.with_suffix(".csv"), rows)
@@ -169,6 +174,7 @@ def main(args: Args) -> dict:
     report: dict = {"args": asdict(args), "policy_config": asdict(config), "policies": {}}
     for i, (name, trajs) in enumerate(datasets.items()):
         rng = np.random.default_rng(args.seed + i)
+        torch.manual_seed(args.seed + i)  # SB3 initialises the policy from the global RNG
         policy = make_policy(env.observation_space, env.action_space, config)
         error_before = action_error(policy, trajs)
         t0 = time.perf_counter()

@@ -79,3 +79,32 @@ def test_bench_env_writes_ratio(tmp_path):
     r = json.loads(out.read_text())["results"]["LRSchedule-Quadratic-v0"]
     assert r["total_steps"] == 32 and len(r["env_seconds"]) == len(r["plain_seconds"]) == 2
     assert r["ratio"] == pytest.approx(r["env_median_s"] / r["plain_median_s"])
+
+
+@pytest.mark.slow
+def test_train_bc_end_to_end_tiny(tmp_path):
+    run_script(
+        "train_bc.py", "--env", "LRSchedule-Quadratic-v0", "--total-steps", "64",
+        "--experts", "cosine", "polynomial", "--demo-episodes", "2", "--eval-episodes", "2",
+        "--epochs", "20", "--critic-epochs", "5", "--out", str(tmp_path), "--no-progress",
+    )  # fmt: skip
+    (folder,) = tmp_path.glob("LRSchedule-Quadratic-v0__train_bc__0__*")
+    report = json.loads((folder / "metrics.json").read_text())
+    assert set(report["policies"]) == {"cosine", "polynomial", "combined"}
+    combined = report["policies"]["combined"]
+    assert set(combined["vs_expert"]) == {"cosine", "polynomial"}
+    assert combined["demonstrations"] == 4
+    cosine = report["policies"]["cosine"]
+    assert cosine["action_error_after"] < cosine["action_error_before"]
+    assert cosine["vs_expert"]["cosine"]["seeds"] == [1000, 1001]
+    for name in ("cosine", "polynomial", "combined"):
+        assert (folder / "policies" / f"bc_{name}.pt").stat().st_size > 0
+        assert (folder / "plots" / f"bc_{name}.png").stat().st_size > 1000
+        assert (folder / "plots" / f"bc_{name}.csv").stat().st_size > 0
+    assert json.loads((folder / "demos" / "cosine" / "meta.json").read_text())["seeds"] == [0, 1]
+    # the saved demonstrations are reused by a second run
+    run_script(
+        "train_bc.py", "--env", "LRSchedule-Quadratic-v0", "--total-steps", "64",
+        "--experts", "cosine", "--demos", str(folder / "demos"), "--eval-episodes", "1",
+        "--epochs", "1", "--critic-epochs", "1", "--out", str(tmp_path / "again"), "--no-progress",
+    )  # fmt: skip
