@@ -108,3 +108,23 @@ def test_train_bc_end_to_end_tiny(tmp_path):
         "--experts", "cosine", "--demos", str(folder / "demos"), "--eval-episodes", "1",
         "--epochs", "1", "--critic-epochs", "1", "--out", str(tmp_path / "again"), "--no-progress",
     )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_bench_policy_writes_ratio(tmp_path):
+    import gymnasium as gym
+
+    from agents.policy import PolicyConfig, make_policy, save_policy
+
+    env = gym.make("LRSchedule-Quadratic-v0", total_steps=32)
+    config = PolicyConfig(d_model=16, features_dim=16)
+    path = save_policy(make_policy(env.observation_space, env.action_space, config),
+                       tmp_path / "p.pt", config)  # fmt: skip
+    out = tmp_path / "policy.json"
+    run_script(
+        "bench_policy.py", "--policy", str(path), "--env", "LRSchedule-Quadratic-v0",
+        "--total-steps", "32", "--out", str(out),
+    )  # fmt: skip
+    r = json.loads(out.read_text())
+    assert r["policy_ms_per_action"] > 0 and r["trainee_ms_per_action"] > 0
+    assert r["ratio"] == pytest.approx(r["policy_ms_per_action"] / r["trainee_ms_per_action"])
