@@ -28,7 +28,7 @@ lint: $(STAMP)
 # schedules, behavioural cloning, evaluation against the experts on held-out seeds.
 demo: $(STAMP)
 	LRGYM_OFFLINE=1 $(PY) scripts/train_bc.py --env LRSchedule-MLP-v0 --dataset digits \
-		--total-steps 640 --demo-episodes 4 --eval-episodes 2 --epochs 40 --critic-epochs 20
+		--total-steps 640 --demo-episodes 4 --eval-episodes 2
 
 bench: $(STAMP)
 	$(PY) scripts/bench_trainees.py
