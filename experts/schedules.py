@@ -40,6 +40,11 @@ def _warmup(progress: float, warmup: float, start: float, peak: float) -> float 
     return None
 
 
+def _after_warmup(progress: float, warmup: float) -> float:
+    """Fraction of the post-warm-up phase that ``progress`` has covered, in [0, 1]."""
+    return (progress - warmup) / (1.0 - warmup) if warmup < 1 else 1.0
+
+
 def _clamp(progress: float) -> float:
     return min(max(float(progress), 0.0), 1.0)
 
@@ -77,8 +82,7 @@ class LinearWarmupDecay:
         p = _clamp(progress)
         if (w := _warmup(p, self.warmup, self.start, self.peak)) is not None:
             return w
-        frac = (p - self.warmup) / (1.0 - self.warmup) if self.warmup < 1 else 1.0
-        return self.peak + (self.end - self.peak) * frac
+        return self.peak + (self.end - self.peak) * _after_warmup(p, self.warmup)
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,8 @@ class Cosine:
         p = _clamp(progress)
         if (w := _warmup(p, self.warmup, self.start, self.peak)) is not None:
             return w
-        frac = (p - self.warmup) / (1.0 - self.warmup) if self.warmup < 1 else 1.0
-        return self.floor + 0.5 * (self.peak - self.floor) * (1.0 + math.cos(math.pi * frac))
+        cos = math.cos(math.pi * _after_warmup(p, self.warmup))
+        return self.floor + 0.5 * (self.peak - self.floor) * (1.0 + cos)
 
 
 @dataclass(frozen=True)
