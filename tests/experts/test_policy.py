@@ -58,3 +58,25 @@ def test_demonstrations_round_trip(tmp_path):
     np.testing.assert_array_equal(trajs[1].obs, eps[1].trajectory.obs)
     np.testing.assert_array_equal(trajs[1].acts, eps[1].trajectory.acts)
     np.testing.assert_array_equal(trajs[0].rews, eps[0].trajectory.rews)
+
+
+def test_schedule_policy_drives_imitations_rollout_utilities():
+    from imitation.data import rollout
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = DummyVecEnv([lambda: gym.make("LRSchedule-Quadratic-v0", total_steps=40)])
+    schedule = Cosine()
+    policy = SchedulePolicy(schedule, venv.action_space)
+    trajs = rollout.rollout(
+        policy,
+        venv,
+        rollout.make_min_episodes(1),
+        rng=np.random.default_rng(0),
+        unwrap=False,
+        exclude_infos=False,
+    )
+    assert len(trajs[0].acts) == 5  # 40 steps / 8 per action
+    lrs = np.array([info["lr"] for info in trajs[0].infos])
+    base = venv.envs[0].unwrapped.trainee.base_lr
+    expected = [base * schedule(p) for p in np.arange(5) * 8 / 40]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-5)
