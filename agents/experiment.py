@@ -1,0 +1,72 @@
+"""The baseline-vs-Q-learning experiment: run types, per-seed metrics, summaries."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+METRICS = (
+    "final_train_loss",
+    "best_val_loss",
+    "total_train_time",
+    "avg_inference_tokens_per_second",
+)
+
+# Each run type: how the LR is chosen. "schedule" runs use the continuous env with the
+# warm-up + cosine expert; "qlearning" runs the discrete env, acting every eval interval.
+RUN_TYPES: dict[str, dict[str, Any]] = {
+    "baseline_cosine": dict(kind="schedule"),
+    "qlearning": dict(kind="qlearning", reward="neg_val_loss"),
+    "qlearning_low_initial_lr": dict(kind="qlearning", reward="neg_val_loss", initial_lr_mult=0.3),
+    "qlearning_improvement": dict(kind="qlearning", reward="val_improvement"),
+    "qlearning_eps_decay": dict(
+        kind="qlearning", reward="neg_val_loss", epsilon=0.5, epsilon_decay=0.95, epsilon_min=0.01
+    ),
+}
+
+
+def env_kwargs(run: dict[str, Any], *, dataset: str, preset: str, total_steps: int,
+               interval: int) -> dict[str, Any]:  # fmt: skip
+    """``gym.make("LRSchedule-GPT-v0", **kwargs)`` options of a run type."""
+    kwargs: dict[str, Any] = dict(
+        dataset=dataset, preset=preset, total_steps=total_steps, eval_every=interval,
+        steps_per_action=interval,
+    )  # fmt: skip
+    if run["kind"] == "qlearning":
+        kwargs.update(action_type="discrete", reward=run["reward"])
+        if "initial_lr_mult" in run:
+            kwargs["initial_lr_mult"] = run["initial_lr_mult"]
+    return kwargs
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (0 for a single value)."""
+    a = np.asarray(values, dtype=np.float64)
+    se = float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else 0.0
+    return float(a.mean()), se
+
+
+def summarize(per_seed: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``{metric: {"mean", "se", "n"}}`` over the seeds' final infos (metrics present in all)."""
+    out = {}
+    for m in METRICS:
+        values = [r[m] for r in per_seed if m in r]
+        if len(values) == len(per_seed) and values:
+            mean, se = mean_se(values)
+            out[m] = {"mean": mean, "se": se, "n": len(values)}
+    return out
+
+
+def markdown_table(summaries: dict[str, dict[str, dict[str, float]]]) -> str:
+    """A markdown table: one row per run type, ``mean ± se`` per metric."""
+    lines = ["| run | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for run, summary in summaries.items():
+        cells = [
+            f"{summary[m]['mean']:.4g} ± {summary[m]['se']:.2g}" if m in summary else "—"
+            for m in METRICS
+        ]
+        lines.append(f"| {run} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
