@@ -59,9 +59,7 @@ class Args:
     out: str = "runs"
 
 
-def one_run(
-    run_name: str, env: gym.Env, agent: QLearningAgent | None, args: Args, seed: int
-) -> list[dict]:
+def one_run(env: gym.Env, agent: QLearningAgent | None, args: Args, seed: int) -> list[dict]:
     """Per-action infos of one training run of a run type."""
     if agent is None:
         policy = SchedulePolicy(Cosine(warmup=args.warmup), env.action_space)
@@ -111,7 +109,7 @@ def run_dataset(
         agent = make_agent(run, seed=0) if run["kind"] == "qlearning" else None
         finals = []
         for seed in tqdm(range(args.seeds), desc=f"{dataset} {run_name}"):
-            infos = one_run(run_name, env, agent, args, seed)
+            infos = one_run(env, agent, args, seed)
             finals.append({k: v for k, v in infos[-1].items() if isinstance(v, int | float)})
             for info in infos:
                 rows.append({"run": run_name, "seed": seed, "step": info["step"], "lr": info["lr"],

@@ -128,3 +128,45 @@ def test_bench_policy_writes_ratio(tmp_path):
     r = json.loads(out.read_text())
     assert r["policy_ms_per_action"] > 0 and r["trainee_ms_per_action"] > 0
     assert r["ratio"] == pytest.approx(r["policy_ms_per_action"] / r["trainee_ms_per_action"])
+
+
+@pytest.mark.slow
+def test_train_qlearning_tiny(tmp_path):
+    import numpy as np
+
+    run_script(
+        "train_qlearning.py", "--env", "LRSchedule-Quadratic-v0", "--episodes", "2",
+        "--total-steps", "48", "--interval", "16", "--epsilon", "0.5", "--out", str(tmp_path),
+    )  # fmt: skip
+    (folder,) = tmp_path.glob("LRSchedule-Quadratic-v0__train_qlearning__0__*")
+    report = json.loads((folder / "metrics.json").read_text())
+    assert [len(e["actions"]) for e in report["episodes"]] == [3, 3]
+    with np.load(folder / "qtable.npz") as z:
+        assert np.count_nonzero(z["q"]) >= 1  # the table learned and was saved
+    assert list(folder.glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_run_experiment_tiny(tmp_path, monkeypatch):
+    from trainees.data.chars import prepare_bytes
+
+    prepare_bytes(b"To be, or not to be: that is the question.\n" * 60,
+                  tmp_path / "data" / "shakespeare_char", (0.9, 0.1))  # fmt: skip
+    monkeypatch.setenv("LRGYM_DATA_DIR", str(tmp_path / "data"))
+    out = run_script(
+        "run_experiment.py", "--datasets", "shakespeare_char", "enwik8", "--seeds", "2",
+        "--total-steps", "32", "--interval", "16", "--runs", "baseline_cosine", "qlearning",
+        "--out", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert "skipping enwik8" in out
+    (folder,) = (tmp_path / "runs").glob("LRSchedule-GPT-v0__run_experiment__0__*")
+    result = json.loads((folder / "results_shakespeare_char.json").read_text())["results"]
+    assert set(result) == {"baseline_cosine", "qlearning"}
+    assert result["qlearning"]["summary"]["best_val_loss"]["n"] == 2
+    assert "| qlearning |" in (folder / "results_shakespeare_char.md").read_text()
+    for name in ("train_loss", "val_loss", "lr"):
+        assert (folder / f"{name}_shakespeare_char.png").stat().st_size > 1000
+    with open(folder / "runs_shakespeare_char.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 2 * 2  # 2 run types x 2 seeds x 2 actions
+    assert (folder / "qtable_shakespeare_char_qlearning.npz").is_file()
