@@ -28,18 +28,27 @@ RUN_TYPES: dict[str, dict[str, Any]] = {
 }
 
 
+def qlearning_env_kwargs(
+    *, reward: str, interval: int, total_steps: int, initial_lr_mult: float = 1.0
+) -> dict[str, Any]:
+    """Env options for a Q-learning agent: discrete factor actions, one per evaluation."""
+    return dict(
+        action_type="discrete", reward=reward, total_steps=total_steps, eval_every=interval,
+        steps_per_action=interval, initial_lr_mult=initial_lr_mult,
+    )  # fmt: skip
+
+
 def env_kwargs(run: dict[str, Any], *, dataset: str, preset: str, total_steps: int,
                interval: int) -> dict[str, Any]:  # fmt: skip
     """``gym.make("LRSchedule-GPT-v0", **kwargs)`` options of a run type."""
-    kwargs: dict[str, Any] = dict(
-        dataset=dataset, preset=preset, total_steps=total_steps, eval_every=interval,
-        steps_per_action=interval,
-    )  # fmt: skip
     if run["kind"] == "qlearning":
-        kwargs.update(action_type="discrete", reward=run["reward"])
-        if "initial_lr_mult" in run:
-            kwargs["initial_lr_mult"] = run["initial_lr_mult"]
-    return kwargs
+        kwargs = qlearning_env_kwargs(
+            reward=run["reward"], interval=interval, total_steps=total_steps,
+            initial_lr_mult=run.get("initial_lr_mult", 1.0),
+        )  # fmt: skip
+    else:
+        kwargs = dict(total_steps=total_steps, eval_every=interval, steps_per_action=interval)
+    return dict(dataset=dataset, preset=preset, **kwargs)
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import io
 import pickle
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from agents.transformer import WindowTransformer
+from trainees.data.resolve import atomic_write_bytes
 
 FORMAT = "lrschedule-gym-policy/1"
 
@@ -94,7 +94,6 @@ def save_policy(policy: ActorCriticPolicy, path: str | Path, config: PolicyConfi
     The file holds tensors and plain values only, so it loads with ``weights_only=True``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "observation_space": _space_spec(policy.observation_space),
@@ -102,13 +101,9 @@ def save_policy(policy: ActorCriticPolicy, path: str | Path, config: PolicyConfi
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
         "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

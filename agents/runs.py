@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+
+from trainees.data.resolve import atomic_write_bytes
 
 
 def run_dir(root: str | Path, env: str, exp: str, seed: int) -> Path:
@@ -21,13 +24,14 @@ def run_dir(root: str | Path, env: str, exp: str, seed: int) -> Path:
 
 def write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=float)
-        f.write("\n")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2, sort_keys=False, default=float) + "\n"
+    atomic_write_bytes(Path(path), text.encode())
+
+
+def log_hyperparameters(writer: SummaryWriter, args: Any) -> None:
+    """Write a script's ``Args`` dataclass to TensorBoard as a markdown table (as cleanrl does)."""
+    rows = "\n".join(f"|{k}|{v}|" for k, v in dataclasses.asdict(args).items())
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + rows)
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:

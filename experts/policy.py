@@ -7,8 +7,6 @@ imitation's rollout utilities (as a ``PolicyCallable``) and with SB3-style ``pre
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from gymnasium import spaces
 
@@ -78,8 +76,3 @@ class SchedulePolicy:
 
     def __repr__(self) -> str:
         return f"SchedulePolicy({self.schedule!r})"
-
-
-def expected_lr_multiplier(schedule: Schedule, progress: float, low: float, high: float) -> float:
-    """The multiplier the env applies for ``schedule`` at ``progress`` (clipped to the bounds)."""
-    return math.exp(min(max(math.log(schedule(progress)), low), high))

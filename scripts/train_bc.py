@@ -30,7 +30,7 @@ from agents.bc import BCConfig, action_error, fit_critic, train_actor
 from agents.cli import parse_args
 from agents.evaluation import compare, inference_cost
 from agents.policy import PolicyConfig, make_policy, save_policy
-from agents.runs import run_dir, write_csv, write_json
+from agents.runs import log_hyperparameters, run_dir, write_csv, write_json
 from experts.demos import Episode, load_demonstrations, run_episode, save_demonstrations
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
@@ -170,7 +170,7 @@ def main(args: Args) -> dict:
         for n in args.experts
     }  # fmt: skip
     writer = SummaryWriter(folder / "tb")
-    writer.add_text("hyperparameters", "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+    log_hyperparameters(writer, args)
     report: dict = {"args": asdict(args), "policy_config": asdict(config), "policies": {}}
     for i, (name, trajs) in enumerate(datasets.items()):
         rng = np.random.default_rng(args.seed + i)

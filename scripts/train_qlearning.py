@@ -15,8 +15,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from agents.cli import parse_args
+from agents.experiment import qlearning_env_kwargs
 from agents.qlearning import QLearningAgent, QLearningConfig, run_learning_episode
-from agents.runs import run_dir, write_json
+from agents.runs import log_hyperparameters, run_dir, write_json
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,8 @@ def main(args: Args) -> dict:
         raise ValueError(
             f"--reward {args.reward!r} is invalid; valid: neg_val_loss, val_improvement"
         )
-    kwargs = dict(
-        action_type="discrete", reward=args.reward, total_steps=args.total_steps,
-        eval_every=args.interval, steps_per_action=args.interval,
-        initial_lr_mult=args.initial_lr_mult,
-    )  # fmt: skip
+    kwargs = qlearning_env_kwargs(reward=args.reward, interval=args.interval,
+                                  total_steps=args.total_steps, initial_lr_mult=args.initial_lr_mult)  # fmt: skip
     kwargs |= {
         k: v for k, v in (("dataset", args.dataset), ("preset", args.preset)) if v is not None
     }
@@ -79,7 +77,7 @@ def main(args: Args) -> dict:
              else QLearningAgent(env.action_space.n, config, seed=args.seed))  # fmt: skip
     folder = run_dir(args.out, args.env, "train_qlearning", args.seed)
     writer = SummaryWriter(folder)
-    writer.add_text("hyperparameters", "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+    log_hyperparameters(writer, args)
     episodes = []
     for episode in tqdm(range(args.episodes), desc="Q-learning runs"):
         log = run_learning_episode(env, agent, seed=args.seed + episode)

@@ -18,7 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from agents.cli import parse_args
-from agents.runs import run_dir, write_csv, write_json
+from agents.runs import log_hyperparameters, run_dir, write_csv, write_json
 from trainees import TRAINEES, make_trainee
 
 
@@ -57,7 +57,7 @@ def main(args: Args) -> dict:
     lr = args.lr_mult * trainee.base_lr
     folder = run_dir(args.out, f"{args.trainee}-{args.dataset}", "train_trainee", args.seed)
     writer = SummaryWriter(folder)
-    writer.add_text("hyperparameters", "\n".join(f"|{k}|{v}|" for k, v in asdict(args).items()))
+    log_hyperparameters(writer, args)
     rows = [{"step": 0, "train_loss": "", "val_loss": trainee.evaluate()}]  # one per step
     print(f"step {0:5d}  val {rows[0]['val_loss']:.4f}")
     for step in tqdm(range(1, args.steps + 1), desc=f"{args.trainee} lr={lr:.2e}", leave=False):
