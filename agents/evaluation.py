@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experts.demos import Episode
+from envs.rollout import Episode
 
 
 def mean_abs_log_lr_ratio(policy: Episode, expert: Episode) -> float:
@@ -47,6 +47,7 @@ def inference_cost(runs: Sequence[Episode]) -> dict:
     policy_s = sum(e.policy_seconds for e in runs)
     train_s = sum(float(e.final["total_train_time"]) for e in runs)
     return {
+        "actions": actions,
         "policy_ms_per_action": 1e3 * policy_s / actions,
         "trainee_ms_per_action": 1e3 * train_s / actions,
         "ratio": policy_s / train_s,

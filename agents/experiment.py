@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from envs.options import EnvOptions
 
 METRICS = (
     "final_train_loss",
@@ -28,27 +31,24 @@ RUN_TYPES: dict[str, dict[str, Any]] = {
 }
 
 
-def qlearning_env_kwargs(
-    *, reward: str, interval: int, total_steps: int, initial_lr_mult: float = 1.0
-) -> dict[str, Any]:
+def qlearning_options(
+    base: EnvOptions, *, reward: str, interval: int, initial_lr_mult: float = 1.0
+) -> EnvOptions:
     """Env options for a Q-learning agent: discrete factor actions, one per evaluation."""
-    return dict(
-        action_type="discrete", reward=reward, total_steps=total_steps, eval_every=interval,
+    return dataclasses.replace(
+        base, action_type="discrete", reward=reward, eval_every=interval,
         steps_per_action=interval, initial_lr_mult=initial_lr_mult,
     )  # fmt: skip
 
 
-def env_kwargs(run: dict[str, Any], *, dataset: str, preset: str, total_steps: int,
-               interval: int) -> dict[str, Any]:  # fmt: skip
-    """``gym.make("LRSchedule-GPT-v0", **kwargs)`` options of a run type."""
+def run_options(run: dict[str, Any], base: EnvOptions, *, interval: int) -> EnvOptions:
+    """Env options of a run type, on top of ``base`` (dataset, preset, budget)."""
     if run["kind"] == "qlearning":
-        kwargs = qlearning_env_kwargs(
-            reward=run["reward"], interval=interval, total_steps=total_steps,
+        return qlearning_options(
+            base, reward=run["reward"], interval=interval,
             initial_lr_mult=run.get("initial_lr_mult", 1.0),
         )  # fmt: skip
-    else:
-        kwargs = dict(total_steps=total_steps, eval_every=interval, steps_per_action=interval)
-    return dict(dataset=dataset, preset=preset, **kwargs)
+    return dataclasses.replace(base, eval_every=interval, steps_per_action=interval)
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:

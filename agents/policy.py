@@ -1,21 +1,32 @@
-"""The transformer actor-critic policy, and saving it as one self-describing file."""
+"""The transformer actor-critic policy, and saving it as one self-describing file.
+
+A policy file knows the env it was trained on: :func:`load_policy` with ``env=`` refuses
+an env with another id, observation, action space or reward unless told otherwise.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
 import io
 import pickle
+import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from agents.transformer import WindowTransformer
-from trainees.data.resolve import atomic_write_bytes
+from envs.options import STRUCTURAL, signature_mismatches
+from trainees.files import atomic_write_bytes
 
-FORMAT = "lrschedule-gym-policy/1"
+FORMAT = "lrschedule-gym-policy/2"  # /2: records the env, the discount and the version
 
 
 @dataclass(frozen=True)
@@ -61,13 +72,24 @@ def _constant_lr(_: float) -> float:
 
 
 def make_policy(
-    observation_space: spaces.Box, action_space: spaces.Space, config: PolicyConfig | None = None
+    observation_space: spaces.Box,
+    action_space: spaces.Space,
+    config: PolicyConfig | None = None,
+    *,
+    seed: int = 0,
 ) -> ActorCriticPolicy:
-    """A fresh transformer actor-critic for the given spaces."""
+    """A fresh transformer actor-critic for the given spaces, initialised from ``seed``.
+
+    SB3 initialises its layers from the global torch RNG; that is done here under a
+    forked RNG seeded with ``seed``, so the caller's global RNG state is left untouched
+    and the same seed gives the same network.
+    """
     config = config or PolicyConfig()
-    return ActorCriticPolicy(
-        observation_space, action_space, _constant_lr, **config.policy_kwargs()
-    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return ActorCriticPolicy(
+            observation_space, action_space, _constant_lr, **config.policy_kwargs()
+        )
 
 
 def _space_spec(space: spaces.Space) -> dict:
@@ -88,14 +110,67 @@ def _space_from_spec(spec: dict) -> spaces.Space:
     return spaces.Discrete(spec["n"])
 
 
-def save_policy(policy: ActorCriticPolicy, path: str | Path, config: PolicyConfig) -> Path:
+def package_version() -> str:
+    """The installed version of lrschedule-gym ("unknown" when run from a bare checkout)."""
+    try:
+        return importlib.metadata.version("lrschedule-gym")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _signature(env: gym.Env | Mapping[str, Any]) -> dict[str, Any]:
+    """The env signature of an env (any wrapper of ``LRScheduleEnv``) or a signature dict."""
+    if isinstance(env, Mapping):
+        return dict(env)
+    inner = env.unwrapped
+    if not hasattr(inner, "signature"):
+        raise TypeError(f"{type(inner).__name__} is not an LRScheduleEnv: it has no signature()")
+    return inner.signature()
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """The contents of a policy file.
+
+    Attributes:
+        config: the network's architecture.
+        env: signature of the env it was trained on (``envs.options.env_signature``).
+        gamma: the discount it was trained with.
+        version: lrschedule-gym version that wrote it.
+        observation_space: the observation space of the network.
+        action_space: the action space of the network.
+        state_dict: the parameters.
+    """
+
+    config: PolicyConfig
+    env: dict[str, Any]
+    gamma: float
+    version: str
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    state_dict: dict[str, torch.Tensor]
+
+
+def save_policy(
+    policy: ActorCriticPolicy,
+    path: str | Path,
+    config: PolicyConfig,
+    *,
+    env: gym.Env | Mapping[str, Any],
+    gamma: float,
+) -> Path:
     """Write ``policy`` to one file, atomically (an existing file is replaced only when done).
 
-    The file holds tensors and plain values only, so it loads with ``weights_only=True``.
+    The file records the env it was trained on (id and the options a policy depends on:
+    window, features, action type and bounds, steps_per_action, eval_every, reward),
+    the discount ``gamma`` and the package version. It holds tensors and plain values
+    only, so it loads with ``weights_only=True``.
     """
-    path = Path(path)
     payload = {
         "format": FORMAT,
+        "version": package_version(),
+        "env": _signature(env),
+        "gamma": float(gamma),
         "observation_space": _space_spec(policy.observation_space),
         "action_space": _space_spec(policy.action_space),
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
@@ -103,28 +178,95 @@ def save_policy(policy: ActorCriticPolicy, path: str | Path, config: PolicyConfi
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
 
 
-def load_policy(path: str | Path, device: str | torch.device = "auto") -> ActorCriticPolicy:
-    """Load a policy written by :func:`save_policy`; needs only SB3 and this package."""
+def read_policy_file(path: str | Path) -> PolicyFile:
+    """Read a file written by :func:`save_policy` without building the network.
+
+    Raises:
+        ValueError: the file is not a policy file of this format, naming what it is.
+    """
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
         raise ValueError(f"{path} is not a saved lrschedule-gym policy ({e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a saved lrschedule-gym policy (format {FORMAT})")
-    config = PolicyConfig(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()}
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if fmt != FORMAT:
+        hint = " (an older policy file: re-run train_bc.py)" if fmt else ""
+        raise ValueError(
+            f"{path} is not a saved lrschedule-gym policy of format {FORMAT}: found {fmt!r}{hint}"
+        )
+    return PolicyFile(
+        config=PolicyConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()}
+        ),
+        env=payload["env"],
+        gamma=payload["gamma"],
+        version=payload["version"],
+        observation_space=_space_from_spec(payload["observation_space"]),
+        action_space=_space_from_spec(payload["action_space"]),
+        state_dict=payload["state_dict"],
     )
-    policy = make_policy(
-        _space_from_spec(payload["observation_space"]),
-        _space_from_spec(payload["action_space"]),
-        config,
-    )
-    policy.load_state_dict(payload["state_dict"])
+
+
+def check_env(stored: Mapping[str, Any], env: gym.Env | Mapping[str, Any], *,
+              allow_mismatch: bool = False, source: str = "policy") -> list[str]:  # fmt: skip
+    """Compare a policy's stored env signature with ``env``'s; return the mismatches.
+
+    Raises:
+        ValueError: the observation layout or action space differs (the network cannot
+            run there), or any other checked option differs and ``allow_mismatch`` is
+            False; the message names every mismatch.
+    """
+    current = _signature(env)
+    structural = signature_mismatches(dict(stored), current, STRUCTURAL)
+    if structural:
+        raise ValueError(
+            f"{source} cannot run in this env: " + "; ".join(structural)
+            + " (the network takes another observation or action space)"
+        )  # fmt: skip
+    others = signature_mismatches(dict(stored), current)
+    if others and not allow_mismatch:
+        raise ValueError(
+            f"{source} was trained on another env: " + "; ".join(others)
+            + ". Pass allow_mismatch=True to use it there deliberately (transfer)."
+        )  # fmt: skip
+    return others
+
+
+def load_policy(
+    path: str | Path,
+    env: gym.Env | Mapping[str, Any] | None = None,
+    *,
+    allow_mismatch: bool = False,
+    device: str | torch.device = "auto",
+) -> ActorCriticPolicy:
+    """Load a policy written by :func:`save_policy`; needs only SB3 and this package.
+
+    Args:
+        path: the policy file.
+        env: the env (or its signature) the policy will act in. When given, the file's
+            stored env must match it: env id, trainee, window, features, action type,
+            bounds and factors, steps_per_action, eval_every and reward.
+        allow_mismatch: accept an env that differs in anything but the observation
+            layout and action space (deliberate transfer); the differences are warned.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
+
+    The caller's global RNG state is left untouched. The returned policy carries the
+    file's contents (without the weights) as ``policy.lrgym_file``.
+
+    Raises:
+        ValueError: not a policy file, or a mismatched env (naming every mismatch).
+    """
+    saved = read_policy_file(path)
+    if env is not None:
+        for m in check_env(saved.env, env, allow_mismatch=allow_mismatch, source=str(path)):
+            warnings.warn(f"{path}: transferred to another env: {m}", stacklevel=2)
+    policy = make_policy(saved.observation_space, saved.action_space, saved.config)
+    policy.load_state_dict(saved.state_dict)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     policy.set_training_mode(False)
+    policy.lrgym_file = dataclasses.replace(saved, state_dict={})
     return policy.to(device)

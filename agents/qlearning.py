@@ -15,10 +15,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from envs.observation import FEATURES
-from trainees.data.resolve import atomic_write_bytes
+from envs.rollout import Episode, Transition, run_episode
+from trainees.files import atomic_write_bytes
 
 LOG_VAL = FEATURES.index("log_val_loss")
 LOG_LR = FEATURES.index("log_lr_multiplier")
@@ -117,6 +119,13 @@ class QLearningAgent:
         self.epsilon = max(self.config.epsilon_min, self.epsilon * self.config.epsilon_decay)
         return float(td)
 
+    def learn(self, t: Transition) -> float:
+        """The Q-update for one env transition (``on_step`` of the rollout loop)."""
+        action = int(np.asarray(t.action).reshape(-1)[0])
+        return self.update(
+            self.state(t.obs), action, t.reward, self.state(t.next_obs), t.terminated
+        )
+
     def predict(
         self, observation: np.ndarray, state: object = None, episode_start: object = None,
         deterministic: bool = True,
@@ -149,15 +158,6 @@ class QLearningAgent:
         return agent
 
 
-def run_learning_episode(env, agent: QLearningAgent, seed: int) -> list[dict]:
-    """One training run with online Q-learning; returns each step's ``info`` plus action and reward."""
-    obs, _ = env.reset(seed=seed)
-    state, done, log = agent.state(obs), False, []
-    while not done:
-        action = agent.act(state)
-        obs, reward, terminated, truncated, info = env.step(action)
-        next_state = agent.state(obs)
-        agent.update(state, action, reward, next_state, terminated)
-        log.append({**info, "action": action, "reward": reward, "epsilon": agent.epsilon})
-        state, done = next_state, terminated or truncated
-    return log
+def learn_episode(env: gym.Env, agent: QLearningAgent, seed: int) -> Episode:
+    """One training run with online Q-learning: the shared rollout loop, exploring."""
+    return run_episode(env, agent, seed, deterministic=False, on_step=agent.learn)

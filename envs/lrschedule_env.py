@@ -11,9 +11,18 @@ import gymnasium as gym
 import numpy as np
 
 from envs.actions import ContinuousLogMultiplier, DiscreteFactors
-from envs.observation import ObservationBuilder
-from envs.rewards import REWARDS, RewardInputs, RewardName, make_reward
-from trainees import TorchTrainee, make_trainee
+from envs.observation import FEATURES, ObservationBuilder
+from envs.options import env_signature
+from envs.render import RENDER_MODES, RenderHistory, render_ansi, render_rgb
+from envs.rewards import (
+    LOSS_CAP,
+    REWARDS,
+    RewardInputs,
+    RewardName,
+    divergence_reward,
+    make_reward,
+)
+from trainees import Trainee, make_trainee
 from trainees.base import N_GRAD_BUCKETS
 from trainees.factory import trainee_options
 
@@ -34,8 +43,10 @@ class EnvConfig:
         factors: multiplicative LR factors of the discrete actions.
         initial_lr_mult: LR multiplier before the first discrete action.
         reward: reward preset (stability, neg_val_loss, val_improvement, best_minus_val).
-        reward_params: keyword parameters of the reward preset.
-        divergence_penalty: reward of the step in which training diverged.
+        reward_params: keyword weights of the reward preset (finite, >= 0).
+        divergence_margin: how far below the worst finished run a diverged run's return
+            falls (see ``envs.rewards.divergence_reward``); > 0.
+        reward_loss_cap: normalised losses enter rewards clipped to ``[0, cap]``; >= 1.
         inference_tokens: tokens generated at episode end to measure a GPT's tokens/s.
     """
 
@@ -49,7 +60,8 @@ class EnvConfig:
     initial_lr_mult: float = 1.0
     reward: RewardName = "stability"
     reward_params: dict[str, float] | None = None
-    divergence_penalty: float = -10.0
+    divergence_margin: float = 1.0
+    reward_loss_cap: float = LOSS_CAP
     inference_tokens: int = 64
 
     def __post_init__(self) -> None:
@@ -74,8 +86,17 @@ class EnvConfig:
             f"in [min_lr_mult, max_lr_mult] = [{self.min_lr_mult}, {self.max_lr_mult}]",
         )
         check(self.reward in REWARDS, "reward", f"one of {REWARDS}")
-        check(math.isfinite(self.divergence_penalty), "divergence_penalty", "a finite number")
+        check(
+            math.isfinite(self.divergence_margin) and self.divergence_margin > 0,
+            "divergence_margin",
+            "a finite number > 0",
+        )
         check(self.inference_tokens >= 0, "inference_tokens", ">= 0")
+        check(
+            math.isfinite(self.reward_loss_cap) and self.reward_loss_cap >= 1,
+            "reward_loss_cap",
+            "a finite number >= 1",
+        )
         make_reward(self.reward, self.reward_params)  # validates the parameters
 
 
@@ -121,21 +142,29 @@ class LRScheduleEnv(gym.Env):
     | 9 | mask: 1 for a real row, 0 for padding | [0, 1] |
 
     Values are clipped into the bounds (a diverged step's NaN/inf becomes the bound).
-    The reset observation holds one row, for step 0.
+    The reset observation holds one row, for step 0: full budget, the initial LR
+    multiplier (``log(initial_lr_mult)`` for discrete actions, 0 for continuous ones) and
+    zeros for the losses and gradient norms (the ratios to themselves).
 
     ## Rewards
 
-    Presets over the losses normalised by ``loss0`` (validation data only):
+    Presets over the losses normalised by ``loss0`` and clipped to ``[0, reward_loss_cap]``
+    (4), validation data only. ``T`` is the budget of optimizer steps, ``t`` runs over the
+    env step's ``k`` optimizer steps:
 
-    | reward | per env step |
-    |---|---|
-    | ``stability`` (default) | ``-mean_t[1·max(0, Δtrain_t) + 0.5·train_t + 0.5·val_t]`` over the step's optimizer steps |
-    | ``neg_val_loss`` | ``-val`` (latest evaluation) |
-    | ``val_improvement`` | ``max(0, best_before - val)`` if the step evaluated, else 0 |
-    | ``best_minus_val`` | ``1·(best - val) + 0.1·remaining fraction`` |
+    | reward | per env step | return: losses <= loss0 | return: any finished run |
+    |---|---|---|---|
+    | ``stability`` (default) | ``-(1/T) sum_t[1·max(0, Δtrain_t) + 0.5·train_t + 0.5·val_t]`` | [-2, 0] | [-8, 0] |
+    | ``neg_val_loss`` | ``-(1/T) sum_t val_t`` | [-1, 0] | [-4, 0] |
+    | ``val_improvement`` | ``max(0, best_before - min(evaluations of the step))`` | [0, 1] | [0, 1] |
+    | ``best_minus_val`` | ``(k/T)·[1·(best_before - val) + 0.1·remaining]`` | [-1, 1.1] | [-4, 1.1] |
 
-    Weights are set with ``reward_params``. A diverged step earns ``divergence_penalty``
-    (-10) instead.
+    Weights are set with ``reward_params`` (``envs.rewards`` documents each formula).
+    A diverged step earns ``low - high - divergence_margin·(1 + remaining)`` instead,
+    where ``low`` is the lowest return of any finished run and ``high`` the most any
+    episode can have earned before (``envs.rewards.return_bounds``): a diverged run's
+    return is below that of every finished run, so diverging never pays, and diverging
+    earlier costs more.
 
     ## Starting State
 
@@ -149,7 +178,7 @@ class LRScheduleEnv(gym.Env):
       fraction is observed, so this is termination, not truncation).
     - Terminated: training diverged, i.e. a non-finite loss or gradient (the update is
       skipped) or validation loss. ``info["diverged"]`` is True and the reward is the
-      penalty; nothing is raised, and ``reset()`` starts a fresh run.
+      divergence reward (see Rewards); nothing is raised, and ``reset()`` starts a fresh run.
 
     ``info`` has ``lr``, ``train_loss`` (not at reset), ``val_loss``, ``best_val_loss``, ``step`` and
     ``diverged``; at episode end also ``final_train_loss`` (mean minibatch loss of the
@@ -158,11 +187,14 @@ class LRScheduleEnv(gym.Env):
 
     ## Arguments
 
-    ``LRScheduleEnv(trainee="mlp", **options)``, where ``trainee`` is a name
-    (``quadratic``, ``mlp``, ``resnet18``, ``gpt``) or a trainee instance, and options
-    are ``EnvConfig`` fields or the trainee config's fields (``total_steps``,
-    ``dataset``, ``preset``, ``base_lr``, ``data_dir``...). An unknown option or value
-    is a ``ValueError`` that names the valid ones. Registered ids::
+    ``LRScheduleEnv(trainee="mlp", render_mode=None, **options)``, where ``trainee`` is a
+    name (``quadratic``, ``mlp``, ``resnet18``, ``gpt``) or any object implementing the
+    ``trainees.Trainee`` protocol, and options are ``EnvConfig`` fields or the trainee
+    config's fields (``total_steps``, ``dataset``, ``preset``, ``base_lr``,
+    ``data_dir``...). An unknown option or value is a ``ValueError`` that names the valid
+    ones. ``render_mode`` is None, ``"ansi"`` (``render()`` returns a one-line status:
+    step, LR, train/val loss) or ``"rgb_array"`` (an ``(240, 320, 3)`` uint8 image of the
+    LR and loss curves so far, for ``RecordVideo`` and notebooks). Registered ids::
 
         gym.make("LRSchedule-MLP-v0")                      # MLP on MNIST
         gym.make("LRSchedule-ResNet18-v0")                 # ResNet-18 on MNIST
@@ -171,21 +203,34 @@ class LRScheduleEnv(gym.Env):
 
     ## Version History
 
-    - v0: initial version.
+    - v0: initial version (rewards scaled by the budget and a divergence reward that
+      never pays; ``render_mode``).
     """
 
-    metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}  # noqa: RUF012
 
-    def __init__(self, trainee: str | TorchTrainee = "mlp", **options: Any) -> None:
+    def __init__(
+        self, trainee: str | Trainee = "mlp", render_mode: str | None = None, **options: Any
+    ) -> None:
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(
+                f"render_mode={render_mode!r} is invalid; valid: None, "
+                + ", ".join(repr(m) for m in RENDER_MODES)
+            )
+        self.render_mode = render_mode
         env_options = {k: v for k, v in options.items() if k in ENV_OPTIONS}
         trainee_options = {k: v for k, v in options.items() if k not in ENV_OPTIONS}
         if isinstance(trainee, str):
             self._check_options(trainee, trainee_options)
+            self.trainee_name = trainee
             trainee = make_trainee(trainee, **trainee_options)
         elif trainee_options:
             raise ValueError(
                 f"unknown option(s) {sorted(trainee_options)}; valid: {sorted(ENV_OPTIONS)}"
             )
+        else:
+            self.trainee_name = type(trainee).__name__
+        self.trainee_options = trainee_options
         self.config = cfg = EnvConfig(**env_options)
         self.trainee = trainee
         self.reward_fn = make_reward(cfg.reward, cfg.reward_params)
@@ -198,6 +243,7 @@ class LRScheduleEnv(gym.Env):
         self.obs_builder = ObservationBuilder(cfg.window)
         self.action_space = self.actions.space
         self.observation_space = self.obs_builder.space
+        self.history = RenderHistory()
         self._done = True
 
     @staticmethod
@@ -218,6 +264,11 @@ class LRScheduleEnv(gym.Env):
         t0 = time.perf_counter()
         self.trainee.reset(int(self.np_random.integers(0, 2**31 - 1)))
         self.loss0 = self.trainee.evaluate()
+        if not (math.isfinite(self.loss0) and self.loss0 > 0):
+            raise ValueError(
+                f"the freshly initialised model's validation loss is {self.loss0!r}; the env "
+                "normalises losses by it, so it must be finite and > 0"
+            )
         self._train_time = time.perf_counter() - t0
         self.lr_mult = self.actions.initial_multiplier()
         self.val_loss = self.best_val = self.loss0
@@ -225,7 +276,8 @@ class LRScheduleEnv(gym.Env):
         self.prev_train = 1.0  # normalised: the first minibatch loss is compared with loss0
         self._last_losses: np.ndarray | None = None  # no minibatch yet
         self._done = False
-        obs = self.obs_builder.reset(self.loss0)
+        self.history.reset(self.loss0, self.lr_mult * self.trainee.base_lr)
+        obs = self.obs_builder.reset(self.loss0, self.lr_mult)
         return obs, self._info(diverged=False)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -234,9 +286,8 @@ class LRScheduleEnv(gym.Env):
         self.lr_mult = self.actions.multiplier(action, self.lr_mult)
         lr = self.lr_mult * self.trainee.base_lr
         best_before = self.best_val
-        losses, grads, vals, evals_at, diverged = self._train(lr)
-        k = len(losses)
-        total = self.trainee.total_steps
+        losses, grads, vals, evals_at, evals, diverged = self._train(lr)
+        k, total = len(losses), self.trainee.total_steps
         done_steps = self.trainee.steps_done
         steps = np.arange(done_steps - k + 1, done_steps + 1)
         obs = self.obs_builder.append(
@@ -248,33 +299,64 @@ class LRScheduleEnv(gym.Env):
             lr_mult=self.lr_mult,
         )
         terminated = diverged or done_steps >= total
+        remaining = (total - done_steps) / total
         if diverged:
-            reward = self.config.divergence_penalty
+            reward = divergence_reward(
+                self.config.reward, self.config.reward_params, remaining=remaining,
+                margin=self.config.divergence_margin, loss_cap=self.config.reward_loss_cap,
+            )  # fmt: skip
         else:
             inputs = RewardInputs(
-                train=losses / self.loss0,
+                train=self._normalise(losses),
                 prev_train=self.prev_train,
-                val=vals / self.loss0,
+                val=self._normalise(vals),
+                evals=self._normalise(np.asarray(evals)),
                 best_before=best_before / self.loss0,
-                best_after=self.best_val / self.loss0,
-                evaluated=bool(evals_at[-1] > done_steps - k),
-                remaining=(total - done_steps) / total,
+                remaining=remaining,
+                total_steps=total,
             )
             reward = float(self.reward_fn(inputs))
             self.prev_train = float(inputs.train[-1])
         self._last_losses = losses
         self._done = terminated
+        self.history.append(done_steps, lr, float(losses[-1]), float(self.val_loss))
         info = self._info(diverged)
         if terminated:
             info.update(self._final_info())
         return obs, reward, terminated, False, info
 
+    def render(self) -> str | np.ndarray | None:
+        """The status line (``"ansi"``), the curves image (``"rgb_array"``), or None."""
+        if self.render_mode == "ansi":
+            return render_ansi(self.history, self.trainee.total_steps)
+        if self.render_mode == "rgb_array":
+            return render_rgb(self.history, self.trainee.total_steps)
+        return None
+
+    def signature(self) -> dict[str, Any]:
+        """What a policy trained on this env depends on (stored in policy files)."""
+        cfg = self.config
+        return env_signature(
+            env_id=self.spec.id if self.spec is not None else None,
+            trainee=self.trainee_name,
+            trainee_options=self.trainee_options,
+            config=cfg,
+            features=FEATURES,
+        )
+
     # -- internals -------------------------------------------------------------------------
-    def _train(self, lr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    def _normalise(self, losses: np.ndarray) -> np.ndarray:
+        """Losses as rewards see them: divided by ``loss0``, clipped to ``[0, loss cap]``."""
+        return np.clip(losses / self.loss0, 0.0, self.config.reward_loss_cap)
+
+    def _train(
+        self, lr: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[float], bool]:
         """Run up to ``steps_per_action`` optimizer steps at ``lr`` (the hot loop).
 
         Returns per-step minibatch losses, grad norms ``(k, N_GRAD_BUCKETS)``, the validation
-        loss in force and the step of its evaluation, and whether training diverged.
+        loss in force and the step of its evaluation, every validation loss evaluated, and
+        whether training diverged.
         """
         trainee, cfg = self.trainee, self.config
         n = min(cfg.steps_per_action, trainee.total_steps - trainee.steps_done)
@@ -282,6 +364,7 @@ class LRScheduleEnv(gym.Env):
         grads = np.empty((n, N_GRAD_BUCKETS))
         vals = np.empty(n)
         evals_at = np.empty(n, dtype=np.int64)
+        evals: list[float] = []
         diverged = False
         t0 = time.perf_counter()
         k = 0
@@ -289,11 +372,12 @@ class LRScheduleEnv(gym.Env):
             stats = trainee.train_step(lr)
             losses[k], grads[k] = stats.loss, stats.grad_norms
             step = trainee.steps_done
-            if not stats.finite:
+            if not (stats.finite and math.isfinite(stats.loss)):
                 diverged = True
             elif step % cfg.eval_every == 0 or step == trainee.total_steps:
                 self.val_loss = trainee.evaluate()
                 self.last_eval_step = step
+                evals.append(self.val_loss)
                 if math.isfinite(self.val_loss):
                     self.best_val = min(self.best_val, self.val_loss)
                 else:
@@ -303,7 +387,7 @@ class LRScheduleEnv(gym.Env):
             if diverged:
                 break
         self._train_time += time.perf_counter() - t0
-        return losses[:k], grads[:k], vals[:k], evals_at[:k], diverged
+        return losses[:k], grads[:k], vals[:k], evals_at[:k], evals, diverged
 
     def _info(self, diverged: bool) -> dict[str, Any]:
         info = {

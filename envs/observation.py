@@ -41,12 +41,17 @@ class ObservationBuilder:
         self.loss0 = 1.0
         self.grad0: np.ndarray | None = None
 
-    def reset(self, loss0: float) -> np.ndarray:
-        """Start a run: all rows padding but one for step 0 (full budget, base LR)."""
+    def reset(self, loss0: float, lr_mult: float = 1.0) -> np.ndarray:
+        """Start a run: all rows padding but one for step 0.
+
+        That row has the full budget, the initial LR multiplier ``lr_mult`` and zero loss
+        and gradient-norm features (each is the log-ratio of a value to itself).
+        """
         self.loss0 = loss0
         self.grad0 = None
         self._buf[:] = 0.0
         self._buf[-1, 0] = 1.0  # remaining fraction
+        self._buf[-1, -2] = np.clip(np.log(lr_mult), -LOG_BOUND, LOG_BOUND)
         self._buf[-1, -1] = 1.0  # mask
         return self._buf.copy()
 
@@ -75,10 +80,10 @@ class ObservationBuilder:
         new[:, 2] = val_loss[-w:]
         new[:, 1:3] /= self.loss0
         new[:, 3] = staleness[-w:]
-        new[:, 4:-2] = grad_norms[-w:] / self.grad0
         new[:, -2] = lr_mult
         new[:, -1] = 1.0
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            new[:, 4:-2] = grad_norms[-w:] / self.grad0  # inf / inf on a diverged first step
             np.log(new[:, 1:-1], out=new[:, 1:-1], where=self._log_cols)
         # a diverged step's NaN/inf becomes the bound it ran towards, so rows stay in the space
         np.nan_to_num(new, copy=False, nan=LOG_BOUND, posinf=LOG_BOUND, neginf=-LOG_BOUND)

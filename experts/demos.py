@@ -1,4 +1,4 @@
-"""Demonstrations: real env rollouts of a policy, saved to disk with the expert's name.
+"""Demonstrations: real env rollouts of an expert (``envs.rollout``), saved with its name.
 
 A demonstration folder holds ``trajectories.npz`` (observations, actions, rewards and
 episode lengths), ``infos.json`` and ``meta.json`` naming the expert, its parameters,
@@ -13,87 +13,26 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from imitation.data.types import TrajectoryWithRew
 
+from envs.rollout import Episode
 from experts.schedules import Schedule
-from trainees.data.resolve import atomic_write_bytes
+from trainees.files import atomic_write_bytes
 
 
-class Policy(Protocol):
-    """Anything with SB3's ``predict``."""
-
-    def predict(
-        self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, Any]: ...  # fmt: skip
-
-
-@dataclass
-class Episode:
-    """One rollout: the trajectory and the training curve it produced.
-
-    Attributes:
-        seed: the env seed.
-        trajectory: observations, actions, rewards and infos, as imitation stores them.
-        lrs: LR applied by each action.
-        steps: optimizer steps done after each action.
-        val_losses: validation loss in force after each action.
-        final: the final ``info`` (best_val_loss, final_train_loss, total_train_time ...).
-        policy_seconds: wall time spent choosing actions.
-    """
-
-    seed: int
-    trajectory: TrajectoryWithRew
-    lrs: np.ndarray
-    steps: np.ndarray
-    val_losses: np.ndarray
-    final: dict[str, Any] = field(default_factory=dict)
-    policy_seconds: float = 0.0
-
-    @property
-    def best_val_loss(self) -> float:
-        """Best validation loss of the run."""
-        return float(self.final["best_val_loss"])
-
-
-def run_episode(env: gym.Env, policy: Policy, seed: int) -> Episode:
-    """Roll ``policy`` (deterministically) through one whole episode of ``env``."""
-    obs, _ = env.reset(seed=seed)
-    observations, actions, rewards, infos = [obs], [], [], []
-    policy_seconds, done = 0.0, False
-    while not done:
-        t0 = time.perf_counter()
-        action, _ = policy.predict(obs, deterministic=True)
-        policy_seconds += time.perf_counter() - t0
-        obs, reward, terminated, truncated, info = env.step(action)
-        observations.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        infos.append(info)
-        done = terminated or truncated
-    trajectory = TrajectoryWithRew(
-        obs=np.stack(observations),
-        acts=np.stack(actions),
-        infos=np.array(infos),
+def to_trajectory(episode: Episode) -> TrajectoryWithRew:
+    """An episode as imitation's ``TrajectoryWithRew`` (what BC trains on)."""
+    return TrajectoryWithRew(
+        obs=episode.observations,
+        acts=episode.actions,
+        infos=np.array(episode.infos),
         terminal=True,
-        rews=np.asarray(rewards, dtype=np.float32),
-    )
-    return Episode(
-        seed=seed,
-        trajectory=trajectory,
-        lrs=np.array([i["lr"] for i in infos]),
-        steps=np.array([i["step"] for i in infos]),
-        val_losses=np.array([i["val_loss"] for i in infos]),
-        final=infos[-1],
-        policy_seconds=policy_seconds,
+        rews=episode.rewards.astype(np.float32),
     )
 
 
@@ -107,7 +46,7 @@ def save_demonstrations(
 ) -> Path:
     """Write the episodes' trajectories and ``meta.json`` into ``folder``."""
     folder = Path(folder)
-    trajs = [e.trajectory for e in episodes]
+    trajs = [to_trajectory(e) for e in episodes]
     arrays = io.BytesIO()
     np.savez_compressed(
         arrays,

@@ -14,13 +14,16 @@ import time
 from dataclasses import asdict, dataclass
 
 import gymnasium as gym
-import numpy as np
 import torch
+import tyro
 from torch import nn
 
-from agents.cli import parse_args
-from agents.runs import write_json
+from envs.options import EnvOptions
+from envs.rollout import run_episode
+from experts.policy import SchedulePolicy
+from experts.schedules import Constant
 from trainees import TorchTrainee
+from trainees.files import write_json
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,8 @@ class Args:
 
 
 def env_episode(env: gym.Env, seed: int) -> float:
-    """Seconds for reset + a whole episode at the base LR (action 0)."""
-    t0 = time.perf_counter()
-    env.reset(seed=seed)
-    action = np.zeros(1, np.float32)
-    terminated = truncated = False
-    while not (terminated or truncated):
-        _, _, terminated, truncated, _ = env.step(action)
-    return time.perf_counter() - t0
+    """Seconds for reset + a whole episode at the base LR (the constant expert)."""
+    return run_episode(env, SchedulePolicy(Constant(), env.action_space), seed).seconds
 
 
 def plain_loop(trainee: TorchTrainee, eval_every: int, seed: int) -> float:
@@ -78,10 +75,11 @@ def plain_loop(trainee: TorchTrainee, eval_every: int, seed: int) -> float:
 
 def bench(env_id: str, args: Args) -> dict:
     """Alternate env episodes and plain loops on one trainee; report medians and their ratio."""
-    kwargs = {} if args.total_steps is None else {"total_steps": args.total_steps}
-    if env_id in ("LRSchedule-MLP-v0", "LRSchedule-ResNet18-v0"):
-        kwargs["dataset"] = args.image_dataset
-    env = gym.make(env_id, **kwargs)
+    image = env_id in ("LRSchedule-MLP-v0", "LRSchedule-ResNet18-v0")
+    options = EnvOptions(
+        total_steps=args.total_steps, dataset=args.image_dataset if image else None
+    )
+    env = options.make(env_id)
     inner = env.unwrapped
     env_episode(env, 0)  # warm-up: allocator, caches, lazy imports
     env_t, plain_t = [], []
@@ -121,4 +119,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    main(tyro.cli(Args))

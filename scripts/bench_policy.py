@@ -1,22 +1,26 @@
 """Inference cost of a saved policy: time per action vs the trainee's compute between actions.
 
-Runs whole episodes of an env driven by the policy and writes a JSON::
+Runs whole episodes of an env driven by the policy (by default the env it was trained
+on) and writes a JSON::
 
-    python scripts/bench_policy.py --policy runs/.../policies/bc_cosine.pt --env LRSchedule-GPT-v0
+    python scripts/bench_policy.py --policy runs/.../policies/bc_cosine.pt
+    python scripts/bench_policy.py --policy .../bc_cosine.pt --env LRSchedule-GPT-v0 --allow-mismatch
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Annotated
 
 import gymnasium as gym
 import torch
+import tyro
 
-from agents.cli import parse_args
 from agents.evaluation import inference_cost
-from agents.policy import load_policy
-from agents.runs import write_json
-from experts.demos import run_episode
+from agents.policy import load_policy, read_policy_file
+from envs.options import EnvOptions, make_from_signature
+from envs.rollout import run_episode
+from trainees.files import write_json
 
 
 @dataclass(frozen=True)
@@ -25,26 +29,34 @@ class Args:
 
     Attributes:
         policy: saved policy file.
-        env: registered env id.
+        env: registered env id (None: the env the policy was trained on).
+        options: env options on top of the policy's env (None keeps its value).
+        allow_mismatch: run the policy on an env other than its own (transfer).
         episodes: episodes to run (seeds 0, 1, ...).
-        total_steps: optimizer steps per episode (None: the env's default).
         out: JSON file to write.
     """
 
     policy: str = ""
-    env: str = "LRSchedule-GPT-v0"
+    env: str | None = None
+    options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvOptions)
+    allow_mismatch: bool = False
     episodes: int = 1
-    total_steps: int | None = None
     out: str = "runs/bench/policy.json"
+
+
+def make_env(args: Args) -> gym.Env:
+    """The policy's own env, or ``args.env``, with ``args.options`` on top."""
+    if args.env is None:
+        return make_from_signature(read_policy_file(args.policy).env, args.options)
+    return args.options.make(args.env)
 
 
 def main(args: Args) -> dict:
     """Run the episodes and write the JSON."""
     if not args.policy:
         raise ValueError("--policy is required: a file written by train_bc.py")
-    policy = load_policy(args.policy, device="cpu")
-    kwargs = {} if args.total_steps is None else {"total_steps": args.total_steps}
-    env = gym.make(args.env, **kwargs)
+    env = make_env(args)
+    policy = load_policy(args.policy, env, allow_mismatch=args.allow_mismatch, device="cpu")
     runs = [run_episode(env, policy, seed) for seed in range(args.episodes)]
     report = {
         "args": asdict(args),
@@ -52,7 +64,7 @@ def main(args: Args) -> dict:
         **inference_cost(runs),
     }
     print(
-        f"{args.env}: policy {report['policy_ms_per_action']:.2f} ms/action, trainee "
+        f"{env.spec.id}: policy {report['policy_ms_per_action']:.2f} ms/action, trainee "
         f"{report['trainee_ms_per_action']:.1f} ms/action, ratio {100 * report['ratio']:.2f} %"
     )
     write_json(args.out, report)
@@ -60,4 +72,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    main(tyro.cli(Args))

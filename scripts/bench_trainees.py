@@ -13,10 +13,10 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
+import tyro
 
-from agents.cli import parse_args
-from agents.runs import write_json
 from trainees import GPTTrainee, TorchTrainee, make_trainee
+from trainees.files import write_json
 
 
 @dataclass(frozen=True)
@@ -116,4 +116,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    main(tyro.cli(Args))

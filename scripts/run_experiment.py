@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 import gymnasium as gym
 import matplotlib
+import tyro
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -24,14 +25,14 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.cli import parse_args
-from agents.experiment import RUN_TYPES, env_kwargs, markdown_table, summarize
-from agents.qlearning import QLearningAgent, QLearningConfig, run_learning_episode
-from agents.runs import run_dir, write_csv, write_json
-from experts.demos import run_episode
+from agents.experiment import RUN_TYPES, markdown_table, run_options, summarize
+from agents.qlearning import QLearningAgent, QLearningConfig, learn_episode
+from envs.options import EnvOptions
+from envs.rollout import run_episode
 from experts.policy import SchedulePolicy
 from experts.schedules import Cosine
 from trainees.data.resolve import DatasetNotFoundError
+from trainees.files import atomic_write_text, run_dir, write_csv, write_json
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ def one_run(env: gym.Env, agent: QLearningAgent | None, args: Args, seed: int) -
     """Per-action infos of one training run of a run type."""
     if agent is None:
         policy = SchedulePolicy(Cosine(warmup=args.warmup), env.action_space)
-        return list(run_episode(env, policy, seed).trajectory.infos)
-    return run_learning_episode(env, agent, seed)
+        return run_episode(env, policy, seed).infos
+    return learn_episode(env, agent, seed).infos
 
 
 def make_agent(run: dict, seed: int) -> QLearningAgent:
@@ -99,10 +100,12 @@ def run_dataset(
     rows, results = [], {}
     for run_name in args.runs:
         run = RUN_TYPES[run_name]
-        kwargs = env_kwargs(run, dataset=dataset, preset=preset, total_steps=args.total_steps,
-                            interval=args.interval)  # fmt: skip
+        options = run_options(
+            run, EnvOptions(dataset=dataset, preset=preset, total_steps=args.total_steps),
+            interval=args.interval,
+        )  # fmt: skip
         try:
-            env = gym.make("LRSchedule-GPT-v0", **kwargs)
+            env = options.make("LRSchedule-GPT-v0")
         except DatasetNotFoundError as e:
             print(f"skipping {dataset}: {str(e).splitlines()[0]}")
             return None
@@ -120,7 +123,11 @@ def run_dataset(
                 )
         if agent is not None:
             agent.save(folder / f"qtable_{dataset}_{run_name}.npz")
-        results[run_name] = {"env_kwargs": kwargs, "per_seed": finals, "summary": summarize(finals)}
+        results[run_name] = {
+            "env_kwargs": options.kwargs(),
+            "per_seed": finals,
+            "summary": summarize(finals),
+        }
         print(f"{dataset} {run_name}: " + ", ".join(
             f"{m} {s['mean']:.4g} ± {s['se']:.2g}" for m, s in results[run_name]["summary"].items()))  # fmt: skip
     table = markdown_table({r: v["summary"] for r, v in results.items()})
@@ -128,7 +135,7 @@ def run_dataset(
         folder / f"results_{dataset}.json",
         {"args": asdict(args), "preset": preset, "results": results},
     )
-    (folder / f"results_{dataset}.md").write_text(table + "\n")
+    atomic_write_text(folder / f"results_{dataset}.md", table + "\n")
     write_csv(folder / f"runs_{dataset}.csv", rows)
     plot(rows, "train_loss", folder / f"train_loss_{dataset}.png", "train loss (minibatch)", True)
     plot(rows, "val_loss", folder / f"val_loss_{dataset}.png", "validation loss", True)
@@ -156,4 +163,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    main(tyro.cli(Args))

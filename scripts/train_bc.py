@@ -7,14 +7,16 @@ policy against its expert(s) on held-out seeds::
 
     python scripts/train_bc.py                                   # MLP on MNIST
     python scripts/train_bc.py --env LRSchedule-GPT-v0 --demo-episodes 4
+    python scripts/train_bc.py --dataset digits --total-steps 640  # env options: see --help
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import gymnasium as gym
 import matplotlib
@@ -22,18 +24,20 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
+import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from agents.bc import BCConfig, action_error, fit_critic, train_actor
-from agents.cli import parse_args
 from agents.evaluation import compare, inference_cost
 from agents.policy import PolicyConfig, make_policy, save_policy
-from agents.runs import log_hyperparameters, run_dir, write_csv, write_json
-from experts.demos import Episode, load_demonstrations, run_episode, save_demonstrations
+from agents.tensorboard import log_hyperparameters
+from envs.options import EnvOptions
+from envs.rollout import Episode, run_episode
+from experts.demos import load_demonstrations, save_demonstrations, to_trajectory
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
+from trainees.files import run_dir, write_csv, write_json
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,7 @@ class Args:
 
     Attributes:
         env: registered env id.
-        dataset: the trainee's dataset (None: the env's default).
-        total_steps: optimizer steps per episode (None: the env's default).
+        options: env options (None keeps the id's default).
         experts: expert schedules to imitate.
         demo_episodes: demonstration episodes per expert (seeds 0, 1, ...).
         eval_episodes: held-out evaluation episodes (seeds 1000, 1001, ...).
@@ -58,8 +61,7 @@ class Args:
     """
 
     env: str = "LRSchedule-MLP-v0"
-    dataset: str | None = None
-    total_steps: int | None = None
+    options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvOptions)
     experts: tuple[str, ...] = ("linear_warmup", "cosine", "polynomial")
     demo_episodes: int = 8
     eval_episodes: int = 3
@@ -78,16 +80,6 @@ EVAL_SEED0 = 1000
 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
 
 
-def env_kwargs(args: Args) -> dict:
-    """The env options the arguments set."""
-    kwargs = {}
-    if args.dataset is not None:
-        kwargs["dataset"] = args.dataset
-    if args.total_steps is not None:
-        kwargs["total_steps"] = args.total_steps
-    return kwargs
-
-
 def rollouts(env: gym.Env, policy, seeds: list[int], desc: str, progress: bool) -> list[Episode]:
     """Run ``policy`` on each seed."""
     return [run_episode(env, policy, s) for s in tqdm(seeds, desc=desc, disable=not progress)]
@@ -100,7 +92,7 @@ def demonstrations(args: Args, env: gym.Env, folder: Path) -> dict[str, list]:
         sub = folder / name
         if (sub / "meta.json").is_file():
             trajs, meta = load_demonstrations(sub)
-            if meta["env_id"] != args.env or meta["env_kwargs"] != env_kwargs(args):
+            if meta["env_id"] != args.env or meta["env_kwargs"] != args.options.kwargs():
                 raise ValueError(
                     f"{sub} holds demonstrations of {meta['env_id']} {meta['env_kwargs']}"
                 )
@@ -109,9 +101,9 @@ def demonstrations(args: Args, env: gym.Env, folder: Path) -> dict[str, list]:
         policy = SchedulePolicy(make_schedule(name), env.action_space)
         eps = rollouts(env, policy, list(range(args.demo_episodes)), f"demos {name}", args.progress)
         save_demonstrations(
-            sub, eps, expert=policy.schedule, env_id=args.env, env_kwargs=env_kwargs(args)
+            sub, eps, expert=policy.schedule, env_id=args.env, env_kwargs=args.options.kwargs()
         )
-        demos[name] = [e.trajectory for e in eps]
+        demos[name] = [to_trajectory(e) for e in eps]
     return demos
 
 
@@ -147,7 +139,7 @@ def main(args: Args) -> dict:
     if unknown:
         raise ValueError(f"--experts {unknown} invalid; valid: {', '.join(SCHEDULES)}")
     folder = run_dir(args.out, args.env, "train_bc", args.seed)
-    env = gym.make(args.env, **env_kwargs(args))
+    env = args.options.make(args.env)
     print(f"run folder {folder}")
     demos = demonstrations(args, env, Path(args.demos) if args.demos else folder / "demos")
     datasets = dict(demos)
@@ -174,15 +166,16 @@ def main(args: Args) -> dict:
     report: dict = {"args": asdict(args), "policy_config": asdict(config), "policies": {}}
     for i, (name, trajs) in enumerate(datasets.items()):
         rng = np.random.default_rng(args.seed + i)
-        torch.manual_seed(args.seed + i)  # SB3 initialises the policy from the global RNG
-        policy = make_policy(env.observation_space, env.action_space, config)
+        policy = make_policy(env.observation_space, env.action_space, config, seed=args.seed + i)
         error_before = action_error(policy, trajs)
         t0 = time.perf_counter()
         train_actor(policy, trajs, bc_config, rng=rng, log_dir=str(folder / "tb" / f"bc_{name}"),
                     progress_bar=args.progress)  # fmt: skip
         critic_mse = fit_critic(policy, trajs, bc_config, rng=rng)
         train_seconds = time.perf_counter() - t0
-        path = save_policy(policy, folder / "policies" / f"bc_{name}.pt", config)
+        path = save_policy(
+            policy, folder / "policies" / f"bc_{name}.pt", config, env=env, gamma=bc_config.gamma
+        )
         runs = rollouts(env, policy, eval_seeds, f"eval BC {name}", args.progress)
         targets = args.experts if name == "combined" else (name,)
         entry = {
@@ -215,4 +208,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    main(tyro.cli(Args))

@@ -8,16 +8,18 @@ The table persists across episodes (training runs) and is saved to ``qtable.npz`
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Annotated
 
-import gymnasium as gym
+import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.cli import parse_args
-from agents.experiment import qlearning_env_kwargs
-from agents.qlearning import QLearningAgent, QLearningConfig, run_learning_episode
-from agents.runs import log_hyperparameters, run_dir, write_json
+from agents.experiment import qlearning_options
+from agents.qlearning import QLearningAgent, QLearningConfig, learn_episode
+from agents.tensorboard import log_hyperparameters
+from envs.options import EnvOptions
+from trainees.files import run_dir, write_json
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,11 @@ class Args:
 
     Attributes:
         env: registered env id (driven with discrete factor actions).
-        dataset: the GPT's corpus (None: the env's default).
-        preset: GPT preset (None: the env's default).
+        options: env options (None keeps the id's default). The action type is discrete
+            and the agent acts at every evaluation; ``--reward`` is neg_val_loss (default)
+            or val_improvement; ``--initial-lr-mult`` defaults to 1.
         episodes: training runs to learn over.
-        total_steps: optimizer steps per training run.
         interval: optimizer steps between evaluations; the agent acts at each.
-        reward: neg_val_loss or val_improvement.
-        initial_lr_mult: LR multiplier at the start of each run.
         alpha: Q-update learning rate.
         gamma: discount.
         epsilon: exploration rate.
@@ -43,13 +43,9 @@ class Args:
     """
 
     env: str = "LRSchedule-GPT-v0"
-    dataset: str | None = None
-    preset: str | None = None
+    options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvOptions)
     episodes: int = 5
-    total_steps: int = 2000
     interval: int = 100
-    reward: str = "neg_val_loss"
-    initial_lr_mult: float = 1.0
     alpha: float = 0.1
     gamma: float = 0.9
     epsilon: float = 0.1
@@ -61,16 +57,15 @@ class Args:
 
 def main(args: Args) -> dict:
     """Learn over ``episodes`` training runs; log to TensorBoard; save the table."""
-    if args.reward not in ("neg_val_loss", "val_improvement"):
-        raise ValueError(
-            f"--reward {args.reward!r} is invalid; valid: neg_val_loss, val_improvement"
-        )
-    kwargs = qlearning_env_kwargs(reward=args.reward, interval=args.interval,
-                                  total_steps=args.total_steps, initial_lr_mult=args.initial_lr_mult)  # fmt: skip
-    kwargs |= {
-        k: v for k, v in (("dataset", args.dataset), ("preset", args.preset)) if v is not None
-    }
-    env = gym.make(args.env, **kwargs)
+    reward = args.options.reward or "neg_val_loss"
+    if reward not in ("neg_val_loss", "val_improvement"):
+        raise ValueError(f"--reward {reward!r} is invalid; valid: neg_val_loss, val_improvement")
+    options = qlearning_options(
+        args.options, reward=reward, interval=args.interval,
+        initial_lr_mult=args.options.initial_lr_mult or 1.0,
+    )  # fmt: skip
+    env = options.make(args.env)
+    total_steps = env.unwrapped.trainee.total_steps
     config = QLearningConfig(alpha=args.alpha, gamma=args.gamma, epsilon=args.epsilon,
                              epsilon_decay=args.epsilon_decay)  # fmt: skip
     agent = (QLearningAgent.load(args.table, seed=args.seed) if args.table
@@ -80,19 +75,20 @@ def main(args: Args) -> dict:
     log_hyperparameters(writer, args)
     episodes = []
     for episode in tqdm(range(args.episodes), desc="Q-learning runs"):
-        log = run_learning_episode(env, agent, seed=args.seed + episode)
-        for row in log:
-            step = episode * args.total_steps + row["step"]
-            writer.add_scalar("train/lr", row["lr"], step)
-            writer.add_scalar("train/val_loss", row["val_loss"], step)
-            writer.add_scalar("train/reward", row["reward"], step)
-        final = log[-1]
+        run = learn_episode(env, agent, seed=args.seed + episode)
+        for info, reward in zip(run.infos, run.rewards, strict=True):
+            step = episode * total_steps + info["step"]
+            writer.add_scalar("train/lr", info["lr"], step)
+            writer.add_scalar("train/val_loss", info["val_loss"], step)
+            writer.add_scalar("train/reward", reward, step)
+        final = run.final
         writer.add_scalar("episode/best_val_loss", final["best_val_loss"], episode)
-        writer.add_scalar("episode/return", sum(r["reward"] for r in log), episode)
+        writer.add_scalar("episode/return", run.episode_return, episode)
         writer.add_scalar("episode/epsilon", agent.epsilon, episode)
         episodes.append({"seed": args.seed + episode, "best_val_loss": final["best_val_loss"],
                          "final_train_loss": final["final_train_loss"],
-                         "actions": [r["action"] for r in log], "lrs": [r["lr"] for r in log]})  # fmt: skip
+                         "return": run.episode_return,
+                         "actions": run.actions.tolist(), "lrs": run.lrs.tolist()})  # fmt: skip
         tqdm.write(
             f"run {episode}: best val {final['best_val_loss']:.4f}, epsilon {agent.epsilon:.3f}"
         )
@@ -105,4 +101,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    main(tyro.cli(Args))

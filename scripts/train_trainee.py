@@ -14,12 +14,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.cli import parse_args
-from agents.runs import log_hyperparameters, run_dir, write_csv, write_json
+from agents.tensorboard import log_hyperparameters
 from trainees import TRAINEES, make_trainee
+from trainees.files import run_dir, write_csv, write_json
 
 
 @dataclass(frozen=True)
@@ -102,4 +103,4 @@ def _plot(rows: list[dict], path, title: str) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args(Args))
+    main(tyro.cli(Args))

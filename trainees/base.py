@@ -41,7 +41,18 @@ class StepStats:
 
 @runtime_checkable
 class Trainee(Protocol):
-    """One training run of one model (see DESIGN.md, "Contracts")."""
+    """One training run of one model (see DESIGN.md, "Contracts").
+
+    This is everything ``LRScheduleEnv`` reads from a trainee, so any object with these
+    members can be trained through the env (``TorchTrainee`` is one implementation).
+    Losses are non-negative (the reward bounds assume it). A trainee may also have
+    ``generate(n_tokens)``; the env then reports inference tokens/s at episode end.
+    """
+
+    @property
+    def steps_done(self) -> int:
+        """Optimizer steps taken since ``reset`` (diverged, skipped updates included)."""
+        ...
 
     @property
     def total_steps(self) -> int:
@@ -264,7 +275,8 @@ class TorchTrainee(ABC):
         # uses) cross to the host in one transfer, the step's only sync; pooled there
         norms = torch._foreach_norm(grads)
         summary = torch.stack([loss.detach(), *norms]).float().cpu().numpy().astype(np.float64)
-        loss_value, pooled = summary[0], np.sqrt(self._pool @ np.square(summary[1:]))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 pooling a diverged step
+            loss_value, pooled = summary[0], np.sqrt(self._pool @ np.square(summary[1:]))
         finite = bool(np.isfinite(summary).all())
         if finite:
             clip = self.config.grad_clip

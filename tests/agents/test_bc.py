@@ -6,8 +6,17 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from agents.bc import BCConfig, action_error, discounted_returns, fit_critic, train_actor
-from agents.policy import PolicyConfig, load_policy, make_policy, save_policy
-from experts.demos import run_episode
+from agents.policy import (
+    PolicyConfig,
+    load_policy,
+    make_policy,
+    package_version,
+    read_policy_file,
+    save_policy,
+)
+from envs import FEATURES
+from envs.rollout import run_episode
+from experts.demos import to_trajectory
 from experts.policy import SchedulePolicy
 from experts.schedules import Cosine
 
@@ -18,7 +27,7 @@ SMALL = PolicyConfig(features_dim=32, patch_size=4, d_model=32)
 def tiny():
     env = gym.make("LRSchedule-Quadratic-v0", window=16, total_steps=64, steps_per_action=8)
     expert = SchedulePolicy(Cosine(floor=0.05), env.action_space)
-    trajs = [run_episode(env, expert, s).trajectory for s in range(4)]
+    trajs = [to_trajectory(run_episode(env, expert, s)) for s in range(4)]
     return env, trajs
 
 
@@ -28,8 +37,7 @@ def test_discounted_returns():
 
 def test_bc_reduces_action_error_well_below_untrained(tiny):
     env, trajs = tiny
-    torch.manual_seed(0)
-    policy = make_policy(env.observation_space, env.action_space, SMALL)
+    policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
     before = action_error(policy, trajs)
     train_actor(policy, trajs, BCConfig(epochs=150, batch_size=16), rng=np.random.default_rng(0),
                 progress_bar=False)  # fmt: skip
@@ -39,8 +47,7 @@ def test_bc_reduces_action_error_well_below_untrained(tiny):
 
 def test_critic_fit_reduces_value_error(tiny):
     env, trajs = tiny
-    torch.manual_seed(0)
-    policy = make_policy(env.observation_space, env.action_space, SMALL)
+    policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
     cfg = BCConfig(critic_epochs=0, gamma=0.9)
     untrained = fit_critic(policy, trajs, cfg, rng=np.random.default_rng(0))
     trained = fit_critic(policy, trajs, BCConfig(critic_epochs=100, gamma=0.9),
@@ -50,10 +57,9 @@ def test_critic_fit_reduces_value_error(tiny):
 
 def test_saved_policy_reloads_and_predicts_identically(tiny, tmp_path):
     env, trajs = tiny
-    torch.manual_seed(1)
-    policy = make_policy(env.observation_space, env.action_space, SMALL)
-    path = save_policy(policy, tmp_path / "p.pt", SMALL)
-    restored = load_policy(path, device="cpu")
+    policy = make_policy(env.observation_space, env.action_space, SMALL, seed=1)
+    path = save_policy(policy, tmp_path / "p.pt", SMALL, env=env, gamma=0.95)
+    restored = load_policy(path, env, device="cpu")
     assert isinstance(restored, ActorCriticPolicy)
     obs = np.stack([t.obs[3] for t in trajs])
     a, _ = policy.predict(obs, deterministic=True)
@@ -62,9 +68,84 @@ def test_saved_policy_reloads_and_predicts_identically(tiny, tmp_path):
     torch.testing.assert_close(
         policy.predict_values(torch.as_tensor(obs)), restored.predict_values(torch.as_tensor(obs))
     )
+    saved = read_policy_file(path)
+    assert saved.gamma == 0.95 and saved.version == package_version() != ""
+    assert saved.env == env.unwrapped.signature()
+    assert saved.env["env_id"] == "LRSchedule-Quadratic-v0" and saved.env["window"] == 16
+    assert saved.env["trainee_options"] == {"total_steps": 64}
+    assert saved.env["features"] == list(FEATURES) and saved.env["reward"] == "stability"
     path.write_bytes(b"not a policy")
     with pytest.raises(ValueError, match="is not a saved lrschedule-gym policy"):
         load_policy(path)
+
+
+def test_building_and_loading_leave_global_rng_untouched(tiny, tmp_path):
+    env, _ = tiny
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = make_policy(env.observation_space, env.action_space, SMALL, seed=7)
+    path = save_policy(a, tmp_path / "p.pt", SMALL, env=env, gamma=0.99)
+    b = load_policy(path, env, device="cpu")
+    assert torch.equal(torch.get_rng_state(), state)
+    c = make_policy(env.observation_space, env.action_space, SMALL, seed=7)  # same seed, same net
+    d = make_policy(env.observation_space, env.action_space, SMALL, seed=8)
+    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(),
+                                      c.state_dict().values(),
+                                      strict=True):  # fmt: skip
+        assert torch.equal(pa, pb) and torch.equal(pa, pc), name
+    assert any(not torch.equal(x, y) for x, y in zip(a.parameters(), d.parameters(), strict=True))
+
+
+QUAD = dict(window=16, total_steps=64, steps_per_action=8)
+MISMATCHES = [
+    (
+        "LRSchedule-MLP-v0",
+        dict(QUAD, dataset="digits"),
+        r"env_id: policy 'LRSchedule-Quadratic-v0', env 'LRSchedule-MLP-v0'; "
+        r"trainee: policy 'quadratic', env 'mlp'",
+    ),
+    ("LRSchedule-Quadratic-v0", dict(QUAD, max_lr_mult=5.0), r"max_lr_mult: policy 10.0, env 5.0"),
+    (
+        "LRSchedule-Quadratic-v0",
+        dict(QUAD, steps_per_action=16),
+        r"steps_per_action: policy 8, env 16",
+    ),
+    (
+        "LRSchedule-Quadratic-v0",
+        dict(QUAD, eval_every=32, reward="neg_val_loss"),
+        r"eval_every: policy 16, env 32; reward: policy 'stability', env 'neg_val_loss'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env_id", "kwargs", "match"), MISMATCHES)
+def test_mismatched_env_is_refused_naming_the_mismatch(tiny, tmp_path, env_id, kwargs, match):
+    env, trajs = tiny
+    policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
+    path = save_policy(policy, tmp_path / "p.pt", SMALL, env=env, gamma=0.99)
+    target = gym.make(env_id, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        load_policy(path, target)
+    with pytest.warns(UserWarning, match="transferred to another env"):  # deliberate transfer
+        transferred = load_policy(path, target, allow_mismatch=True, device="cpu")
+    obs = trajs[0].obs[2]
+    assert (
+        transferred.predict(obs, deterministic=True)[0]
+        == policy.predict(obs, deterministic=True)[0]
+    )
+
+
+def test_other_observation_or_action_space_is_refused_even_with_override(tiny, tmp_path):
+    env, _ = tiny
+    policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
+    path = save_policy(policy, tmp_path / "p.pt", SMALL, env=env, gamma=0.99)
+    for kwargs, match in [
+        (dict(window=32, total_steps=64, steps_per_action=8), r"cannot run.*window: policy 16, env 32"),
+        (dict(window=16, total_steps=64, steps_per_action=8, action_type="discrete"),
+         r"cannot run.*action_type: policy 'continuous', env 'discrete'"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            load_policy(path, gym.make("LRSchedule-Quadratic-v0", **kwargs), allow_mismatch=True)
 
 
 def test_same_network_goes_to_ppo(tiny):

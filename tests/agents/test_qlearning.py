@@ -2,7 +2,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.qlearning import QLearningAgent, QLearningConfig, run_learning_episode
+from agents.qlearning import QLearningAgent, QLearningConfig, learn_episode
 
 
 def discrete_env(**kw):
@@ -70,7 +70,7 @@ def test_greedy_with_fixed_table_is_deterministic():
     for seed in (0, 1):  # agent seeds differ: only ties or exploration could tell them apart
         agent = QLearningAgent(3, QLearningConfig(epsilon=0.0, alpha=0.0), seed=seed)
         agent.q = table.copy()
-        actions.append([row["action"] for row in run_learning_episode(env, agent, seed=5)])
+        actions.append(learn_episode(env, agent, seed=5).actions.tolist())
     assert actions[0] == actions[1] and len(actions[0]) == 6
 
 
@@ -86,8 +86,8 @@ def test_ties_broken_at_random_and_epsilon_decays():
 def test_learning_episode_updates_table_and_bad_config():
     env = discrete_env(total_steps=64)
     agent = QLearningAgent(3, seed=0)
-    log = run_learning_episode(env, agent, seed=0)
-    assert len(log) == 4 and np.count_nonzero(agent.q) >= 1
+    run = learn_episode(env, agent, seed=0)
+    assert len(run.infos) == 4 and np.count_nonzero(agent.q) >= 1
     with pytest.raises(ValueError, match=r"alpha=1.5 is invalid"):
         QLearningConfig(alpha=1.5)
     with pytest.raises(ValueError, match="strictly increasing"):
@@ -95,7 +95,8 @@ def test_learning_episode_updates_table_and_bad_config():
 
 
 def test_experiment_summary_and_table():
-    from agents.experiment import env_kwargs, markdown_table, mean_se, summarize
+    from agents.experiment import markdown_table, mean_se, run_options, summarize
+    from envs.options import EnvOptions
 
     assert mean_se([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0 / np.sqrt(3)))
     runs = [
@@ -107,7 +108,11 @@ def test_experiment_summary_and_table():
     assert "total_train_time" not in s
     table = markdown_table({"qlearning": s})
     assert "| qlearning | 2 ± 0 | 2 ± 1 | — | — |" in table
-    kw = env_kwargs({"kind": "qlearning", "reward": "val_improvement", "initial_lr_mult": 0.3},
-                    dataset="text8", preset="tiny", total_steps=100, interval=10)  # fmt: skip
+    base = EnvOptions(dataset="text8", preset="tiny", total_steps=100)
+    kw = run_options({"kind": "qlearning", "reward": "val_improvement", "initial_lr_mult": 0.3},
+                     base, interval=10).kwargs()  # fmt: skip
+    assert kw == dict(dataset="text8", preset="tiny", total_steps=100, steps_per_action=10,
+                      eval_every=10, action_type="discrete", initial_lr_mult=0.3,
+                      reward="val_improvement")  # fmt: skip
     assert kw["action_type"] == "discrete" and kw["steps_per_action"] == kw["eval_every"] == 10
     assert kw["reward"] == "val_improvement" and kw["initial_lr_mult"] == 0.3

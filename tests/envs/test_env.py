@@ -10,7 +10,7 @@ import pytest
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from envs import FEATURES, LRScheduleEnv
-from envs.rewards import RewardInputs, best_minus_val, neg_val_loss, stability, val_improvement
+from envs.rewards import divergence_reward
 from trainees import QuadraticTrainee
 
 
@@ -69,7 +69,13 @@ def test_divergence_ends_episode_with_penalty_and_reset_recovers():
     obs, _ = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(np.array([math.log(10.0)], np.float32))
     assert terminated and not truncated and info["diverged"]
-    assert reward == -10.0
+    # step 1 at LR 1e21 is finite but throws the weights to ~1e21; the loss of step 2 overflows
+    assert info["step"] == 2 and env.unwrapped.trainee.total_steps == 256
+    # stability defaults [low, high] = [-(1 + 0.5 + 0.5) * 4, 0] = [-8, 0] (loss cap 4),
+    # margin 1, remaining (256 - 2) / 256: -8 - 0 - 1 * (1 + 254/256) = -9.9921875
+    remaining = (256 - info["step"]) / 256
+    assert reward == -8.0 - 0.0 - 1.0 * (1.0 + remaining) == -9.9921875
+    assert reward == divergence_reward("stability", None, remaining=remaining, margin=1.0)
     assert obs in env.observation_space and np.isfinite(obs).all()
     assert info["step"] < env.unwrapped.trainee.total_steps
     with pytest.raises(RuntimeError, match="call reset"):
@@ -101,39 +107,60 @@ def test_gpt_reports_inference_speed(corpus_dir):
     assert terminated and info["avg_inference_tokens_per_second"] > 0
 
 
-def total_reward(reward: str, log_mult: float, seed: int = 0) -> float:
-    env = gym.make("LRSchedule-Quadratic-v0", reward=reward, total_steps=64)
+def run_quadratic(reward: str, log_mult: float, seed: int = 0):
+    """A whole 64-step episode at one LR, 8 optimizer steps per action and per evaluation.
+
+    Returns the return, the infos, loss0 and every optimizer step's minibatch loss.
+    """
+    env = gym.make(
+        "LRSchedule-Quadratic-v0", reward=reward, total_steps=64, steps_per_action=8,
+        eval_every=8,
+    )  # fmt: skip
+    trainee = env.unwrapped.trainee
+    losses: list[float] = []
+    step = trainee.train_step
+
+    def spying(lr):
+        stats = step(lr)
+        losses.append(stats.loss)
+        return stats
+
+    trainee.train_step = spying
     env.reset(seed=seed)
-    total, done = 0.0, False
+    total, infos, done = 0.0, [], False
     while not done:
-        _, r, done, _, _ = env.step(np.array([log_mult], np.float32))
+        _, r, done, _, info = env.step(np.array([log_mult], np.float32))
         total += r
-    return total
+        infos.append(info)
+    return total, infos, env.unwrapped.loss0, np.array(losses)
+
+
+def expected_return(reward: str, infos, loss0: float, losses: np.ndarray) -> float:
+    """The return by the presets' whole-run identities (T = 64, evaluations at 8, 16, ...).
+
+    With steps_per_action == eval_every == 8, env step i covers optimizer steps 8i-7..8i and
+    evaluates at 8i: its first 7 steps run under the previous evaluation (loss0 for i = 1),
+    the last under the new one, ``info["val_loss"]``.
+    """
+    vals = np.array([loss0] + [i["val_loss"] for i in infos]) / loss0
+    in_force = np.concatenate([[vals[i]] * 7 + [vals[i + 1]] for i in range(8)])
+    if reward == "val_improvement":  # telescopes: 1 - best / loss0
+        return 1.0 - infos[-1]["best_val_loss"] / loss0
+    if reward == "neg_val_loss":  # minus the mean validation loss in force
+        return -in_force.sum() / 64
+    train = losses / loss0  # stability: the run's mean per-step cost
+    rises = np.diff(train, prepend=1.0).clip(min=0).sum()
+    return -(1.0 * rises + 0.5 * train.sum() + 0.5 * in_force.sum()) / 64
 
 
 @pytest.mark.parametrize("reward", ["stability", "neg_val_loss", "val_improvement"])
 def test_improving_run_earns_more_reward(reward):
-    good = total_reward(reward, 0.0)  # base LR: the regression is solved
-    stuck = total_reward(reward, math.log(1e-3))  # 1000x smaller: barely moves
+    good, good_infos, loss0, good_losses = run_quadratic(reward, 0.0)  # base LR: solved
+    stuck, stuck_infos, _, stuck_losses = run_quadratic(reward, math.log(1e-3))  # barely moves
+    assert len(good_infos) == len(stuck_infos) == 8 and len(good_losses) == 64
+    assert good == pytest.approx(expected_return(reward, good_infos, loss0, good_losses))
+    assert stuck == pytest.approx(expected_return(reward, stuck_infos, loss0, stuck_losses))
     assert good > stuck
-
-
-def inputs(train, val, best_before, **kw) -> RewardInputs:
-    defaults = dict(prev_train=1.0, best_after=min(best_before, val[-1]), evaluated=True)
-    defaults |= dict(remaining=0.5) | kw
-    return RewardInputs(np.array(train), val=np.array(val), best_before=best_before, **defaults)
-
-
-def test_reward_signs():
-    falling = inputs([0.9, 0.8, 0.7], [0.7, 0.7, 0.7], best_before=0.8)
-    rising = inputs([1.1, 1.3, 1.6], [1.2, 1.2, 1.2], best_before=0.8)
-    spiky = inputs([0.9, 1.2, 0.9], [0.7, 0.7, 0.7], best_before=0.8)
-    assert stability(falling) > stability(spiky) > stability(rising)
-    assert neg_val_loss(falling) > neg_val_loss(rising)
-    assert val_improvement(falling) == pytest.approx(0.1) and val_improvement(rising) == 0.0
-    assert val_improvement(inputs([0.9], [0.7], 0.8, evaluated=False)) == 0.0
-    assert best_minus_val(falling) > best_minus_val(rising)
-    assert best_minus_val(falling) == pytest.approx(0.1 * 0.5)  # at its best: the time term only
 
 
 def test_observation_columns_and_bounds():
@@ -153,6 +180,83 @@ def test_observation_columns_and_bounds():
         )
         remaining = obs[obs[:, -1] == 1, 0]
         assert np.all(np.diff(remaining) < 0)  # oldest first
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "log_mult", "lr"),
+    [
+        # log(0.3) = -1.2039728..., the LR 0.3 * base_lr 0.05 = 0.015
+        (dict(action_type="discrete", initial_lr_mult=0.3), np.float32(math.log(0.3)), 0.015),
+        (dict(action_type="discrete"), 0.0, 0.05),  # log(1.0)
+        # continuous actions: every step sets its own LR; initial_lr_mult is not used
+        (dict(action_type="continuous", initial_lr_mult=0.3), 0.0, 0.05),
+        (dict(), 0.0, 0.05),
+    ],
+)
+def test_reset_row(kwargs, log_mult, lr):
+    env = gym.make("LRSchedule-Quadratic-v0", window=4, **kwargs)
+    obs, info = env.reset(seed=0)
+    assert obs[-1, FEATURES.index("log_lr_multiplier")] == log_mult
+    assert obs[-1, FEATURES.index("log_lr_multiplier")] == pytest.approx(math.log(lr / 0.05))
+    # the full budget, zero log-ratios of the losses and gradient norms, the mask
+    expected = np.zeros((4, len(FEATURES)), np.float32)
+    expected[-1, [FEATURES.index("remaining_fraction"), FEATURES.index("mask")]] = 1.0
+    expected[-1, FEATURES.index("log_lr_multiplier")] = log_mult
+    np.testing.assert_array_equal(obs, expected)
+    assert info["lr"] == pytest.approx(lr) and info["step"] == 0
+
+
+def test_render_modes_metadata():
+    assert LRScheduleEnv.metadata["render_modes"] == ["ansi", "rgb_array"]
+    assert gym.make("LRSchedule-Quadratic-v0").metadata["render_modes"] == ["ansi", "rgb_array"]
+
+
+def test_render_ansi_names_the_step_and_the_lr():
+    env = gym.make("LRSchedule-Quadratic-v0", render_mode="ansi")  # 8 steps per action, T 256
+    _, info = env.reset(seed=0)
+    loss0 = info["val_loss"]
+    # base_lr 0.05; no minibatch yet; val and best are loss0
+    assert env.render() == f"step 0/256  lr 5.000e-02  train -  val {loss0:.4f}  best {loss0:.4f}"
+    _, _, _, _, info = env.step(np.array([math.log(0.5)], np.float32))
+    text = env.render()
+    assert isinstance(text, str)
+    # LR 0.05 * 0.5 = 0.025; no evaluation in the first 8 steps (eval_every 16): val is loss0
+    assert text == (
+        f"step 8/256  lr 2.500e-02  train {info['train_loss']:.4f}  val {loss0:.4f}  "
+        f"best {loss0:.4f}"
+    )
+    env.step(np.array([math.log(0.5)], np.float32))
+    assert env.render().startswith("step 16/256  lr 2.500e-02  train ")
+
+
+def test_render_rgb_array_is_an_image():
+    env = gym.make("LRSchedule-Quadratic-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    first = env.render()
+    assert first.shape == (240, 320, 3) and first.dtype == np.uint8
+    env.step(np.zeros(1, np.float32))
+    env.step(np.zeros(1, np.float32))
+    img = env.render()
+    assert img.shape == (240, 320, 3) and img.dtype == np.uint8
+    assert img.min() < 128 and img.max() == 255  # dark curves and axes on a white background
+    assert not np.array_equal(img, first)  # the curves grew
+
+
+def test_render_none_returns_none():
+    env = gym.make("LRSchedule-Quadratic-v0")
+    env.reset(seed=0)
+    env.step(np.zeros(1, np.float32))
+    assert env.unwrapped.render_mode is None and env.render() is None
+
+
+def test_unknown_render_mode_is_a_clear_error():
+    match = r"render_mode='human' is invalid; valid: None, 'ansi', 'rgb_array'"
+    with pytest.raises(ValueError, match=match):
+        LRScheduleEnv("quadratic", render_mode="human")
+    # gym.make("...", render_mode="human") instead wraps an "rgb_array" env in gymnasium's
+    # HumanRendering (gymnasium's own fallback); any other unknown mode reaches the env
+    with pytest.raises(ValueError, match=r"render_mode='text' is invalid; valid: None, 'ansi'"):
+        gym.make("LRSchedule-Quadratic-v0", render_mode="text")
 
 
 def test_observation_reports_evaluations_and_staleness():

@@ -1,4 +1,4 @@
-"""Every registered id: gymnasium and SB3 env checks, seeded determinism, pickling."""
+"""Every registered id: env checks, determinism, pickling, vectorisation, rendering."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.env_util import make_vec_env
 
-from envs import ENV_SPECS
+from envs import ENV_SPECS, FEATURES
 from tests.envs.conftest import tiny_kwargs
 
 IDS = sorted(ENV_SPECS)
@@ -66,3 +67,41 @@ def test_registered_env(env_id, corpus_dir):
 
     restored = pickle.loads(pickle.dumps(env))
     assert_same(rollout(env, seed=5), rollout(restored, seed=5))
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_registered_env_vectorises(env_id, corpus_dir):
+    kwargs = tiny_kwargs(env_id, corpus_dir)
+    window = kwargs.get("window", ENV_SPECS[env_id].get("window", 512))
+    obs_shape = (2, window, len(FEATURES))
+
+    sb3 = make_vec_env(env_id, n_envs=2, seed=0, env_kwargs=kwargs)
+    try:
+        assert sb3.reset().shape == obs_shape
+        actions = np.stack([sb3.action_space.sample() for _ in range(2)])
+        obs, rewards, dones, infos = sb3.step(actions)
+        assert obs.shape == obs_shape and rewards.shape == (2,) and dones.shape == (2,)
+        assert np.isfinite(rewards).all() and len(infos) == 2
+    finally:
+        sb3.close()
+
+    vec = gym.vector.SyncVectorEnv([lambda: gym.make(env_id, **kwargs)] * 2)
+    try:
+        obs, _ = vec.reset(seed=0)
+        assert obs.shape == obs_shape and obs.dtype == np.float32
+        obs, rewards, terminated, truncated, _ = vec.step(vec.action_space.sample())
+        assert obs.shape == obs_shape
+        assert rewards.shape == terminated.shape == truncated.shape == (2,)
+        assert np.isfinite(rewards).all() and not truncated.any()
+    finally:
+        vec.close()
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_registered_env_renders_rgb(env_id, corpus_dir):
+    env = gym.make(env_id, render_mode="rgb_array", **tiny_kwargs(env_id, corpus_dir))
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    img = env.render()
+    assert img.shape == (240, 320, 3) and img.dtype == np.uint8
+    assert img.min() < 128 and img.max() == 255  # curves and axes on a white background

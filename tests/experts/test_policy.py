@@ -4,7 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from experts.demos import load_demonstrations, run_episode, save_demonstrations
+from envs.rollout import run_episode
+from experts.demos import load_demonstrations, save_demonstrations, to_trajectory
 from experts.policy import SchedulePolicy
 from experts.schedules import Cosine, LinearWarmupDecay
 
@@ -17,7 +18,7 @@ def test_expert_reproduces_its_schedule_through_the_env(schedule):
     progress = (episode.steps - 8) / 96  # the progress at which each action was chosen
     expected = [base * schedule(p) for p in progress]
     np.testing.assert_allclose(episode.lrs, expected, rtol=1e-5)
-    assert len(episode.lrs) == 12 and episode.trajectory.obs.shape[0] == 13
+    assert len(episode.lrs) == 12 and episode.observations.shape[0] == 13
 
 
 def test_discrete_expert_tracks_schedule_with_factors():
@@ -55,9 +56,9 @@ def test_demonstrations_round_trip(tmp_path):
     trajs, meta = load_demonstrations(tmp_path / "d")
     assert meta["expert"] == "cosine" and meta["expert_params"]["floor"] == 0.1
     assert meta["seeds"] == [0, 1] and len(trajs) == 2
-    np.testing.assert_array_equal(trajs[1].obs, eps[1].trajectory.obs)
-    np.testing.assert_array_equal(trajs[1].acts, eps[1].trajectory.acts)
-    np.testing.assert_array_equal(trajs[0].rews, eps[0].trajectory.rews)
+    np.testing.assert_array_equal(trajs[1].obs, to_trajectory(eps[1]).obs)
+    np.testing.assert_array_equal(trajs[1].acts, to_trajectory(eps[1]).acts)
+    np.testing.assert_array_equal(trajs[0].rews, to_trajectory(eps[0]).rews)
 
 
 def test_schedule_policy_drives_imitations_rollout_utilities():

@@ -119,13 +119,12 @@ def test_bench_policy_writes_ratio(tmp_path):
     env = gym.make("LRSchedule-Quadratic-v0", total_steps=32)
     config = PolicyConfig(d_model=16, features_dim=16)
     path = save_policy(make_policy(env.observation_space, env.action_space, config),
-                       tmp_path / "p.pt", config)  # fmt: skip
+                       tmp_path / "p.pt", config, env=env, gamma=0.99)  # fmt: skip
     out = tmp_path / "policy.json"
-    run_script(
-        "bench_policy.py", "--policy", str(path), "--env", "LRSchedule-Quadratic-v0",
-        "--total-steps", "32", "--out", str(out),
-    )  # fmt: skip
+    # no --env: the env the policy file records (Quadratic, 32 steps: 4 actions of 8)
+    run_script("bench_policy.py", "--policy", str(path), "--out", str(out))
     r = json.loads(out.read_text())
+    assert r["actions"] == 4
     assert r["policy_ms_per_action"] > 0 and r["trainee_ms_per_action"] > 0
     assert r["ratio"] == pytest.approx(r["policy_ms_per_action"] / r["trainee_ms_per_action"])
 

@@ -24,11 +24,12 @@ import numpy as np
 from trainees.data.resolve import (
     DATA_DIR_ENV,
     DatasetError,
-    atomic_write_bytes,
+    DatasetNotFoundError,
     cache_dir,
     file_digest,
     resolve_file,
 )
+from trainees.files import atomic_write_bytes
 
 CorpusName = Literal["shakespeare_char", "enwik8", "text8"]
 CORPORA: tuple[str, ...] = get_args(CorpusName)
@@ -181,7 +182,15 @@ def load_char_corpus(
         name: one of ``shakespeare_char``, ``enwik8``, ``text8``.
         data_dir: a folder holding either a prepared corpus (``meta.pkl``, ``train.bin``,
             ``val.bin``) or the raw source (``input.txt``, ``enwik8.zip``, ``text8.zip``).
+            It is authoritative: when given, only it is used, never ``$LRGYM_DATA_DIR``,
+            the cache's copy of the source or a download (a raw source is still
+            prepared into the cache). Without it: ``$LRGYM_DATA_DIR/<name>`` (prepared
+            or raw), the cache, then a download.
         verify: check the source's size and checksum against the published values.
+
+    Raises:
+        DatasetNotFoundError: no prepared corpus nor source was found; with ``data_dir``,
+            the error names the missing source file there.
     """
     if name not in SPECS:
         raise ValueError(f"unknown corpus {name!r}; valid: {', '.join(CORPORA)}")
@@ -189,9 +198,7 @@ def load_char_corpus(
     for folder in _prepared_candidates(name, data_dir):
         if (folder / "meta.pkl").is_file():
             return load_prepared(name, folder)
-    source = resolve_file(
-        name, spec.source, explicit=data_dir, urls=spec.urls, md5=spec.archive_md5
-    )
+    source = _find_source(name, spec, data_dir)
     out_dir = cache_dir() / name / file_digest(source)[:16]
     verified = out_dir / "VERIFIED"  # a preparation made with verify=False is checked later
     if not (out_dir / "meta.pkl").is_file():
@@ -204,7 +211,29 @@ def load_char_corpus(
 
 
 def _prepared_candidates(name: str, data_dir: str | Path | None) -> list[Path]:
-    folders = [Path(data_dir).expanduser()] if data_dir is not None else []
+    """Folders that may hold a prepared corpus: only ``data_dir`` when it is given."""
+    if data_dir is not None:
+        return [Path(data_dir).expanduser()]
     if os.environ.get(DATA_DIR_ENV):
-        folders.append(Path(os.environ[DATA_DIR_ENV]).expanduser() / name)
-    return folders
+        return [Path(os.environ[DATA_DIR_ENV]).expanduser() / name]
+    return []
+
+
+def _find_source(name: str, spec: CorpusSpec, data_dir: str | Path | None) -> Path:
+    """The raw source file: in ``data_dir`` only when given, else found or downloaded.
+
+    Raises:
+        DatasetNotFoundError: with ``data_dir``, naming the missing source there and
+            saying that it holds no prepared corpus either.
+    """
+    try:
+        return resolve_file(
+            name, spec.source, explicit=data_dir, urls=spec.urls, md5=spec.archive_md5
+        )
+    except DatasetNotFoundError as e:
+        if data_dir is None:
+            raise
+        raise DatasetNotFoundError(
+            f"{e} Nor does {Path(data_dir).expanduser()} hold a prepared corpus "
+            "(meta.pkl, train.bin, val.bin)."
+        ) from None

@@ -82,6 +82,7 @@ def read_idx(path: str | Path, *, sha256: str | None = None) -> np.ndarray:
 
 
 def _load_pair(kind: str, root: str | Path | None, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 1, 28, 28) and int64 labels of one split, ``train`` or ``t10k``."""
     arrays = []
     for part in ("images-idx3", "labels-idx1"):
         name = f"{kind}-{part}-ubyte.gz"
@@ -102,8 +103,9 @@ def load_mnist(
     """Load MNIST: 55,000 train / 5,000 validation (last of the 60k) / 10,000 test.
 
     Args:
-        root: a folder holding the four ``.gz`` files; otherwise ``$LRGYM_DATA_DIR/mnist``,
-            the user cache, then a download.
+        root: a folder holding the four ``.gz`` files. It is authoritative: a file
+            missing there raises ``DatasetNotFoundError`` naming its path, with no
+            fallback. Without it: ``$LRGYM_DATA_DIR/mnist``, the user cache, a download.
         verify: check each file's decompressed sha256 against the published value.
         num_val: how many of the training images (from the end) form the validation split.
     """

@@ -1,7 +1,9 @@
-"""Finding dataset files: explicit path, ``$LRGYM_DATA_DIR``, user cache, download.
+"""Finding dataset files: explicit path, else ``$LRGYM_DATA_DIR``, user cache, download.
 
 Every loader goes through :func:`resolve_file`, so the lookup order, the error
 for a missing file and the checksum check of a download are the same everywhere.
+An explicit path given by the caller is authoritative: a file missing there is an
+error, never a fallback to another copy or a download.
 """
 
 from __future__ import annotations
@@ -44,25 +46,27 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either nothing or all of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def explicit_path(explicit: str | Path, filename: str) -> Path:
+    """The file an explicit ``explicit`` path names: ``explicit/filename`` for a folder.
+
+    An existing file is taken as is. A path that does not exist is read as a folder,
+    unless its last part is ``filename`` itself.
+    """
+    p = Path(explicit).expanduser()
+    if p.is_file() or (not p.exists() and p.name == filename):
+        return p
+    return p / filename
 
 
 def candidate_paths(subdir: str, filename: str, explicit: str | Path | None) -> list[Path]:
-    """Where ``subdir/filename`` is looked for, in order (the download target is last)."""
-    paths: list[Path] = []
+    """Where ``subdir/filename`` is looked for, in order (the download target is last).
+
+    An explicit path is authoritative: it is then the only candidate, and it is never
+    downloaded to.
+    """
     if explicit is not None:
-        p = Path(explicit).expanduser()
-        paths.append(p / filename if p.is_dir() else p)
+        return [explicit_path(explicit, filename)]
+    paths: list[Path] = []
     if os.environ.get(DATA_DIR_ENV):
         root = Path(os.environ[DATA_DIR_ENV]).expanduser()
         paths += [root / subdir / filename, root / filename]
@@ -84,7 +88,8 @@ def resolve_file(
     Args:
         subdir: the dataset's folder name (``mnist``, ``enwik8`` ...).
         filename: the file inside it.
-        explicit: a file or folder given by the caller; looked at first.
+        explicit: a file or folder given by the caller. It is authoritative: when given,
+            no other place is looked at and nothing is downloaded.
         urls: canonical source and mirrors, tried in order when no copy exists.
         md5: digest a download must have (a local copy is checked by its loader).
         download: allow downloading; ``None`` means yes unless ``$LRGYM_OFFLINE`` is set.
@@ -92,7 +97,9 @@ def resolve_file(
     Raises:
         DatasetNotFoundError: naming the file, every place looked, and how to provide it.
     """
-    paths = candidate_paths(subdir, filename, explicit)
+    if explicit is not None:
+        return _resolve_explicit(explicit, filename)
+    paths = candidate_paths(subdir, filename, None)
     for p in paths:
         if p.is_file():
             return p
@@ -116,6 +123,23 @@ def resolve_file(
         f"Provide it by setting ${DATA_DIR_ENV} to a folder holding {subdir}/{filename}, "
         f"by passing its path explicitly, or by allowing a download from "
         f"{urls[0] if urls else 'its canonical source'}."
+    )
+
+
+def _resolve_explicit(explicit: str | Path, filename: str) -> Path:
+    """The explicit copy of ``filename``, or an error naming the missing path.
+
+    Raises:
+        DatasetNotFoundError: the file is not there; no fallback is tried.
+    """
+    path = explicit_path(explicit, filename)
+    if path.is_file():
+        return path
+    raise DatasetNotFoundError(
+        f"dataset file {path} not found. The explicit path {explicit} was given, so no "
+        f"other place (${DATA_DIR_ENV}, the cache) was looked at and nothing was "
+        f"downloaded. Put {filename} there, or pass no explicit path to use "
+        f"${DATA_DIR_ENV}, the cache or a download."
     )
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import needs_real_data, real_data
-from trainees.data.chars import load_char_corpus
-from trainees.data.resolve import DatasetError, DatasetNotFoundError
+from trainees.data.chars import load_char_corpus, prepare_bytes
+from trainees.data.resolve import DatasetError, DatasetNotFoundError, cache_dir
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 20
 
@@ -96,7 +96,10 @@ def test_nanogpt_prepared_folder_is_used_directly(tmp_path):
 def test_missing_corpus_and_unknown_name(tmp_path, monkeypatch):
     monkeypatch.delenv("LRGYM_DATA_DIR", raising=False)
     with pytest.raises(DatasetNotFoundError, match=r"text8/text8\.zip not found"):
+        load_char_corpus("text8")
+    with pytest.raises(DatasetNotFoundError) as err:
         load_char_corpus("text8", data_dir=tmp_path)
+    assert f"dataset file {tmp_path / 'text8.zip'} not found" in str(err.value)
     with pytest.raises(ValueError, match="valid: shakespeare_char, enwik8, text8"):
         load_char_corpus("wikitext")
 
@@ -109,3 +112,46 @@ def test_real_tiny_shakespeare():
     assert len(c.train) == 1_003_854  # nanoGPT's 90 % split
     assert c.decode(c.train[:14]) == "First Citizen:"
     assert hashlib.sha256(path.read_bytes()).hexdigest().startswith("86c4e6aa")
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Downloads allowed by the environment, but any attempt fails the test."""
+    monkeypatch.delenv("LRGYM_OFFLINE", raising=False)
+
+    def fail(url, target, md5):
+        pytest.fail(f"download attempted: {url} -> {target}")
+
+    monkeypatch.setattr("trainees.data.resolve._download", fail)
+
+
+def test_explicit_data_dir_missing_files_never_falls_back(tmp_path, monkeypatch, no_download):
+    env = tmp_path / "env"
+    prepare_bytes(b"from the environment\n" * 10, env / "shakespeare_char", (0.9, 0.1))
+    (env / "shakespeare_char" / "input.txt").write_text(TEXT)
+    (cache_dir() / "shakespeare_char").mkdir(parents=True)
+    (cache_dir() / "shakespeare_char" / "input.txt").write_text(TEXT)  # nor the cache's copy
+    monkeypatch.setenv("LRGYM_DATA_DIR", str(env))
+    assert load_char_corpus("shakespeare_char").decode([0]) == "\n"  # the env copy is valid
+    empty = tmp_path / "typo"
+    empty.mkdir()
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_char_corpus("shakespeare_char", data_dir=empty, verify=False)
+    msg = str(err.value)
+    assert str(empty / "input.txt") in msg and "meta.pkl" in msg
+    assert "explicit path" in msg and "nothing was downloaded" in msg
+    assert str(env) not in msg
+    assert list(empty.iterdir()) == []
+
+
+def test_explicit_data_dir_is_used_over_data_dir_env(tmp_path, monkeypatch, no_download):
+    prepare_bytes(b"from the environment\n" * 10, tmp_path / "env" / "enwik8", (0.9, 0.05, 0.05))
+    monkeypatch.setenv("LRGYM_DATA_DIR", str(tmp_path / "env"))
+    mine = b"explicit folder's own corpus " * 20
+    prepare_bytes(mine, tmp_path / "mine", (0.9, 0.05, 0.05))
+    c = load_char_corpus("enwik8", data_dir=tmp_path / "mine", verify=False)
+    assert c.decode(np.concatenate([c.train, c.val, c.test])) == mine.decode()
+    (tmp_path / "raw").mkdir()
+    write_zip(tmp_path / "raw" / "enwik8.zip", "enwik8", mine)
+    c = load_char_corpus("enwik8", data_dir=tmp_path / "raw", verify=False)
+    assert c.decode(np.concatenate([c.train, c.val, c.test])) == mine.decode()

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import needs_real_data, real_data
 from trainees.data.mnist import load_mnist, read_idx, read_idx_bytes
-from trainees.data.resolve import DatasetError
+from trainees.data.resolve import DatasetError, DatasetNotFoundError, cache_dir
 
 
 def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
@@ -84,3 +84,41 @@ def test_real_mnist():
     assert full.mean() / 255 == pytest.approx(0.1307, abs=1e-4)
     counts = np.bincount(np.concatenate([ds.train_y, ds.val_y]))
     assert counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Downloads allowed by the environment, but any attempt fails the test."""
+    monkeypatch.delenv("LRGYM_OFFLINE", raising=False)
+
+    def fail(url, target, md5):
+        pytest.fail(f"download attempted: {url} -> {target}")
+
+    monkeypatch.setattr("trainees.data.resolve._download", fail)
+
+
+def test_explicit_root_missing_files_never_falls_back(tmp_path, monkeypatch, no_download):
+    env = tmp_path / "env"
+    write_mnist(env / "mnist")  # valid data under $LRGYM_DATA_DIR must not be used
+    write_mnist(cache_dir() / "mnist")  # nor the cache's copy
+    monkeypatch.setenv("LRGYM_DATA_DIR", str(env))
+    assert len(load_mnist(verify=False, num_val=8).test_x) == 10  # the env copy is valid
+    empty = tmp_path / "typo"
+    empty.mkdir()
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_mnist(empty, verify=False, num_val=8)
+    msg = str(err.value)
+    assert str(empty / "train-images-idx3-ubyte.gz") in msg
+    assert "explicit path" in msg and "nothing was downloaded" in msg
+    assert str(env) not in msg
+    assert list(empty.iterdir()) == []
+
+
+def test_explicit_root_is_used_over_data_dir_env(tmp_path, monkeypatch, no_download):
+    write_mnist(tmp_path / "env" / "mnist", n_train=40, seed=1)
+    monkeypatch.setenv("LRGYM_DATA_DIR", str(tmp_path / "env"))
+    files = write_mnist(tmp_path / "mine", n_train=30, seed=2)
+    ds = load_mnist(tmp_path / "mine", verify=False, num_val=5)
+    got_x = np.concatenate([ds.train_x, ds.val_x])[:, 0]
+    np.testing.assert_array_equal(got_x, files["train-images-idx3-ubyte.gz"])
+    np.testing.assert_array_equal(ds.test_y, files["t10k-labels-idx1-ubyte.gz"])

@@ -43,3 +43,27 @@ def test_download_verifies_checksum_and_is_atomic(tmp_path, monkeypatch):
     assert got == cache / "ds" / "remote.bin"
     assert got.read_bytes() == src.read_bytes()
     assert [p.name for p in got.parent.iterdir()] == ["remote.bin"]  # no partial files left
+
+
+def test_explicit_path_is_authoritative(tmp_path, monkeypatch):
+    env, cache, mine = (tmp_path / n for n in ("env", "cache", "mine"))
+    for root in (env / "ds", cache / "ds"):
+        root.mkdir(parents=True)
+        (root / "f.bin").write_bytes(b"elsewhere")
+    mine.mkdir()
+    monkeypatch.setenv("LRGYM_DATA_DIR", str(env))
+    monkeypatch.setenv("LRGYM_CACHE_DIR", str(cache))
+    monkeypatch.delenv("LRGYM_OFFLINE")
+    monkeypatch.setattr("trainees.data.resolve._download", lambda *a: pytest.fail("download"))
+    for explicit, missing in [
+        (mine, mine / "f.bin"),
+        (tmp_path / "typo", tmp_path / "typo" / "f.bin"),
+        (mine / "f.bin", mine / "f.bin"),
+    ]:
+        with pytest.raises(DatasetNotFoundError) as err:
+            resolve_file("ds", "f.bin", explicit=explicit, urls=["https://example.org/f.bin"])
+        assert f"dataset file {missing} not found" in str(err.value)
+        assert "nothing was downloaded" in str(err.value)
+    (mine / "f.bin").write_bytes(b"mine")
+    assert resolve_file("ds", "f.bin", explicit=mine).read_bytes() == b"mine"
+    assert resolve_file("ds", "f.bin", explicit=mine / "f.bin") == mine / "f.bin"
