@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.actions import ContinuousLogMultiplier, DiscreteFactors
-from envs.observation import FEATURES, ObservationBuilder
+from envs.observation import FEATURES
 from envs.options import env_signature
 from envs.render import RENDER_MODES, RenderHistory, render_ansi, render_rgb
 from envs.rewards import (
@@ -22,8 +22,8 @@ from envs.rewards import (
     divergence_reward,
     make_reward,
 )
+from envs.signals import TrainingSignals
 from trainees import Trainee, make_trainee
-from trainees.base import N_GRAD_BUCKETS
 from trainees.factory import trainee_options
 
 ActionType = Literal["continuous", "discrete"]
@@ -240,9 +240,11 @@ class LRScheduleEnv(gym.Env):
             self.actions = DiscreteFactors(
                 cfg.factors, cfg.min_lr_mult, cfg.max_lr_mult, cfg.initial_lr_mult
             )
-        self.obs_builder = ObservationBuilder(cfg.window)
+        self.signals = TrainingSignals(
+            window=cfg.window, total_steps=self.trainee.total_steps, eval_every=cfg.eval_every
+        )
         self.action_space = self.actions.space
-        self.observation_space = self.obs_builder.space
+        self.observation_space = self.signals.builder.space
         self.history = RenderHistory()
         self._done = True
 
@@ -263,21 +265,14 @@ class LRScheduleEnv(gym.Env):
         super().reset(seed=seed)
         t0 = time.perf_counter()
         self.trainee.reset(int(self.np_random.integers(0, 2**31 - 1)))
-        self.loss0 = self.trainee.evaluate()
-        if not (math.isfinite(self.loss0) and self.loss0 > 0):
-            raise ValueError(
-                f"the freshly initialised model's validation loss is {self.loss0!r}; the env "
-                "normalises losses by it, so it must be finite and > 0"
-            )
+        loss0 = self.trainee.evaluate()
         self._train_time = time.perf_counter() - t0
         self.lr_mult = self.actions.initial_multiplier()
-        self.val_loss = self.best_val = self.loss0
-        self.last_eval_step = 0
+        obs = self.signals.start(loss0, self.lr_mult)
         self.prev_train = 1.0  # normalised: the first minibatch loss is compared with loss0
         self._last_losses: np.ndarray | None = None  # no minibatch yet
         self._done = False
-        self.history.reset(self.loss0, self.lr_mult * self.trainee.base_lr)
-        obs = self.obs_builder.reset(self.loss0, self.lr_mult)
+        self.history.reset(loss0, self.lr_mult * self.trainee.base_lr)
         return obs, self._info(diverged=False)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -285,19 +280,11 @@ class LRScheduleEnv(gym.Env):
             raise RuntimeError("the episode has ended; call reset() before step()")
         self.lr_mult = self.actions.multiplier(action, self.lr_mult)
         lr = self.lr_mult * self.trainee.base_lr
-        best_before = self.best_val
-        losses, grads, vals, evals_at, evals, diverged = self._train(lr)
-        k, total = len(losses), self.trainee.total_steps
-        done_steps = self.trainee.steps_done
-        steps = np.arange(done_steps - k + 1, done_steps + 1)
-        obs = self.obs_builder.append(
-            remaining=(total - steps) / total,
-            train_loss=losses,
-            val_loss=vals,
-            staleness=np.minimum((steps - evals_at) / self.config.eval_every, 1.0),
-            grad_norms=grads,
-            lr_mult=self.lr_mult,
-        )
+        best_before = self.signals.best_val
+        diverged = self._train(lr)
+        rows = self.signals.flush()
+        obs = self.signals.observation()
+        total, done_steps = self.trainee.total_steps, self.trainee.steps_done
         terminated = diverged or done_steps >= total
         remaining = (total - done_steps) / total
         if diverged:
@@ -307,23 +294,28 @@ class LRScheduleEnv(gym.Env):
             )  # fmt: skip
         else:
             inputs = RewardInputs(
-                train=self._normalise(losses),
+                train=self._normalise(rows.train_loss),
                 prev_train=self.prev_train,
-                val=self._normalise(vals),
-                evals=self._normalise(np.asarray(evals)),
+                val=self._normalise(rows.val_loss),
+                evals=self._normalise(rows.evals),
                 best_before=best_before / self.loss0,
                 remaining=remaining,
                 total_steps=total,
             )
             reward = float(self.reward_fn(inputs))
             self.prev_train = float(inputs.train[-1])
-        self._last_losses = losses
+        self._last_losses = rows.train_loss
         self._done = terminated
-        self.history.append(done_steps, lr, float(losses[-1]), float(self.val_loss))
+        self.history.append(done_steps, lr, float(rows.train_loss[-1]), self.signals.val_loss)
         info = self._info(diverged)
         if terminated:
             info.update(self._final_info())
         return obs, reward, terminated, False, info
+
+    @property
+    def loss0(self) -> float:
+        """Validation loss of the freshly initialised model (the loss normaliser)."""
+        return self.signals.loss0
 
     def render(self) -> str | np.ndarray | None:
         """The status line (``"ansi"``), the curves image (``"rgb_array"``), or None."""
@@ -349,51 +341,34 @@ class LRScheduleEnv(gym.Env):
         """Losses as rewards see them: divided by ``loss0``, clipped to ``[0, loss cap]``."""
         return np.clip(losses / self.loss0, 0.0, self.config.reward_loss_cap)
 
-    def _train(
-        self, lr: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[float], bool]:
+    def _train(self, lr: float) -> bool:
         """Run up to ``steps_per_action`` optimizer steps at ``lr`` (the hot loop).
 
-        Returns per-step minibatch losses, grad norms ``(k, N_GRAD_BUCKETS)``, the validation
-        loss in force and the step of its evaluation, every validation loss evaluated, and
-        whether training diverged.
+        Each step's signals go to ``self.signals``; returns whether training diverged.
         """
-        trainee, cfg = self.trainee, self.config
+        trainee, cfg, signals = self.trainee, self.config, self.signals
         n = min(cfg.steps_per_action, trainee.total_steps - trainee.steps_done)
-        losses = np.empty(n)
-        grads = np.empty((n, N_GRAD_BUCKETS))
-        vals = np.empty(n)
-        evals_at = np.empty(n, dtype=np.int64)
-        evals: list[float] = []
         diverged = False
         t0 = time.perf_counter()
-        k = 0
-        while k < n:
+        for _ in range(n):
             stats = trainee.train_step(lr)
-            losses[k], grads[k] = stats.loss, stats.grad_norms
+            signals.record_step(stats.loss, stats.grad_norms, self.lr_mult)
             step = trainee.steps_done
             if not (stats.finite and math.isfinite(stats.loss)):
                 diverged = True
             elif step % cfg.eval_every == 0 or step == trainee.total_steps:
-                self.val_loss = trainee.evaluate()
-                self.last_eval_step = step
-                evals.append(self.val_loss)
-                if math.isfinite(self.val_loss):
-                    self.best_val = min(self.best_val, self.val_loss)
-                else:
-                    diverged = True
-            vals[k], evals_at[k] = self.val_loss, self.last_eval_step
-            k += 1
+                signals.record_eval(trainee.evaluate())
+                diverged = not math.isfinite(signals.val_loss)
             if diverged:
                 break
         self._train_time += time.perf_counter() - t0
-        return losses[:k], grads[:k], vals[:k], evals_at[:k], evals, diverged
+        return diverged
 
     def _info(self, diverged: bool) -> dict[str, Any]:
         info = {
             "lr": self.lr_mult * self.trainee.base_lr,
-            "val_loss": float(self.val_loss),
-            "best_val_loss": float(self.best_val),
+            "val_loss": float(self.signals.val_loss),
+            "best_val_loss": float(self.signals.best_val),
             "step": self.trainee.steps_done,
             "diverged": diverged,
         }
@@ -404,7 +379,7 @@ class LRScheduleEnv(gym.Env):
     def _final_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "final_train_loss": float(np.mean(self._last_losses)),
-            "best_val_loss": float(self.best_val),
+            "best_val_loss": float(self.signals.best_val),
             "total_train_time": self._train_time,
         }
         generate = getattr(self.trainee, "generate", None)

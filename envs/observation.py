@@ -62,9 +62,11 @@ class ObservationBuilder:
         val_loss: np.ndarray,
         staleness: np.ndarray,
         grad_norms: np.ndarray,
-        lr_mult: float,
+        lr_mult: float | np.ndarray,
     ) -> np.ndarray:
         """Add ``k`` rows (arrays of length ``k``; grad norms ``(k, N_GRAD_BUCKETS)``).
+
+        ``lr_mult`` is one multiplier for every row, or one per row.
 
         Rows are written in place into the window (no temporaries): this runs once per
         action, between training steps, so it is kept to a handful of numpy calls.
@@ -80,7 +82,7 @@ class ObservationBuilder:
         new[:, 2] = val_loss[-w:]
         new[:, 1:3] /= self.loss0
         new[:, 3] = staleness[-w:]
-        new[:, -2] = lr_mult
+        new[:, -2] = np.broadcast_to(lr_mult, (len(train_loss),))[-w:]
         new[:, -1] = 1.0
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             new[:, 4:-2] = grad_norms[-w:] / self.grad0  # inf / inf on a diverged first step
@@ -89,3 +91,22 @@ class ObservationBuilder:
         np.nan_to_num(new, copy=False, nan=LOG_BOUND, posinf=LOG_BOUND, neginf=-LOG_BOUND)
         np.clip(new, self.low, self.high, out=new)
         return buf.copy()
+
+    def current(self) -> np.ndarray:
+        """A copy of the current window."""
+        return self._buf.copy()
+
+    def state_dict(self) -> dict:
+        """The window and its normalisers as plain lists (exact; for resuming)."""
+        grad0 = None if self.grad0 is None else self.grad0.tolist()
+        return {"buf": self._buf.tolist(), "loss0": self.loss0, "grad0": grad0}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state written by :meth:`state_dict`."""
+        if np.shape(state["buf"]) != self._buf.shape:
+            raise ValueError(
+                f"window of shape {np.shape(state['buf'])} does not fit {self._buf.shape}"
+            )
+        self._buf[:] = np.asarray(state["buf"], dtype=np.float32)
+        self.loss0 = float(state["loss0"])
+        self.grad0 = None if state["grad0"] is None else np.asarray(state["grad0"], np.float64)

@@ -65,7 +65,8 @@ STRUCTURAL = ("window", "features", "action_type", "factors")
 # what a policy's behaviour depends on; checked when a policy file is loaded for an env
 CHECKED = (
     "env_id", "trainee", *STRUCTURAL, "min_lr_mult", "max_lr_mult", "initial_lr_mult",
-    "steps_per_action", "eval_every", "reward", "reward_params",
+    "steps_per_action", "eval_every", "reward", "reward_params", "reward_loss_cap",
+    "divergence_margin",
 )  # fmt: skip
 
 
@@ -101,6 +102,8 @@ def env_signature(
         "eval_every": config.eval_every,
         "reward": config.reward,
         "reward_params": dict(config.reward_params or {}),
+        "reward_loss_cap": config.reward_loss_cap,
+        "divergence_margin": config.divergence_margin,
     }
 
 
@@ -125,7 +128,8 @@ def signature_mismatches(
 # signature entries that are env options (EnvConfig fields) of the same name
 _ENV_KEYS = (
     "window", "action_type", "factors", "initial_lr_mult", "min_lr_mult", "max_lr_mult",
-    "steps_per_action", "eval_every", "reward", "reward_params",
+    "steps_per_action", "eval_every", "reward", "reward_params", "reward_loss_cap",
+    "divergence_margin",
 )  # fmt: skip
 
 

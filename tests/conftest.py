@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from trainees.data.chars import prepare_bytes
+
+TEXT = "KING:\nWhat say you, cousin? Speak, and speak the truth.\n" * 80
+
 SHARED_DATA = os.environ.get("LRGYM_DATA_DIR")
 
 
@@ -14,6 +18,17 @@ SHARED_DATA = os.environ.get("LRGYM_DATA_DIR")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("LRGYM_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("LRGYM_OFFLINE", "1")
+
+
+@pytest.fixture
+def no_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Downloads allowed by the environment, but any attempt fails the test."""
+    monkeypatch.delenv("LRGYM_OFFLINE", raising=False)
+
+    def fail(url, target, md5):
+        pytest.fail(f"download attempted: {url} -> {target}")
+
+    monkeypatch.setattr("trainees.data.resolve._download", fail)
 
 
 def real_data(*parts: str) -> Path | None:
@@ -29,3 +44,11 @@ def needs_real_data(*parts: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         real_data(*parts) is None, reason=f"set LRGYM_DATA_DIR to a folder with {'/'.join(parts)}"
     )
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A small character corpus in nanoGPT's prepared layout."""
+    folder = tmp_path_factory.mktemp("corpus")
+    prepare_bytes(TEXT.encode(), folder, (0.9, 0.1))
+    return str(folder)

@@ -172,6 +172,30 @@ def bucket_matrix(n_params: int, n_buckets: int = N_GRAD_BUCKETS) -> np.ndarray:
     return m
 
 
+class GradNormPool:
+    """Pools per-parameter gradient norms into the global norm and depth-bucket norms.
+
+    The one place where gradient norms become features: ``TorchTrainee`` and
+    ``agents.scheduler.LearnedLRScheduler`` both use it, so a policy sees the same
+    numbers in the env and in a user's own loop.
+    """
+
+    def __init__(self, n_params: int, n_buckets: int = N_GRAD_BUCKETS) -> None:
+        # row 0 pools all parameters (the global norm), the others the depth buckets
+        self.matrix = np.vstack([np.ones((1, n_params)), bucket_matrix(n_params, n_buckets)])
+
+    @staticmethod
+    def parameter_norms(params: list[nn.Parameter]) -> list[torch.Tensor]:
+        """L2 norm of each parameter's gradient (0 for none), as ``clip_grad_norm_`` computes it."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        return list(torch._foreach_norm(grads))
+
+    def __call__(self, norms: np.ndarray) -> np.ndarray:
+        """``(1 + n_buckets,)`` float64: the global norm, then the buckets, shallow to deep."""
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 pooling a diverged step
+            return np.sqrt(self.matrix @ np.square(np.asarray(norms, dtype=np.float64)))
+
+
 class TorchTrainee(ABC):
     """Shared implementation of the Trainee contract for a PyTorch model.
 
@@ -236,8 +260,7 @@ class TorchTrainee(ABC):
         self.model = model.to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self._params = params
-        # row 0 pools all parameters (the global norm), the others the depth buckets
-        self._pool = np.vstack([np.ones((1, len(params))), bucket_matrix(len(params))])
+        self._pool = GradNormPool(len(params))
         groups = [
             {
                 "params": [p for p in params if p.dim() >= 2],
@@ -270,18 +293,15 @@ class TorchTrainee(ABC):
         with self._forward_context():
             loss = self.loss(self.model, x, y)
         loss.backward()
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params]
-        # the loss and every parameter's gradient norm (one fused kernel, as clip_grad_norm_
-        # uses) cross to the host in one transfer, the step's only sync; pooled there
-        norms = torch._foreach_norm(grads)
+        # the loss and every parameter's gradient norm (one fused kernel) cross to the host
+        # in one transfer, the step's only sync; pooled there
+        norms = GradNormPool.parameter_norms(self._params)
         summary = torch.stack([loss.detach(), *norms]).float().cpu().numpy().astype(np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 pooling a diverged step
-            loss_value, pooled = summary[0], np.sqrt(self._pool @ np.square(summary[1:]))
+        loss_value, pooled = summary[0], self._pool(summary[1:])
         finite = bool(np.isfinite(summary).all())
         if finite:
-            clip = self.config.grad_clip
-            if clip > 0 and pooled[0] > clip:  # same coefficient as clip_grad_norm_
-                torch._foreach_mul_(grads, clip / (pooled[0] + 1e-6))
+            if self.config.grad_clip > 0:  # exactly what a plain PyTorch loop does
+                torch.nn.utils.clip_grad_norm_(self._params, self.config.grad_clip)
             self.optimizer.step()
         self.steps_done += 1
         return StepStats(float(loss_value), float(pooled[0]), pooled[1:], finite)

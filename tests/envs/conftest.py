@@ -1,18 +1,3 @@
-import pytest
-
-from trainees.data.chars import prepare_bytes
-
-TEXT = "KING:\nWhat say you, cousin? Speak, and speak the truth.\n" * 80
-
-
-@pytest.fixture(scope="session")
-def corpus_dir(tmp_path_factory):
-    """A small character corpus in nanoGPT's prepared layout."""
-    folder = tmp_path_factory.mktemp("corpus")
-    prepare_bytes(TEXT.encode(), folder, (0.9, 0.1))
-    return str(folder)
-
-
 def tiny_kwargs(env_id: str, corpus_dir: str) -> dict:
     """Tiny budgets and small data for each registered id."""
     return {

@@ -114,17 +114,6 @@ def test_real_tiny_shakespeare():
     assert hashlib.sha256(path.read_bytes()).hexdigest().startswith("86c4e6aa")
 
 
-@pytest.fixture
-def no_download(monkeypatch):
-    """Downloads allowed by the environment, but any attempt fails the test."""
-    monkeypatch.delenv("LRGYM_OFFLINE", raising=False)
-
-    def fail(url, target, md5):
-        pytest.fail(f"download attempted: {url} -> {target}")
-
-    monkeypatch.setattr("trainees.data.resolve._download", fail)
-
-
 def test_explicit_data_dir_missing_files_never_falls_back(tmp_path, monkeypatch, no_download):
     env = tmp_path / "env"
     prepare_bytes(b"from the environment\n" * 10, env / "shakespeare_char", (0.9, 0.1))

@@ -86,17 +86,6 @@ def test_real_mnist():
     assert counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
 
-@pytest.fixture
-def no_download(monkeypatch):
-    """Downloads allowed by the environment, but any attempt fails the test."""
-    monkeypatch.delenv("LRGYM_OFFLINE", raising=False)
-
-    def fail(url, target, md5):
-        pytest.fail(f"download attempted: {url} -> {target}")
-
-    monkeypatch.setattr("trainees.data.resolve._download", fail)
-
-
 def test_explicit_root_missing_files_never_falls_back(tmp_path, monkeypatch, no_download):
     env = tmp_path / "env"
     write_mnist(env / "mnist")  # valid data under $LRGYM_DATA_DIR must not be used

@@ -1,0 +1,253 @@
+"""A trained policy (or an expert schedule) as a drop-in PyTorch learning-rate scheduler.
+
+``LearnedLRScheduler`` feeds the same training-signals component as ``LRScheduleEnv``
+(``envs.signals.TrainingSignals``) and pools gradient norms with the same
+``trainees.base.GradNormPool``, so a policy chooses, in a plain PyTorch loop, exactly
+the learning rates it would choose in the env::
+
+    scheduler = LearnedLRScheduler(optimizer, "bc_cosine.pt", model=model,
+                                   total_steps=2000, initial_val_loss=evaluate())
+    for step in range(2000):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        scheduler.observe(loss)          # after backward, before clipping and optimizer.step()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if (step + 1) % 64 == 0:
+            scheduler.report_val_loss(evaluate())
+        scheduler.step()                 # after optimizer.step(): the LR of the next step
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+from agents.policy import load_policy
+from envs.actions import ContinuousLogMultiplier, DiscreteFactors
+from envs.lrschedule_env import EnvConfig
+from envs.rollout import Policy
+from envs.signals import TrainingSignals
+from trainees.base import GradNormPool
+
+_DEFAULTS = EnvConfig()
+# settings a scheduler takes from a policy file's env (or from its keyword arguments)
+SETTINGS = (
+    "window", "steps_per_action", "eval_every", "action_type", "min_lr_mult", "max_lr_mult",
+    "factors", "initial_lr_mult",
+)  # fmt: skip
+
+
+class LearnedLRScheduler(LRScheduler):
+    """Sets the LR of every param group to ``initial_lr * multiplier`` chosen by a policy.
+
+    Each action's multiplier is held for ``steps_per_action`` optimizer steps, as in the
+    env; the observation is built from what the loop reports. In each iteration, in
+    this order: ``loss.backward()``, :meth:`observe` (reads the gradient norms before
+    clipping), clipping and ``optimizer.step()``, :meth:`report_val_loss` when you have
+    evaluated, then :meth:`step`. A wrong order raises ``RuntimeError`` rather than
+    computing a wrong feature.
+
+    Args:
+        optimizer: any optimizer; each param group keeps its own base LR.
+        policy: a policy file (from ``train_bc.py``...), a loaded policy, an expert
+            ``SchedulePolicy``, or anything with SB3's ``predict``.
+        model: the model whose gradients are observed (parameters in depth order).
+        total_steps: optimizer steps of the whole run (the budget).
+        initial_val_loss: validation loss of the model before training.
+        device: where a policy file is loaded.
+        **settings: ``window``, ``steps_per_action``, ``eval_every``, ``action_type``,
+            ``min_lr_mult``, ``max_lr_mult``, ``factors``, ``initial_lr_mult``; by default
+            those of the env a policy file records, else the env's defaults.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        policy: str | Path | Policy,
+        *,
+        model: nn.Module,
+        total_steps: int,
+        initial_val_loss: float,
+        device: str = "cpu",
+        last_epoch: int = -1,
+        **settings: Any,
+    ) -> None:
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown setting(s) {unknown}; valid: {', '.join(SETTINGS)}")
+        self.policy = (
+            load_policy(policy, device=device) if isinstance(policy, str | Path) else policy
+        )
+        cfg = _settings(self.policy, settings)
+        self.steps_per_action = cfg["steps_per_action"]
+        self.total_steps = int(total_steps)
+        self.actions = _action_mapping(self.policy, cfg)
+        self.signals = TrainingSignals(
+            window=cfg["window"], total_steps=self.total_steps, eval_every=cfg["eval_every"]
+        )
+        self._params = [p for p in model.parameters() if p.requires_grad]
+        self._pool = GradNormPool(len(self._params))
+        self.lr_mult = self.actions.initial_multiplier()
+        self.signals.start(float(initial_val_loss), self.lr_mult)
+        self._observed = self._stepped_optimizer = False
+        self._grad_versions: dict[int, int] = {}
+        for p in self._params:
+            p.register_post_accumulate_grad_hook(self._on_grad)
+        optimizer.register_step_post_hook(self._on_optimizer_step)
+        self._started = False
+        super().__init__(optimizer, last_epoch)
+
+    # -- what the training loop calls ------------------------------------------------------
+    def observe(self, loss: torch.Tensor | float, *, max_norm: float | None = None) -> None:
+        """Record this step's minibatch loss and the gradient norms, before clipping.
+
+        Call it after ``loss.backward()`` and before ``optimizer.step()``. With
+        ``max_norm`` it then clips the gradients (``clip_grad_norm_``), in the right order.
+
+        Raises:
+            RuntimeError: called twice in one iteration, after ``optimizer.step()``,
+                without gradients, or after the gradients were modified (clipped) in place.
+        """
+        if self._observed:
+            raise RuntimeError("observe() was already called in this iteration; call step() first")
+        if self._stepped_optimizer:
+            raise RuntimeError("observe() must come before optimizer.step() (it reads gradients)")
+        if self.signals.steps_done >= self.total_steps:
+            raise RuntimeError(f"the run's {self.total_steps} optimizer steps are done")
+        grads = [p.grad for p in self._params]
+        if all(g is None for g in grads):
+            raise RuntimeError("no gradients: call observe() after loss.backward()")
+        if any(g is not None and g._version != self._grad_versions.get(id(p))
+               for p, g in zip(self._params, grads, strict=True)):  # fmt: skip
+            raise RuntimeError(
+                "the gradients were modified after backward() (clipped?): call observe() "
+                "before clipping, or pass max_norm= to observe() to clip after reading them"
+            )
+        norms = GradNormPool.parameter_norms(self._params)
+        value = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+        summary = torch.stack([value.float().reshape(()), *norms]).float().cpu().numpy()
+        summary = summary.astype(np.float64)
+        pooled = self._pool(summary[1:])
+        self.signals.record_step(float(summary[0]), pooled[1:], self.lr_mult)
+        self._observed = True
+        if max_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self._params, max_norm)
+
+    def report_val_loss(self, val_loss: float) -> None:
+        """A validation loss evaluated after this iteration's optimizer step."""
+        if not self._observed:
+            raise RuntimeError("report_val_loss() belongs after observe() and before step()")
+        self.signals.record_eval(float(val_loss))
+
+    def step(self, epoch: None = None) -> None:  # type: ignore[override]
+        """After ``optimizer.step()``: sets the LR of the next optimizer step."""
+        if epoch is not None:
+            raise ValueError("LearnedLRScheduler.step() takes no epoch")
+        if not self._started:  # called once by LRScheduler.__init__: the first action
+            self._started = True
+            self._act()
+        else:
+            if not self._observed:
+                raise RuntimeError(
+                    "step() without observe(): call observe(loss) after loss.backward() in "
+                    "every iteration"
+                )
+            self._observed = self._stepped_optimizer = False
+            done = self.signals.steps_done
+            if done < self.total_steps and done % self.steps_per_action == 0:
+                self._act()
+        self.last_epoch += 1
+        self._step_count = getattr(self, "_step_count", 0) + 1
+        self._apply()
+
+    def get_lr(self) -> list[float]:
+        """``initial_lr * multiplier`` for each param group."""
+        return [base * self.lr_mult for base in self.base_lrs]
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: step counts, multiplier, and the signals window."""
+        return {
+            "last_epoch": self.last_epoch,
+            "_step_count": self._step_count,
+            "base_lrs": list(self.base_lrs),
+            "lr_mult": self.lr_mult,
+            "observed": self._observed,
+            "signals": self.signals.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state written by :meth:`state_dict`; the LRs are set again."""
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._step_count = int(state_dict["_step_count"])
+        self.base_lrs = list(state_dict["base_lrs"])
+        self.lr_mult = float(state_dict["lr_mult"])
+        self._observed = bool(state_dict["observed"])
+        self.signals.load_state_dict(state_dict["signals"])
+        self._apply()
+
+    # -- internals -------------------------------------------------------------------------
+    def _act(self) -> None:
+        self.signals.flush()
+        action, _ = self.policy.predict(self.signals.observation(), deterministic=True)
+        self.lr_mult = self.actions.multiplier(action, self.lr_mult)
+
+    def _apply(self) -> None:
+        self._last_lr = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr, strict=True):
+            group["lr"] = lr
+
+    def _on_grad(self, p: torch.Tensor) -> None:
+        self._grad_versions[id(p)] = p.grad._version
+
+    def _on_optimizer_step(self, *_: Any) -> None:
+        self._stepped_optimizer = True
+
+
+def _settings(policy: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """The scheduler's settings: explicit ones, else the policy file's env, else defaults."""
+    stored = getattr(getattr(policy, "lrgym_file", None), "env", {}) or {}
+    out = {}
+    for key in SETTINGS:
+        value = given.get(key, stored.get(key))
+        out[key] = getattr(_DEFAULTS, key) if value is None else value
+    if isinstance(out["factors"], list):
+        out["factors"] = tuple(out["factors"])
+    for key in ("window", "steps_per_action", "eval_every"):
+        if not (isinstance(out[key], int) and out[key] >= 1):
+            raise ValueError(f"{key}={out[key]!r} is invalid; expected an integer >= 1")
+    return out
+
+
+def _action_mapping(policy: Any, cfg: dict[str, Any]) -> ContinuousLogMultiplier | DiscreteFactors:
+    """The env's action mapping for the policy's action space.
+
+    Raises:
+        ValueError: the policy's action space disagrees with the settings.
+    """
+    space = getattr(policy, "action_space", None)
+    if isinstance(space, spaces.Discrete) or cfg["action_type"] == "discrete":
+        mapping = DiscreteFactors(
+            cfg["factors"], cfg["min_lr_mult"], cfg["max_lr_mult"], cfg["initial_lr_mult"]
+        )
+    else:
+        mapping = ContinuousLogMultiplier(cfg["min_lr_mult"], cfg["max_lr_mult"])
+    if space is not None and (
+        type(space) is not type(mapping.space)
+        or (isinstance(space, spaces.Box) and not np.allclose(space.low, mapping.space.low))
+        or (isinstance(space, spaces.Discrete) and space.n != mapping.space.n)
+    ):
+        raise ValueError(
+            f"the policy acts in {space}, but the settings give {mapping.space} "
+            f"(action_type={cfg['action_type']!r}, min_lr_mult={cfg['min_lr_mult']}, "
+            f"max_lr_mult={cfg['max_lr_mult']})"
+        )
+    return mapping
