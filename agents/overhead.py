@@ -44,7 +44,7 @@ def scheduler_overhead(
         t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), trainee.config.grad_clip)
         opt.step()
-        float(loss)  # an ordinary loop logs its loss
+        float(loss.detach())  # an ordinary loop logs its loss
         t3 = time.perf_counter()
         if step % eval_every == 0 or step == total:
             val = trainee.evaluate()

@@ -98,9 +98,11 @@ class LearnedLRScheduler(LRScheduler):
         self.lr_mult = self.actions.initial_multiplier()
         self.signals.start(float(initial_val_loss), self.lr_mult)
         self._observed = self._stepped_optimizer = False
-        self._grad_versions: dict[int, int] = {}
-        for p in self._params:
-            p.register_post_accumulate_grad_hook(self._on_grad)
+        # clipping (or any in-place change) after backward bumps every gradient's version
+        # counter: watching the first parameter's is enough, and costs one hook per step
+        self._grad_version: int | None = None
+        if self._params:
+            self._params[0].register_post_accumulate_grad_hook(self._on_grad)
         optimizer.register_step_post_hook(self._on_optimizer_step)
         self._started = False
         super().__init__(optimizer, last_epoch)
@@ -122,11 +124,10 @@ class LearnedLRScheduler(LRScheduler):
             raise RuntimeError("observe() must come before optimizer.step() (it reads gradients)")
         if self.signals.steps_done >= self.total_steps:
             raise RuntimeError(f"the run's {self.total_steps} optimizer steps are done")
-        grads = [p.grad for p in self._params]
-        if all(g is None for g in grads):
+        if all(p.grad is None for p in self._params):
             raise RuntimeError("no gradients: call observe() after loss.backward()")
-        if any(g is not None and g._version != self._grad_versions.get(id(p))
-               for p, g in zip(self._params, grads, strict=True)):  # fmt: skip
+        watched = self._params[0].grad
+        if watched is not None and watched._version != self._grad_version:
             raise RuntimeError(
                 "the gradients were modified after backward() (clipped?): call observe() "
                 "before clipping, or pass max_norm= to observe() to clip after reading them"
@@ -206,7 +207,7 @@ class LearnedLRScheduler(LRScheduler):
             group["lr"] = lr
 
     def _on_grad(self, p: torch.Tensor) -> None:
-        self._grad_versions[id(p)] = p.grad._version
+        self._grad_version = p.grad._version
 
     def _on_optimizer_step(self, *_: Any) -> None:
         self._stepped_optimizer = True
