@@ -139,8 +139,8 @@ class LearnedLRScheduler(LRScheduler):
         pooled = self._pool(summary[1:])
         self.signals.record_step(float(summary[0]), pooled[1:], self.lr_mult)
         self._observed = True
-        if max_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self._params, max_norm)
+        if max_norm is not None:  # as clip_grad_norm_ does, reusing the norms just read
+            GradNormPool.clip_(self._params, norms, max_norm)
 
     def report_val_loss(self, val_loss: float) -> None:
         """A validation loss evaluated after this iteration's optimizer step."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -50,7 +50,6 @@ class Episode:
         infos: the ``n`` step infos (the last one holds the final metrics).
         policy_seconds: wall time spent choosing actions.
         seconds: wall time of the whole episode, reset included.
-        reset_info: the ``info`` that ``reset`` returned.
     """
 
     seed: int
@@ -60,7 +59,6 @@ class Episode:
     infos: list[dict[str, Any]]
     policy_seconds: float = 0.0
     seconds: float = 0.0
-    reset_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lrs(self) -> np.ndarray:
@@ -116,7 +114,7 @@ def run_episode(
         on_step: called after every step with the transition (online learning).
     """
     t_start = time.perf_counter()
-    obs, reset_info = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed)
     observations, actions, rewards, infos = [obs], [], [], []
     policy_seconds, done = 0.0, False
     while not done:
@@ -139,5 +137,4 @@ def run_episode(
         infos=infos,
         policy_seconds=policy_seconds,
         seconds=time.perf_counter() - t_start,
-        reset_info=reset_info,
     )

@@ -105,11 +105,6 @@ class TrainingSignals:
         if self._val:  # the step's row shows the evaluation made right after it
             self._val[-1], self._eval_at[-1] = self.val_loss, self.steps_done
 
-    @property
-    def pending(self) -> int:
-        """Steps recorded but not yet in the window."""
-        return len(self._loss)
-
     def flush(self) -> Rows:
         """Append the recorded steps to the window; returns them as raw signals."""
         k = len(self._loss)

@@ -190,6 +190,21 @@ class GradNormPool:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         return list(torch._foreach_norm(grads))
 
+    @staticmethod
+    def clip_(params: list[nn.Parameter], norms: list[torch.Tensor], max_norm: float) -> None:
+        """Scale the gradients exactly as ``clip_grad_norm_(params, max_norm)`` does.
+
+        It reuses the per-parameter ``norms`` instead of computing them again, with the
+        same operations as ``torch.nn.utils.clip_grad_norm_``, so a plain loop that calls
+        it gets bit-identical weights (tested through the scheduler's equality test).
+        """
+        pairs = [(p.grad, n) for p, n in zip(params, norms, strict=True) if p.grad is not None]
+        if not pairs:
+            return
+        total = torch.linalg.vector_norm(torch.stack([n for _, n in pairs]), 2.0)
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        torch._foreach_mul_([g for g, _ in pairs], coef)
+
     def __call__(self, norms: np.ndarray) -> np.ndarray:
         """``(1 + n_buckets,)`` float64: the global norm, then the buckets, shallow to deep."""
         squares = np.square(np.asarray(norms, dtype=np.float64))
@@ -303,8 +318,8 @@ class TorchTrainee(ABC):
         loss_value, pooled = summary[0], self._pool(summary[1:])
         finite = bool(np.isfinite(summary).all())
         if finite:
-            if self.config.grad_clip > 0:  # exactly what a plain PyTorch loop does
-                torch.nn.utils.clip_grad_norm_(self._params, self.config.grad_clip)
+            if self.config.grad_clip > 0:  # bit for bit what clip_grad_norm_ does
+                GradNormPool.clip_(self._params, norms, self.config.grad_clip)
             self.optimizer.step()
         self.steps_done += 1
         return StepStats(float(loss_value), float(pooled[0]), pooled[1:], finite)
