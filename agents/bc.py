@@ -7,6 +7,7 @@ from neither a random actor nor a random critic.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ class BCConfig:
         l2_weight: imitation's L2 penalty weight.
         critic_epochs: passes over the demonstrations for the critic.
         gamma: discount of the returns the critic is fitted to (PPO's gamma).
+        train_log_std: also fit the Gaussian's log_std (off: it stays at its initial value).
+        lr_final: BC's learning rate decays (cosine, per batch) to ``lr * lr_final``.
     """
 
     epochs: int = 200
@@ -40,6 +43,10 @@ class BCConfig:
     l2_weight: float = 0.0
     critic_epochs: int = 60
     gamma: float = 0.99
+    # a log_std fitted by likelihood collapses (-1 -> -3.4 over a default run), which
+    # sharpens the loss on the mean and leaves PPO a policy that barely explores
+    train_log_std: bool = False
+    lr_final: float = 0.05  # a decaying LR settles the fit instead of ending on noisy steps
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "critic_epochs"):
@@ -47,6 +54,22 @@ class BCConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid; expected >= 1")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma={self.gamma!r} is invalid; expected in [0, 1]")
+        if not 0 < self.lr_final <= 1:
+            raise ValueError(f"lr_final={self.lr_final!r} is invalid; expected in (0, 1]")
+
+
+@dataclass(frozen=True)
+class BCResult:
+    """What :func:`train_actor` did.
+
+    Attributes:
+        validation_errors: action error on the validation demonstrations after each epoch
+            (empty without validation demonstrations).
+        best_epoch: the epoch whose weights were kept (1-based; the last without validation).
+    """
+
+    validation_errors: tuple[float, ...]
+    best_epoch: int
 
 
 def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
@@ -65,31 +88,79 @@ def train_actor(
     config: BCConfig,
     *,
     rng: np.random.Generator,
+    validation: Sequence[TrajectoryWithRew] = (),
     log_dir: str | None = None,
     progress_bar: bool = True,
-) -> bc.BC:
+) -> BCResult:
     """Clone the demonstrations into ``policy``'s actor with imitation's ``bc.BC``.
 
-    The batch size is at most the number of transitions (imitation requires it).
+    Reproducible from ``rng``: imitation shuffles with the global torch RNG, so training
+    runs under a forked RNG seeded from ``rng`` (the caller's global state is untouched).
+    ``log_std`` is kept out of the fit unless ``config.train_log_std``; the learning rate
+    decays by cosine to ``lr * lr_final``. With ``validation`` demonstrations (held-out
+    seeds), the epoch with the lowest action error on them is kept. The batch size is at
+    most the number of transitions (imitation requires it).
     """
+    log_std = getattr(policy, "log_std", None)
+    frozen = isinstance(log_std, torch.nn.Parameter) and not config.train_log_std
+    if frozen:
+        log_std.requires_grad_(False)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(2**62)))
+            return _clone(policy, trajectories, config, rng, validation, log_dir, progress_bar)
+    finally:
+        if frozen:
+            log_std.requires_grad_(True)
+
+
+def _clone(
+    policy: ActorCriticPolicy,
+    trajectories: Sequence[TrajectoryWithRew],
+    config: BCConfig,
+    rng: np.random.Generator,
+    validation: Sequence[TrajectoryWithRew],
+    log_dir: str | None,
+    progress_bar: bool,
+) -> BCResult:
+    """imitation's ``bc.BC`` with a decaying LR and held-out epoch selection."""
     transitions = rollout.flatten_trajectories(list(trajectories))
     custom_logger = imitation_logger.configure(log_dir, ["tensorboard", "csv"]) if log_dir else None
+    batch_size = min(config.batch_size, len(transitions))
     trainer = bc.BC(
         observation_space=policy.observation_space,
         action_space=policy.action_space,
         rng=rng,
         policy=policy,
         demonstrations=transitions,
-        batch_size=min(config.batch_size, len(transitions)),
+        batch_size=batch_size,
         optimizer_kwargs=dict(lr=config.lr),
         ent_weight=config.ent_weight,
         l2_weight=config.l2_weight,
         device=policy.device,
         custom_logger=custom_logger,
     )
+    total = max(1, config.epochs * (len(transitions) // batch_size))
+    decay = torch.optim.lr_scheduler.LambdaLR(
+        trainer.optimizer,
+        lambda b: config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * min(b / total, 1.0))),
+    )  # fmt: skip
+    errors: list[float] = []
+    best: dict[str, torch.Tensor] = {}
+
+    def on_epoch_end() -> None:
+        if validation:
+            errors.append(action_error(policy, validation))
+            if errors[-1] == min(errors):
+                best.update({k: v.detach().clone() for k, v in policy.state_dict().items()})
+
     if config.epochs > 0:
-        trainer.train(n_epochs=config.epochs, progress_bar=progress_bar, log_interval=100)
-    return trainer
+        trainer.train(n_epochs=config.epochs, on_epoch_end=on_epoch_end,
+                      on_batch_end=decay.step, progress_bar=progress_bar, log_interval=100)  # fmt: skip
+    if best:
+        policy.load_state_dict(best)
+    best_epoch = int(np.argmin(errors)) + 1 if errors else config.epochs
+    return BCResult(validation_errors=tuple(errors), best_epoch=best_epoch)
 
 
 def critic_parameters(policy: ActorCriticPolicy) -> list[torch.nn.Parameter]:

@@ -17,10 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from imitation.data.types import TrajectoryWithRew
+from tqdm import tqdm
 
-from envs.rollout import Episode
+from envs.rollout import Episode, run_episode
+from experts.policy import SchedulePolicy
 from experts.schedules import Schedule
 from trainees.files import atomic_write_bytes
 
@@ -94,3 +97,39 @@ def load_demonstrations(folder: str | Path) -> tuple[list[TrajectoryWithRew], di
         )  # fmt: skip
         o, a = o + n + 1, a + n
     return trajectories, json.loads(meta_path.read_text())
+
+
+def collect_or_load(
+    folder: str | Path,
+    policy: SchedulePolicy,
+    env: gym.Env,
+    seeds: Sequence[int],
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    progress: bool = False,
+) -> list[TrajectoryWithRew]:
+    """An expert's demonstrations on ``seeds``: collected and saved in ``folder``.
+
+    Demonstrations already in ``folder`` are reused as they are (their seeds are in its
+    ``meta.json``).
+
+    Raises:
+        ValueError: ``folder`` holds demonstrations of another env or other options.
+    """
+    folder = Path(folder)
+    if not seeds:
+        return []
+    if (folder / "meta.json").is_file():
+        trajs, meta = load_demonstrations(folder)
+        if (meta["env_id"], meta["env_kwargs"]) != (env_id, env_kwargs):
+            raise ValueError(
+                f"{folder} holds demonstrations of {meta['env_id']} {meta['env_kwargs']}, "
+                f"not of {env_id} {env_kwargs}"
+            )
+        return trajs
+    desc = f"demos {policy.schedule.name}"
+    episodes = [run_episode(env, policy, s) for s in tqdm(seeds, desc=desc, disable=not progress)]
+    save_demonstrations(folder, episodes, expert=policy.schedule, env_id=env_id,
+                        env_kwargs=env_kwargs)  # fmt: skip
+    return [to_trajectory(e) for e in episodes]

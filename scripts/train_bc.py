@@ -31,10 +31,11 @@ from tqdm import tqdm
 from agents.bc import BCConfig, action_error, fit_critic, train_actor
 from agents.evaluation import compare, inference_cost
 from agents.policy import PolicyConfig, make_policy, save_policy
+from agents.seeds import take
 from agents.tensorboard import log_hyperparameters
 from envs.options import EnvOptions
 from envs.rollout import Episode, run_episode
-from experts.demos import load_demonstrations, save_demonstrations, to_trajectory
+from experts.demos import collect_or_load
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
 from trainees.files import run_dir, write_csv, write_json
@@ -49,6 +50,8 @@ class Args:
         options: env options (None keeps the id's default).
         experts: expert schedules to imitate.
         demo_episodes: demonstration episodes per expert (seeds 0, 1, ...).
+        selection_episodes: held-out demonstrations per expert (seeds 500, ...) on which the
+            BC epoch with the lowest action error is kept (0: keep the last epoch).
         eval_episodes: held-out evaluation episodes (seeds 1000, 1001, ...).
         epochs: BC epochs over the demonstrations.
         critic_epochs: epochs of critic fitting.
@@ -64,6 +67,7 @@ class Args:
     options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvOptions)
     experts: tuple[str, ...] = ("linear_warmup", "cosine", "polynomial")
     demo_episodes: int = 8
+    selection_episodes: int = 2
     eval_episodes: int = 3
     epochs: int = 200
     critic_epochs: int = 60
@@ -75,7 +79,6 @@ class Args:
     progress: bool = True
 
 
-EVAL_SEED0 = 1000
 # imitation 1.0.1's BC logs float(tensor) on a tensor that requires grad: harmless, noisy
 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
 
@@ -85,26 +88,20 @@ def rollouts(env: gym.Env, policy, seeds: list[int], desc: str, progress: bool) 
     return [run_episode(env, policy, s) for s in tqdm(seeds, desc=desc, disable=not progress)]
 
 
-def demonstrations(args: Args, env: gym.Env, folder: Path) -> dict[str, list]:
-    """Trajectories per expert: loaded from ``folder/<expert>`` or collected and saved there."""
-    demos = {}
-    for name in args.experts:
-        sub = folder / name
-        if (sub / "meta.json").is_file():
-            trajs, meta = load_demonstrations(sub)
-            if meta["env_id"] != args.env or meta["env_kwargs"] != args.options.kwargs():
-                raise ValueError(
-                    f"{sub} holds demonstrations of {meta['env_id']} {meta['env_kwargs']}"
-                )
-            demos[name] = trajs
-            continue
-        policy = SchedulePolicy(make_schedule(name), env.action_space)
-        eps = rollouts(env, policy, list(range(args.demo_episodes)), f"demos {name}", args.progress)
-        save_demonstrations(
-            sub, eps, expert=policy.schedule, env_id=args.env, env_kwargs=args.options.kwargs()
+def demonstrations(args: Args, env: gym.Env, folder: Path, seeds: list[int]) -> dict[str, list]:
+    """Trajectories per expert on ``seeds``, loaded from or saved to ``folder/<expert>``."""
+    return {
+        name: collect_or_load(
+            folder / name,
+            SchedulePolicy(make_schedule(name), env.action_space),
+            env,
+            seeds,
+            env_id=args.env,
+            env_kwargs=args.options.kwargs(),
+            progress=args.progress,
         )
-        demos[name] = [to_trajectory(e) for e in eps]
-    return demos
+        for name in args.experts
+    }
 
 
 def plot_policy(path: Path, name: str, policy_run: Episode, experts: dict[str, Episode]) -> None:
@@ -141,10 +138,16 @@ def main(args: Args) -> dict:
     folder = run_dir(args.out, args.env, "train_bc", args.seed)
     env = args.options.make(args.env)
     print(f"run folder {folder}")
-    demos = demonstrations(args, env, Path(args.demos) if args.demos else folder / "demos")
-    datasets = dict(demos)
+    root = Path(args.demos) if args.demos else folder / "demos"
+    demos = demonstrations(args, env, root, take("demonstrations", args.demo_episodes))
+    held = demonstrations(
+        args, env, root / "selection", take("model_selection", args.selection_episodes)
+    )
+    datasets = {name: (demos[name], held[name]) for name in args.experts}
     if len(args.experts) > 1:
-        datasets["combined"] = [t for name in args.experts for t in demos[name]]
+        datasets["combined"] = tuple(
+            [t for name in args.experts for t in part[name]] for part in (demos, held)
+        )
 
     config, bc_config = (
         PolicyConfig(),
@@ -155,7 +158,7 @@ def main(args: Args) -> dict:
             lr=args.lr,
         ),
     )
-    eval_seeds = list(range(EVAL_SEED0, EVAL_SEED0 + args.eval_episodes))
+    eval_seeds = take("held_out", args.eval_episodes)
     expert_runs = {
         n: rollouts(env, SchedulePolicy(make_schedule(n), env.action_space), eval_seeds,
                     f"eval expert {n}", args.progress)
@@ -164,13 +167,13 @@ def main(args: Args) -> dict:
     writer = SummaryWriter(folder / "tb")
     log_hyperparameters(writer, args)
     report: dict = {"args": asdict(args), "policy_config": asdict(config), "policies": {}}
-    for i, (name, trajs) in enumerate(datasets.items()):
+    for i, (name, (trajs, selection)) in enumerate(datasets.items()):
         rng = np.random.default_rng(args.seed + i)
         policy = make_policy(env.observation_space, env.action_space, config, seed=args.seed + i)
         error_before = action_error(policy, trajs)
         t0 = time.perf_counter()
-        train_actor(policy, trajs, bc_config, rng=rng, log_dir=str(folder / "tb" / f"bc_{name}"),
-                    progress_bar=args.progress)  # fmt: skip
+        fit = train_actor(policy, trajs, bc_config, rng=rng, validation=selection,
+                          log_dir=str(folder / "tb" / f"bc_{name}"), progress_bar=args.progress)  # fmt: skip
         critic_mse = fit_critic(policy, trajs, bc_config, rng=rng)
         train_seconds = time.perf_counter() - t0
         path = save_policy(
@@ -185,6 +188,9 @@ def main(args: Args) -> dict:
             "train_seconds": train_seconds,
             "action_error_before": error_before,
             "action_error_after": action_error(policy, trajs),
+            "best_epoch": fit.best_epoch,
+            "selection_action_errors": list(fit.validation_errors),
+            "log_std": float(policy.log_std.mean()) if hasattr(policy, "log_std") else None,
             "critic_mse": critic_mse,
             "vs_expert": {n: compare(runs, expert_runs[n]) for n in targets},
             "inference": inference_cost(runs),

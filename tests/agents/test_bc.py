@@ -154,3 +154,38 @@ def test_same_network_goes_to_ppo(tiny):
     ppo = PPO(ActorCriticPolicy, env, policy_kwargs=SMALL.policy_kwargs(), n_steps=8, device="cpu")
     ppo.policy.load_state_dict(policy.state_dict())  # identical architecture and names
     assert ppo.policy.pi_features_extractor is not ppo.policy.vf_features_extractor
+
+
+def test_bc_is_reproducible_keeps_log_std_and_global_rng(tiny):
+    env, trajs = tiny
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    cfg = BCConfig(epochs=4, batch_size=8)
+    nets = []
+    for _ in range(2):  # same seeds: bit-identical policies (imitation shuffles with torch's RNG)
+        policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
+        train_actor(policy, trajs, cfg, rng=np.random.default_rng(3), progress_bar=False)
+        nets.append(policy.state_dict())
+    assert torch.equal(torch.get_rng_state(), state)
+    for name, value in nets[0].items():
+        assert torch.equal(value, nets[1][name]), name
+    assert torch.equal(nets[0]["log_std"], torch.full((1,), SMALL.log_std_init))  # not fitted
+    policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
+    train_actor(policy, trajs, BCConfig(epochs=4, batch_size=8, train_log_std=True),
+                rng=np.random.default_rng(3), progress_bar=False)  # fmt: skip
+    assert policy.log_std.requires_grad
+    assert float(policy.log_std) != SMALL.log_std_init  # fitted when asked to
+
+
+def test_bc_keeps_the_epoch_best_on_held_out_demonstrations(tiny):
+    env, trajs = tiny
+    expert = SchedulePolicy(Cosine(floor=0.05), env.action_space)
+    held = [to_trajectory(run_episode(env, expert, s)) for s in (500, 501)]
+    policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
+    fit = train_actor(policy, trajs, BCConfig(epochs=6, batch_size=8), rng=np.random.default_rng(0),
+                      validation=held, progress_bar=False)  # fmt: skip
+    errors = fit.validation_errors
+    assert len(errors) == 6 and fit.best_epoch == int(np.argmin(errors)) + 1
+    assert action_error(policy, held) == min(errors)  # the kept weights are that epoch's
+    with pytest.raises(ValueError, match=r"lr_final=0.0 is invalid; expected in \(0, 1\]"):
+        BCConfig(lr_final=0.0)
