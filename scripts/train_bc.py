@@ -49,6 +49,7 @@ class Args:
         env: registered env id.
         options: env options (None keeps the id's default).
         experts: expert schedules to imitate.
+        combined: also train one policy on all the experts' demonstrations together.
         demo_episodes: demonstration episodes per expert (seeds 0, 1, ...).
         selection_episodes: held-out demonstrations per expert (seeds 500, ...) on which the
             BC epoch with the lowest action error is kept (0: keep the last epoch).
@@ -66,6 +67,7 @@ class Args:
     env: str = "LRSchedule-MLP-v0"
     options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvOptions)
     experts: tuple[str, ...] = ("linear_warmup", "cosine", "polynomial")
+    combined: bool = True
     demo_episodes: int = 8
     selection_episodes: int = 2
     eval_episodes: int = 3
@@ -144,7 +146,7 @@ def main(args: Args) -> dict:
         args, env, root / "selection", take("model_selection", args.selection_episodes)
     )
     datasets = {name: (demos[name], held[name]) for name in args.experts}
-    if len(args.experts) > 1:
+    if args.combined and len(args.experts) > 1:
         datasets["combined"] = tuple(
             [t for name in args.experts for t in part[name]] for part in (demos, held)
         )

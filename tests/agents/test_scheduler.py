@@ -15,6 +15,7 @@ from envs.rollout import run_episode
 from experts.demos import to_trajectory
 from experts.policy import SchedulePolicy
 from experts.schedules import Cosine, LinearWarmupDecay
+from tests.spies import spy_lrs
 from trainees import make_trainee
 
 SMALL = PolicyConfig(features_dim=16, patch_size=8, d_model=16, n_layers=1)
@@ -34,20 +35,11 @@ def trainee_seed(env_seed: int) -> int:
 
 def env_lrs(env: gym.Env, policy, seed: int) -> list[list[float]]:
     """The LR of every param group at every optimizer step of one env episode."""
-    trainee = env.unwrapped.trainee
-    seen: list[list[float]] = []
-    original = trainee.train_step
-
-    def spying(lr):
-        stats = original(lr)
-        seen.append([g["lr"] for g in trainee.optimizer.param_groups])
-        return stats
-
-    trainee.train_step = spying
+    seen = spy_lrs(env)
     try:
         run_episode(env, policy, seed)
     finally:
-        trainee.train_step = original
+        del env.unwrapped.trainee.train_step  # the class's method again
     return seen
 
 

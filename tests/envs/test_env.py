@@ -11,22 +11,8 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from envs import FEATURES, LRScheduleEnv
 from envs.rewards import divergence_reward
+from tests.spies import spy_lrs
 from trainees import QuadraticTrainee
-
-
-def spy_lrs(env: LRScheduleEnv) -> list[list[float]]:
-    """Record the LR of every optimizer param group at every optimizer step."""
-    trainee = env.unwrapped.trainee
-    seen: list[list[float]] = []
-    step = trainee.train_step
-
-    def spying(lr):
-        stats = step(lr)
-        seen.append([g["lr"] for g in trainee.optimizer.param_groups])
-        return stats
-
-    trainee.train_step = spying
-    return seen
 
 
 def test_continuous_lr_reaches_the_optimizer_at_every_step():
