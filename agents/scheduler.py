@@ -132,12 +132,9 @@ class LearnedLRScheduler(LRScheduler):
                 "the gradients were modified after backward() (clipped?): call observe() "
                 "before clipping, or pass max_norm= to observe() to clip after reading them"
             )
-        norms = GradNormPool.parameter_norms(self._params)
-        value = loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
-        summary = torch.stack([value.float().reshape(()), *norms]).float().cpu().numpy()
-        summary = summary.astype(np.float64)
-        pooled = self._pool(summary[1:])
-        self.signals.record_step(float(summary[0]), pooled[1:], self.lr_mult)
+        value = loss if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+        loss_value, pooled, norms = self._pool.read(value, self._params)
+        self.signals.record_step(loss_value, pooled[1:], self.lr_mult)
         self._observed = True
         if max_norm is not None:  # as clip_grad_norm_ does, reusing the norms just read
             GradNormPool.clip_(self._params, norms, max_norm)

@@ -205,6 +205,19 @@ class GradNormPool:
         coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
         torch._foreach_mul_([g for g, _ in pairs], coef)
 
+    def read(
+        self, loss: torch.Tensor, params: list[nn.Parameter]
+    ) -> tuple[float, np.ndarray, list[torch.Tensor]]:
+        """The step's loss and pooled gradient norms, in one device-to-host transfer.
+
+        Returns the loss, the pooled norms (``(1 + n_buckets,)``: global, then buckets;
+        NaN/inf when the step diverged), and the per-parameter norm tensors (for clipping).
+        """
+        norms = self.parameter_norms(params)
+        summary = torch.stack([loss.detach().float().reshape(()), *norms]).float().cpu().numpy()
+        summary = summary.astype(np.float64)
+        return float(summary[0]), self(summary[1:]), norms
+
     def __call__(self, norms: np.ndarray) -> np.ndarray:
         """``(1 + n_buckets,)`` float64: the global norm, then the buckets, shallow to deep."""
         squares = np.square(np.asarray(norms, dtype=np.float64))
@@ -311,12 +324,10 @@ class TorchTrainee(ABC):
         with self._forward_context():
             loss = self.loss(self.model, x, y)
         loss.backward()
-        # the loss and every parameter's gradient norm (one fused kernel) cross to the host
-        # in one transfer, the step's only sync; pooled there
-        norms = GradNormPool.parameter_norms(self._params)
-        summary = torch.stack([loss.detach(), *norms]).float().cpu().numpy().astype(np.float64)
-        loss_value, pooled = summary[0], self._pool(summary[1:])
-        finite = bool(np.isfinite(summary).all())
+        # the loss and every parameter's gradient norm cross to the host in one transfer,
+        # the step's only sync
+        loss_value, pooled, norms = self._pool.read(loss, self._params)
+        finite = math.isfinite(loss_value) and bool(np.isfinite(pooled).all())
         if finite:
             if self.config.grad_clip > 0:  # bit for bit what clip_grad_norm_ does
                 GradNormPool.clip_(self._params, norms, self.config.grad_clip)
