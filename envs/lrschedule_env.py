@@ -327,12 +327,11 @@ class LRScheduleEnv(gym.Env):
 
     def signature(self) -> dict[str, Any]:
         """What a policy trained on this env depends on (stored in policy files)."""
-        cfg = self.config
         return env_signature(
             env_id=self.spec.id if self.spec is not None else None,
             trainee=self.trainee_name,
             trainee_options=self.trainee_options,
-            config=cfg,
+            config=self.config,
             features=FEATURES,
         )
 
