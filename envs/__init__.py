@@ -1,4 +1,11 @@
-"""The Gymnasium environment: one training run of a trainee as a POMDP."""
+"""The Gymnasium environment: one training run of a trainee as a POMDP.
+
+``make_batched_vec_env`` and ``BatchedVecEnv`` (K episodes in lockstep, an SB3 VecEnv)
+are imported on first use: ``import gymnasium`` imports this package through the
+entry point, and should not import stable-baselines3 with it.
+"""
+
+from typing import Any
 
 from envs.lrschedule_env import ACTION_TYPES, EnvConfig, LRScheduleEnv
 from envs.observation import FEATURES
@@ -12,12 +19,22 @@ __all__ = [
     "ENV_SPECS",
     "FEATURES",
     "REWARDS",
+    "BatchedVecEnv",
     "EnvConfig",
     "EnvOptions",
     "Episode",
     "LRScheduleEnv",
     "Transition",
+    "make_batched_vec_env",
     "make_from_signature",
     "register_envs",
     "run_episode",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("BatchedVecEnv", "make_batched_vec_env"):
+        from envs import vec_env
+
+        return getattr(vec_env, name)
+    raise AttributeError(f"module 'envs' has no attribute {name!r}")

@@ -23,7 +23,7 @@ from envs.rewards import (
     make_reward,
 )
 from envs.signals import TrainingSignals
-from trainees import Trainee, make_trainee
+from trainees import StepStats, Trainee, make_trainee
 from trainees.factory import trainee_options
 
 ActionType = Literal["continuous", "discrete"]
@@ -228,8 +228,9 @@ class LRScheduleEnv(gym.Env):
             raise ValueError(
                 f"unknown option(s) {sorted(trainee_options)}; valid: {sorted(ENV_OPTIONS)}"
             )
-        else:
-            self.trainee_name = type(trainee).__name__
+        else:  # a trainee object may say what it was made from (a batched trainee's slot does)
+            self.trainee_name = getattr(trainee, "name", type(trainee).__name__)
+            trainee_options = dict(getattr(trainee, "options", {}))
         self.trainee_options = trainee_options
         self.config = cfg = EnvConfig(**env_options)
         self.trainee = trainee
@@ -276,12 +277,49 @@ class LRScheduleEnv(gym.Env):
         return obs, self._info(diverged=False)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        lr = self._begin_step(action)
+        t0 = time.perf_counter()
+        for _ in range(self._action_steps):  # the hot loop
+            if self._record_step(self.trainee.train_step(lr)):
+                self._record_eval(self.trainee.evaluate())
+            if self._diverged:
+                break
+        return self._end_step(time.perf_counter() - t0)
+
+    # -- the phases of step(), also driven by envs.vec_env for K envs in lockstep ----------
+    def _begin_step(self, action: Any) -> float:
+        """Apply ``action``; returns the LR of the optimizer steps to come."""
         if self._done:
             raise RuntimeError("the episode has ended; call reset() before step()")
         self.lr_mult = self.actions.multiplier(action, self.lr_mult)
+        self._best_before = self.signals.best_val
+        self._diverged = False
+        self._action_steps = min(
+            self.config.steps_per_action, self.trainee.total_steps - self.trainee.steps_done
+        )
+        return self.lr_mult * self.trainee.base_lr
+
+    def _record_step(self, stats: StepStats) -> bool:
+        """Record one optimizer step's signals; returns whether an evaluation is due now."""
+        self.signals.record_step(stats.loss, stats.grad_norms, self.lr_mult)
+        if not (stats.finite and math.isfinite(stats.loss)):
+            self._diverged = True
+            return False
+        step = self.trainee.steps_done
+        return step % self.config.eval_every == 0 or step == self.trainee.total_steps
+
+    def _record_eval(self, val_loss: float) -> None:
+        """Record the evaluation made after the latest optimizer step."""
+        self.signals.record_eval(val_loss)
+        self._diverged = not math.isfinite(self.signals.val_loss)
+
+    def _end_step(
+        self, train_seconds: float
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """The step's observation, reward, termination and info (``train_seconds`` is timed)."""
+        self._train_time += train_seconds
+        diverged = self._diverged
         lr = self.lr_mult * self.trainee.base_lr
-        best_before = self.signals.best_val
-        diverged = self._train(lr)
         rows = self.signals.flush()
         obs = self.signals.observation()
         total, done_steps = self.trainee.total_steps, self.trainee.steps_done
@@ -298,7 +336,7 @@ class LRScheduleEnv(gym.Env):
                 prev_train=self.prev_train,
                 val=self._normalise(rows.val_loss),
                 evals=self._normalise(rows.evals),
-                best_before=best_before / self.loss0,
+                best_before=self._best_before / self.loss0,
                 remaining=remaining,
                 total_steps=total,
             )
@@ -339,29 +377,6 @@ class LRScheduleEnv(gym.Env):
     def _normalise(self, losses: np.ndarray) -> np.ndarray:
         """Losses as rewards see them: divided by ``loss0``, clipped to ``[0, loss cap]``."""
         return np.clip(losses / self.loss0, 0.0, self.config.reward_loss_cap)
-
-    def _train(self, lr: float) -> bool:
-        """Run up to ``steps_per_action`` optimizer steps at ``lr`` (the hot loop).
-
-        Each step's signals go to ``self.signals``; returns whether training diverged.
-        """
-        trainee, cfg, signals = self.trainee, self.config, self.signals
-        n = min(cfg.steps_per_action, trainee.total_steps - trainee.steps_done)
-        diverged = False
-        t0 = time.perf_counter()
-        for _ in range(n):
-            stats = trainee.train_step(lr)
-            signals.record_step(stats.loss, stats.grad_norms, self.lr_mult)
-            step = trainee.steps_done
-            if not (stats.finite and math.isfinite(stats.loss)):
-                diverged = True
-            elif step % cfg.eval_every == 0 or step == trainee.total_steps:
-                signals.record_eval(trainee.evaluate())
-                diverged = not math.isfinite(signals.val_loss)
-            if diverged:
-                break
-        self._train_time += time.perf_counter() - t0
-        return diverged
 
     def _info(self, diverged: bool) -> dict[str, Any]:
         info = {

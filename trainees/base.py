@@ -9,9 +9,10 @@ loss on a fixed validation subset. Everything random comes from a private
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -46,7 +47,8 @@ class Trainee(Protocol):
     This is everything ``LRScheduleEnv`` reads from a trainee, so any object with these
     members can be trained through the env (``TorchTrainee`` is one implementation).
     Losses are non-negative (the reward bounds assume it). A trainee may also have
-    ``generate(n_tokens)``; the env then reports inference tokens/s at episode end.
+    ``generate(n_tokens)``; the env then reports inference tokens/s at episode end; and
+    ``name``/``options`` (what it was made from), which the env's signature then records.
     """
 
     @property
@@ -219,12 +221,15 @@ class GradNormPool:
         return float(summary[0]), self(summary[1:]), norms
 
     def __call__(self, norms: np.ndarray) -> np.ndarray:
-        """``(1 + n_buckets,)`` float64: the global norm, then the buckets, shallow to deep."""
+        """``(..., 1 + n_buckets)`` float64: the global norm, then the buckets, shallow to deep.
+
+        ``norms`` is ``(n_params,)``, or ``(K, n_params)`` for K models at once.
+        """
         squares = np.square(np.asarray(norms, dtype=np.float64))
         if np.isfinite(squares).all():  # the common case skips errstate's cost (~10 us)
-            return np.sqrt(self.matrix @ squares)
+            return np.sqrt(squares @ self.matrix.T)
         with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 pooling a diverged step
-            return np.sqrt(self.matrix @ squares)
+            return np.sqrt(squares @ self.matrix.T)
 
 
 class TorchTrainee(ABC):
@@ -279,6 +284,31 @@ class TorchTrainee(ABC):
 
     def reset_data(self) -> None:  # noqa: B027 - optional hook
         """Restart the data order (called by ``reset`` after seeding)."""
+
+    def stack_batches(self, replicas: Sequence[TorchTrainee]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next minibatch of each replica (from its own generator), stacked ``(K, B, ...)``.
+
+        ``trainees.batched`` calls it on one replica for all; a subclass may gather the K
+        batches in one operation.
+        """
+        xs, ys = zip(*(r.next_batch(r._gen) for r in replicas), strict=True)
+        return torch.stack(xs), torch.stack(ys)
+
+    def replica(self) -> TorchTrainee:
+        """Another run of this trainee: the same config and (shared, read-only) data, with
+        its own generators, model and optimizer; ``reset(seed)`` starts it.
+
+        ``trainees.batched`` trains K replicas in lockstep; each draws its weights and
+        data order exactly as this trainee would from the same seed.
+        """
+        clone = copy.copy(self)
+        for name, value in vars(self).items():  # every private RNG is the clone's own
+            if isinstance(value, torch.Generator):
+                setattr(clone, name, torch.Generator(device=value.device))
+        clone.model = clone.optimizer = None
+        clone.steps_done = 0
+        clone.reset_data()
+        return clone
 
     # -- the contract ------------------------------------------------------------------
     def reset(self, seed: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -81,7 +81,8 @@ class ImageTrainee(TorchTrainee):
     def __init__(self, config: ImageTraineeConfig, dataset: ImageDataset | None = None) -> None:
         super().__init__(config)
         self.data = dataset or load_image_dataset(config.dataset, config.data_dir)
-        # uint8 on the device; normalised per batch (4x less memory than float32)
+        # uint8 on the device, normalised per batch (4x less memory than float32); the
+        # replicas of trainees.batched share these tensors
         self._train_x = torch.tensor(self.data.train_x).to(self.device)
         self._train_y = torch.tensor(self.data.train_y).to(self.device)
         n_eval = min(config.eval_samples, len(self.data.val_x))
@@ -97,14 +98,31 @@ class ImageTrainee(TorchTrainee):
         self._order = torch.empty(0, dtype=torch.long)
         self._cursor = 0
 
-    def next_batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _next_indices(self, gen: torch.Generator) -> torch.Tensor:
         bs = self.config.batch_size
         if self._cursor + bs > len(self._order):  # new epoch; the ragged tail is dropped
             self._order = torch.randperm(len(self._train_x), generator=gen)
             self._cursor = 0
-        idx = self._order[self._cursor : self._cursor + bs].to(self.device)
+        idx = self._order[self._cursor : self._cursor + bs]
         self._cursor += bs
+        return idx
+
+    def next_batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self._next_indices(gen).to(self.device)
         return self._normalise(self._train_x[idx]), self._train_y[idx]
+
+    def stack_batches(self, replicas: Sequence[TorchTrainee]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each replica's next minibatch, gathered and normalised in one operation."""
+        idx = torch.cat([r._next_indices(r._gen) for r in replicas]).to(self.device)  # type: ignore[attr-defined]
+        k = len(replicas)
+        x = self._normalise(self._train_x.index_select(0, idx))
+        return x.view(k, -1, *x.shape[1:]), self._train_y.index_select(0, idx).view(k, -1)
+
+    def batched_loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(K,)`` mean cross-entropy of K models' ``(K, B, classes)`` logits."""
+        # flattened, its gradient is bit-identical to F.cross_entropy's on each model
+        per_sample = F.cross_entropy(outputs.float().flatten(0, 1), y.flatten(), reduction="none")
+        return per_sample.view(y.shape).mean(1)
 
     def eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         bs = 500

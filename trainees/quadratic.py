@@ -72,3 +72,7 @@ class QuadraticTrainee(TorchTrainee):
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(model(x).float(), y)
+
+    def batched_loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(K,)`` mean squared error of K models' ``(K, B, 1)`` predictions."""
+        return F.mse_loss(outputs.float(), y, reduction="none").mean((1, 2))
