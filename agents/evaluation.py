@@ -52,3 +52,32 @@ def inference_cost(runs: Sequence[Episode]) -> dict:
         "trainee_ms_per_action": 1e3 * train_s / actions,
         "ratio": policy_s / train_s,
     }
+
+
+def paired_difference(
+    diffs: Sequence[float], *, seed: int = 0, n_boot: int = 10_000, level: float = 0.95
+) -> dict:
+    """Mean of per-seed paired differences with a percentile bootstrap CI.
+
+    Args:
+        diffs: one difference per evaluation seed (method A minus method B, same seed).
+        seed: seed of the bootstrap resampling (its own generator).
+        n_boot: bootstrap resamples.
+        level: confidence level of the interval.
+
+    Returns:
+        ``mean``, ``ci_low``, ``ci_high``, ``n`` and the ``diffs`` themselves.
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size == 0:
+        raise ValueError("no paired differences: evaluate on at least one seed")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, (n_boot, d.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2
+    return {
+        "mean": float(d.mean()),
+        "ci_low": float(np.quantile(means, alpha)),
+        "ci_high": float(np.quantile(means, 1.0 - alpha)),
+        "n": int(d.size),
+        "diffs": d.tolist(),
+    }

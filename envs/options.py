@@ -133,13 +133,13 @@ _ENV_KEYS = (
 )  # fmt: skip
 
 
-def make_from_signature(
+def signature_kwargs(
     signature: dict[str, Any], options: EnvOptions | None = None, **overrides: Any
-) -> gym.Env:
-    """Re-create the env a signature describes (e.g. a policy file's), ``options`` on top.
+) -> tuple[str, dict[str, Any]]:
+    """The env id and ``gym.make`` options of the env a signature describes.
 
-    Machine-specific options (``data_dir``, ``device``) are not in a signature: pass
-    them in ``options``.
+    ``options`` and ``overrides`` go on top. Machine-specific options (``data_dir``,
+    ``device``) are not in a signature: pass them in ``options``.
 
     Raises:
         ValueError: the signature has no env id (its env was not built by ``gym.make``).
@@ -155,4 +155,16 @@ def make_from_signature(
         if value is not None and value != {}:
             kwargs[key] = tuple(value) if isinstance(value, list) else value
     kwargs |= (options.kwargs() if options else {}) | overrides
-    return gym.make(signature["env_id"], **kwargs)
+    return signature["env_id"], kwargs
+
+
+def make_from_signature(
+    signature: dict[str, Any], options: EnvOptions | None = None, **overrides: Any
+) -> gym.Env:
+    """Re-create the env a signature describes (e.g. a policy file's), ``options`` on top.
+
+    Raises:
+        ValueError: the signature has no env id (its env was not built by ``gym.make``).
+    """
+    env_id, kwargs = signature_kwargs(signature, options, **overrides)
+    return gym.make(env_id, **kwargs)
