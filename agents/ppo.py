@@ -190,6 +190,7 @@ class FinetunedPPO(PPO):
         self.critic_params = [p for p in self.policy.parameters() if id(p) in critic]
         self.actor_params = [p for p in self.policy.parameters() if id(p) not in critic]
         self.rollouts_done = 0
+        self.train_log: list[dict[str, Any]] = []  # per rollout: losses, KL to BC, clip fraction
 
     def kl_coef(self) -> float:
         """The KL penalty's weight now (decays linearly over training)."""
@@ -291,7 +292,11 @@ class FinetunedPPO(PPO):
             self.logger.record("train/std", torch.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)
-        self.last_train_logs = {k: float(np.mean(v)) if v else 0.0 for k, v in logs.items()}
+        self.train_log.append(
+            {"rollout": self.rollouts_done + 1, "timesteps": self.num_timesteps,
+             "critic_warmup": warmup, "kl_coef": kl_coef}
+            | {k: float(np.mean(v)) if v else 0.0 for k, v in logs.items()}
+        )  # fmt: skip
 
 
 # -- checkpoints -------------------------------------------------------------------------
@@ -329,6 +334,7 @@ def save_checkpoint(model: FinetunedPPO, path: Path, extra: dict[str, Any]) -> P
         "rollouts_done": model.rollouts_done,
         "n_updates": model._n_updates,
         "rng": _rng_state(),
+        "train_log": model.train_log,
         "extra": extra,
     }
     buf = io.BytesIO()
@@ -344,6 +350,7 @@ def load_checkpoint(model: FinetunedPPO, path: Path) -> dict[str, Any]:
     model.num_timesteps = int(payload["num_timesteps"])
     model.rollouts_done = int(payload["rollouts_done"])
     model._n_updates = int(payload["n_updates"])
+    model.train_log = list(payload["train_log"])
     _set_rng_state(payload["rng"])
     return payload["extra"]
 
@@ -536,6 +543,7 @@ def finetune(
         "config": asdict(config),
         "seconds_this_session": seconds,
         "history": job.history,
+        "train_log": model.train_log,
         "final_policy": str(final_path),
         "report": report,
     }
@@ -596,7 +604,11 @@ def plot_run(folder: Path, metrics: dict[str, Any], report: dict[str, Any]) -> N
         ]["mean_return"]
     best_val = Panel("held-out best val loss", "timesteps", "mean best validation loss")
     best_val.series["PPO"] = (ts, [h["mean_best_val_loss"] for h in history])
-    save_panels(folder / "plots" / "progress", [progress, best_val])
+    kl = Panel("distance from BC", "timesteps", "per rollout")
+    log = metrics["train_log"]
+    kl.series["KL(pi_BC || pi)"] = ([t["timesteps"] for t in log], [t["kl_bc"] for t in log])
+    kl.series["clip fraction"] = ([t["timesteps"] for t in log], [t["clip"] for t in log])
+    save_panels(folder / "plots" / "progress", [progress, best_val, kl])
     schedules = report["lr_schedules"]
     lr = Panel(
         f"LR, held-out seed {report['seeds'][0]}", "optimizer step", "learning rate", logy=True

@@ -2,7 +2,7 @@
 
 Optimizer steps per second summed over the K envs (``envs.vec_env.measure_throughput``:
 reset, a warm-up step, then timed env steps at the base LR), and resident memory per
-env. Each (method, K) is measured ``repeats`` times, the methods interleaved, and the
+env (measured in a fresh process). Each (method, K) is measured ``repeats`` times, the methods interleaved, and the
 median is reported. Writes JSON, and a plot of steps/s against K (one line per method,
 one panel per env id) with its data as CSV::
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import multiprocessing
 import os
 import statistics
 from dataclasses import asdict, dataclass
@@ -97,19 +98,38 @@ def build(method: str, env_id: str, k: int, options: dict) -> VecEnv:
 
 
 def measure(method: str, env_id: str, k: int, options: dict, env_steps: int) -> dict:
-    """One measurement: steps/s, and the memory the K envs added, per env."""
+    """One measurement of optimizer steps per second (in this process)."""
     gc.collect()
-    before = rss_bytes()
     vec = build(method, env_id, k, options)
     try:
-        result = measure_throughput(vec, env_steps)
-        if method == "subproc":
-            used = sum(rss_bytes(p.pid) for p in vec.processes)
-        else:
-            used = rss_bytes() - before
+        return measure_throughput(vec, env_steps)
     finally:
         vec.close()
-    return result | {"memory_mb_per_env": used / k / 2**20}
+
+
+def memory_per_env(method: str, env_id: str, k: int, options: dict) -> float:
+    """MB of resident memory per env after a reset and one step.
+
+    In-process methods are measured in a fresh process (memory this one freed earlier
+    would otherwise be reused and hide the cost); SubprocVecEnv by its workers' memory.
+    """
+    if method == "subproc":
+        vec = build(method, env_id, k, options)
+        try:
+            measure_throughput(vec, 1)
+            return sum(rss_bytes(p.pid) for p in vec.processes) / k / 2**20
+        finally:
+            vec.close()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(_memory_in_fresh_process, (method, env_id, k, options))
+
+
+def _memory_in_fresh_process(method: str, env_id: str, k: int, options: dict) -> float:
+    before = rss_bytes()
+    vec = build(method, env_id, k, options)
+    measure_throughput(vec, 1)
+    return (rss_bytes() - before) / k / 2**20
 
 
 def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
@@ -134,7 +154,7 @@ def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
                 "k": k,
                 "steps_per_second": statistics.median(r["steps_per_second"] for r in results),
                 "all_steps_per_second": [r["steps_per_second"] for r in results],
-                "memory_mb_per_env": statistics.median(r["memory_mb_per_env"] for r in results),
+                "memory_mb_per_env": memory_per_env(m, env_id, k, options),
                 "optimizer_steps": results[0]["optimizer_steps"],
             }
             rows.append(row)
