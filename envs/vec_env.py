@@ -127,29 +127,3 @@ def make_batched_vec_env(env_id: str, n_envs: int, seed: int = 0, **env_options:
     vec = BatchedVecEnv(batched, env_id, render_mode=render_mode, **env_kwargs)
     vec.seed(seed)
     return VecMonitor(vec)
-
-
-def measure_throughput(vec: VecEnv, n_steps: int, seed: int = 0) -> dict[str, float]:
-    """Optimizer steps per second of ``vec``, summed over its envs, at the base LR.
-
-    Resets ``vec`` (seeded), takes one warm-up step, then times ``n_steps`` env steps
-    with the zero action (continuous envs: the base LR). Episodes that end are reset
-    inside the timed steps, as they are when an agent collects experience.
-    """
-    if n_steps < 1:
-        raise ValueError(f"n_steps={n_steps!r} is invalid; expected an integer >= 1")
-    steps_per_action = vec.env_method("get_wrapper_attr", "config", indices=0)[0].steps_per_action
-    actions = np.zeros((vec.num_envs, *vec.action_space.shape), dtype=vec.action_space.dtype)
-    vec.seed(seed)
-    vec.reset()
-    vec.step(actions)  # warm-up: allocator, lazy imports, first evaluation
-    t0 = time.perf_counter()
-    for _ in range(n_steps):
-        vec.step(actions)
-    seconds = time.perf_counter() - t0
-    optimizer_steps = vec.num_envs * n_steps * steps_per_action
-    return {
-        "seconds": seconds,
-        "optimizer_steps": optimizer_steps,
-        "steps_per_second": optimizer_steps / seconds,
-    }

@@ -1,10 +1,10 @@
 """Throughput of K envs: the batched vec env vs K single envs in turn vs SubprocVecEnv(K).
 
-Optimizer steps per second summed over the K envs (``envs.vec_env.measure_throughput``:
-reset, a warm-up step, then timed env steps at the base LR), and resident memory per
-env (measured in a fresh process). Each (method, K) is measured ``repeats`` times, the methods interleaved, and the
-median is reported. Writes JSON, and a plot of steps/s against K (one line per method,
-one panel per env id) with its data as CSV::
+Optimizer steps per second summed over the K envs (``envs.throughput.measure_throughput``:
+reset, a warm-up step, then timed env steps at the base LR) and memory per env
+(``envs.throughput.memory_per_env``). Each (method, K) is measured ``repeats`` times,
+methods interleaved; the median is reported. Writes JSON and a plot of steps/s against
+K (one line per method, one panel per env id) with its data as CSV::
 
     python scripts/bench_vec_env.py                          # MLP-MNIST and GPT-tiny, K up to 32
     python scripts/bench_vec_env.py --ks 1 8 --env-ids LRSchedule-MLP-v0
@@ -17,9 +17,6 @@ it is measured up to ``--max-subproc-k`` only.
 
 from __future__ import annotations
 
-import functools
-import gc
-import multiprocessing
 import os
 import statistics
 from dataclasses import asdict, dataclass
@@ -29,15 +26,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 import tyro
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.plots import Panel, save_panels
-from envs.vec_env import make_batched_vec_env, measure_throughput
+from envs.throughput import METHODS, make_vec, measure_throughput, memory_per_env
 from trainees.batched import BATCHED_TRAINEES
 from trainees.files import write_json
-
-METHODS = ("batched", "single", "subproc")
 
 
 @dataclass(frozen=True)
@@ -53,6 +46,7 @@ class Args:
         repeats: measurements per (method, K); the median is reported.
         max_subproc_k: largest K measured with SubprocVecEnv.
         image_dataset: dataset of the MLP id.
+        memory: also measure memory per env (a fresh process per in-process method and K).
         out: JSON file; the plot goes beside it.
     """
 
@@ -63,73 +57,17 @@ class Args:
     repeats: int = 3
     max_subproc_k: int = 8
     image_dataset: str = "mnist"
+    memory: bool = True
     out: str = "runs/bench/vec_env.json"
-
-
-def rss_bytes(pid: int | None = None) -> int:
-    """Resident memory of a process (Linux ``/proc``), in bytes; 0 where unknown."""
-    try:
-        pages = Path(f"/proc/{pid or 'self'}/statm").read_text().split()[1]
-    except OSError:
-        return 0
-    return int(pages) * os.sysconf("SC_PAGE_SIZE")
-
-
-def make_env_with_threads(env_id: str, threads: int, **options) -> gym.Env:
-    """``gym.make`` in a worker process that uses ``threads`` torch threads."""
-    torch.set_num_threads(threads)
-    return gym.make(env_id, **options)
-
-
-def build(method: str, env_id: str, k: int, options: dict) -> VecEnv:
-    if method == "batched":
-        return make_batched_vec_env(env_id, k, **options)
-    if method == "single":
-        return make_vec_env(env_id, k, env_kwargs=options, vec_env_cls=DummyVecEnv)
-    # K worker processes share the cores: each gets its share of torch threads (with
-    # torch's default, K x cores threads thrash: 25 steps/s at K = 8 on 2 cores)
-    threads = max(1, (os.cpu_count() or 1) // k)
-    return make_vec_env(
-        functools.partial(make_env_with_threads, env_id, threads),
-        k,
-        env_kwargs=options,
-        vec_env_cls=SubprocVecEnv,
-    )
 
 
 def measure(method: str, env_id: str, k: int, options: dict, env_steps: int) -> dict:
     """One measurement of optimizer steps per second (in this process)."""
-    gc.collect()
-    vec = build(method, env_id, k, options)
+    vec = make_vec(method, env_id, k, options)
     try:
         return measure_throughput(vec, env_steps)
     finally:
         vec.close()
-
-
-def memory_per_env(method: str, env_id: str, k: int, options: dict) -> float:
-    """MB of resident memory per env after a reset and one step.
-
-    In-process methods are measured in a fresh process (memory this one freed earlier
-    would otherwise be reused and hide the cost); SubprocVecEnv by its workers' memory.
-    """
-    if method == "subproc":
-        vec = build(method, env_id, k, options)
-        try:
-            measure_throughput(vec, 1)
-            return sum(rss_bytes(p.pid) for p in vec.processes) / k / 2**20
-        finally:
-            vec.close()
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(_memory_in_fresh_process, (method, env_id, k, options))
-
-
-def _memory_in_fresh_process(method: str, env_id: str, k: int, options: dict) -> float:
-    before = rss_bytes()
-    vec = build(method, env_id, k, options)
-    measure_throughput(vec, 1)
-    return (rss_bytes() - before) / k / 2**20
 
 
 def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
@@ -154,13 +92,13 @@ def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
                 "k": k,
                 "steps_per_second": statistics.median(r["steps_per_second"] for r in results),
                 "all_steps_per_second": [r["steps_per_second"] for r in results],
-                "memory_mb_per_env": memory_per_env(m, env_id, k, options),
+                "memory_mb_per_env": memory_per_env(m, env_id, k, options) if args.memory else None,
                 "optimizer_steps": results[0]["optimizer_steps"],
             }
             rows.append(row)
             print(
                 f"{env_id:20s} {m:8s} K={k:3d} {row['steps_per_second']:8.0f} steps/s "
-                f"{row['memory_mb_per_env']:7.1f} MB/env",
+                f"{row['memory_mb_per_env'] or 0:7.1f} MB/env",
                 flush=True,
             )
     return rows
@@ -175,13 +113,12 @@ def main(args: Args) -> dict:
     rows = []
     for env_id, steps in zip(args.env_ids, args.env_steps, strict=True):
         rows += bench(env_id, steps, args)
+    single = {
+        r["env_id"]: r["steps_per_second"] for r in rows if r["method"] == "single" and r["k"] == 1
+    }
     for row in rows:  # speed-up over one single env of the same id, when measured
-        base = [
-            r["steps_per_second"]
-            for r in rows
-            if r["env_id"] == row["env_id"] and r["method"] == "single" and r["k"] == 1
-        ]
-        row["speedup_vs_single_env"] = row["steps_per_second"] / base[0] if base else None
+        base = single.get(row["env_id"])
+        row["speedup_vs_single_env"] = row["steps_per_second"] / base if base else None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = {
         "args": asdict(args),

@@ -28,7 +28,6 @@ not kept (see README, "Batched trainees").
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -298,9 +297,9 @@ class BatchedTrainee:
                 f"lrs and active must have shape ({self.n},); got {lrs.shape} and {active.shape}"
             )
         index = np.flatnonzero(active)
-        bad = [float(lrs[k]) for k in index if not (math.isfinite(lrs[k]) and lrs[k] >= 0)]
-        if bad:
-            raise ValueError(f"lr={bad[0]!r} is invalid; expected a finite value >= 0")
+        bad = index[~(np.isfinite(lrs[index]) & (lrs[index] >= 0))]
+        if bad.size:
+            raise ValueError(f"lr={float(lrs[bad[0]])!r} is invalid; expected a finite value >= 0")
         if not self._ready[index].all():
             raise RuntimeError(f"call reset(k, seed) for models {index[~self._ready[index]]} first")
         out: list[StepStats | None] = [None] * self.n

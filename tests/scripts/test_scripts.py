@@ -82,6 +82,29 @@ def test_bench_env_writes_ratio(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_vec_env_writes_table_and_plot(tmp_path):
+    out = tmp_path / "vec.json"
+    run_script(
+        "bench_vec_env.py", "--env-ids", "LRSchedule-Quadratic-v0", "--env-steps", "2",
+        "--ks", "1", "2", "--repeats", "1", "--max-subproc-k", "1", "--no-memory",
+        "--out", str(out),
+    )  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["method"], r["k"]) for r in rows] == [
+        ("batched", 1),
+        ("single", 1),
+        ("subproc", 1),
+        ("batched", 2),
+        ("single", 2),
+    ]
+    # 2 timed env steps of 8 optimizer steps per env
+    assert [r["optimizer_steps"] for r in rows] == [16, 16, 16, 32, 32]
+    assert rows[1]["speedup_vs_single_env"] == 1.0
+    assert all(r["steps_per_second"] > 0 for r in rows)
+    assert out.with_suffix(".png").exists() and out.with_suffix(".csv").exists()
+
+
+@pytest.mark.slow
 def test_train_bc_end_to_end_tiny(tmp_path):
     run_script(
         "train_bc.py", "--env", "LRSchedule-Quadratic-v0", "--total-steps", "64",
