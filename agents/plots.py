@@ -68,3 +68,19 @@ def save_panels(path: str | Path, panels: Sequence[Panel], title: str = "") -> P
     if rows:
         write_csv(path.with_suffix(".csv"), rows)
     return path
+
+
+def schedule_panels(
+    curves: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], seed: int
+) -> list[Panel]:
+    """LR and validation-loss panels of training runs on one seed.
+
+    ``curves`` maps a label (``"ref:..."`` draws it dashed, e.g. an expert) to the run's
+    ``(optimizer steps, LRs, validation losses)``.
+    """
+    lr = Panel(f"LR, held-out seed {seed}", "optimizer step", "learning rate", logy=True)
+    val = Panel("validation loss", "optimizer step", "validation loss", logy=True)
+    for label, (steps, lrs, val_losses) in curves.items():
+        lr.series[label] = (steps, lrs)
+        val.series[label] = (steps, val_losses)
+    return [lr, val]

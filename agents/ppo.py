@@ -47,7 +47,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.bc import critic_parameters
 from agents.evaluation import paired_difference
-from agents.plots import Panel, save_panels
+from agents.plots import Panel, save_panels, schedule_panels
 from agents.policy import (
     PolicyFile,
     check_env,
@@ -609,13 +609,12 @@ def plot_run(folder: Path, metrics: dict[str, Any], report: dict[str, Any]) -> N
     kl.series["KL(pi_BC || pi)"] = ([t["timesteps"] for t in log], [t["kl_bc"] for t in log])
     kl.series["clip fraction"] = ([t["timesteps"] for t in log], [t["clip"] for t in log])
     save_panels(folder / "plots" / "progress", [progress, best_val, kl])
-    schedules = report["lr_schedules"]
-    lr = Panel(
-        f"LR, held-out seed {report['seeds'][0]}", "optimizer step", "learning rate", logy=True
-    )
-    val = Panel("validation loss", "optimizer step", "validation loss", logy=True)
-    for name, s in schedules.items():
-        label = f"ref:{name}" if name.startswith("expert") else name
-        lr.series[label] = (s["steps"], s["lrs"])
-        val.series[label] = (s["steps"], s["val_losses"])
-    save_panels(folder / "plots" / "schedules", [lr, val])
+    curves = {
+        (f"ref:{name}" if name.startswith("expert") else name): (
+            s["steps"],
+            s["lrs"],
+            s["val_losses"],
+        )
+        for name, s in report["lr_schedules"].items()
+    }
+    save_panels(folder / "plots" / "schedules", schedule_panels(curves, report["seeds"][0]))

@@ -19,10 +19,6 @@ from pathlib import Path
 from typing import Annotated
 
 import gymnasium as gym
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import tyro
 from torch.utils.tensorboard import SummaryWriter
@@ -30,6 +26,7 @@ from tqdm import tqdm
 
 from agents.bc import BCConfig, action_error, fit_critic, train_actor
 from agents.evaluation import compare, inference_cost
+from agents.plots import save_panels, schedule_panels
 from agents.policy import PolicyConfig, make_policy, save_policy
 from agents.seeds import take
 from agents.tensorboard import log_hyperparameters
@@ -38,7 +35,7 @@ from envs.rollout import Episode, run_episode
 from experts.demos import collect_or_load
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
-from trainees.files import run_dir, write_csv, write_json
+from trainees.files import run_dir, write_json
 
 
 @dataclass(frozen=True)
@@ -108,28 +105,11 @@ def demonstrations(args: Args, env: gym.Env, folder: Path, seeds: list[int]) -> 
 
 def plot_policy(path: Path, name: str, policy_run: Episode, experts: dict[str, Episode]) -> None:
     """LR and validation loss over training, policy vs expert(s); data saved beside as CSV."""
-    fig, (ax_lr, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
-    rows = []
-    for label, run, style in [(f"BC {name}", policy_run, "-")] + [
-        (f"expert {n}", e, "--") for n, e in experts.items()
-    ]:
-        ax_lr.plot(run.steps, run.lrs, style, label=label)
-        ax_val.plot(run.steps, run.val_losses, style, label=label)
-        rows += [
-            {"run": label, "step": int(s), "lr": float(lr), "val_loss": float(v)}
-            for s, lr, v in zip(run.steps, run.lrs, run.val_losses, strict=True)
-        ]
-    ax_lr.set(xlabel="optimizer step", ylabel="learning rate", yscale="log", title="LR")
-    ax_val.set(xlabel="optimizer step", ylabel="validation loss", title="validation loss")
-    ax_val.set_yscale("log")
-    for ax in (ax_lr, ax_val):
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{name}: held-out seed {policy_run.seed}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path.with_suffix(".png"), dpi=100)
-    plt.close(fig)
-    write_csv(path.with_suffix(".csv"), rows)
+    curves = {f"BC {name}": policy_run} | {f"ref:expert {n}": e for n, e in experts.items()}
+    panels = schedule_panels(
+        {label: (r.steps, r.lrs, r.val_losses) for label, r in curves.items()}, policy_run.seed
+    )
+    save_panels(path, panels, title=f"{name}: held-out seed {policy_run.seed}")
 
 
 def main(args: Args) -> dict:

@@ -253,16 +253,6 @@ class BatchedTrainee:
         self.steps_done = np.zeros(n, dtype=np.int64)
         self._ready = np.zeros(n, dtype=bool)
 
-    @property
-    def total_steps(self) -> int:
-        """Optimizer-step budget of one run."""
-        return self.config.total_steps
-
-    @property
-    def base_lr(self) -> float:
-        """The reference learning rate."""
-        return self.config.base_lr
-
     def params(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
         """Views of ``(m, n_weights)`` weight rows as ``(m, *shape)`` parameters."""
         m = weights.shape[0]
@@ -387,12 +377,12 @@ class TraineeSlot:
     @property
     def total_steps(self) -> int:
         """Optimizer-step budget of one run."""
-        return self.batched.total_steps
+        return self.batched.config.total_steps
 
     @property
     def base_lr(self) -> float:
         """The reference learning rate."""
-        return self.batched.base_lr
+        return self.batched.config.base_lr
 
     def reset(self, seed: int) -> None:
         """Fresh weights, optimizer state and data order of this model, from ``seed``."""
