@@ -74,7 +74,8 @@ class FinetuneConfig:
 
     Attributes:
         learning_rate: Adam step size of PPO; small, so an update moves BC's precise fit
-            by less than the imitation error.
+            by less than the imitation error (measured on MLP-MNIST: first-update clip
+            fraction 0.03 at 3e-5, 0.13 at 1e-4, 0.27 at SB3's 3e-4).
         n_steps: env steps per env per rollout (one MLP episode is 63 steps).
         batch_size: minibatch size of the PPO epochs.
         n_epochs: passes over each rollout.
