@@ -58,7 +58,7 @@ from agents.policy import (
 )
 from agents.seeds import RL_TRAINING, take
 from envs.options import EnvOptions, signature_kwargs
-from envs.rollout import Episode, run_episode
+from envs.rollout import Episode, run_episodes
 from envs.vec_env import make_batched_vec_env
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
@@ -357,11 +357,6 @@ def load_checkpoint(model: FinetunedPPO, path: Path) -> dict[str, Any]:
 
 
 # -- evaluation --------------------------------------------------------------------------
-def evaluate_runs(env: gym.Env, policy: Any, seeds: list[int]) -> list[Episode]:
-    """Deterministic episodes of ``policy`` on ``seeds``."""
-    return [run_episode(env, policy, s, deterministic=True) for s in seeds]
-
-
 def summarise(runs: list[Episode]) -> dict[str, Any]:
     """Mean return and best validation loss of evaluation episodes, with the per-seed values."""
     returns = [r.episode_return for r in runs]
@@ -407,7 +402,7 @@ class _Job:
     best_return: float = -np.inf
 
     def evaluate(self, model: FinetunedPPO) -> None:
-        runs = evaluate_runs(self.eval_env, model.policy, self.eval_seeds)
+        runs = run_episodes(self.eval_env, model.policy, self.eval_seeds)
         entry = {"timesteps": model.num_timesteps, "rollouts": model.rollouts_done} | summarise(
             runs
         )
@@ -568,11 +563,11 @@ def compare_to_start(
         "bc": Path(init),
     }
     runs = {
-        name: evaluate_runs(env, load_policy(path, env, allow_mismatch=True, device="cpu"), seeds)
+        name: run_episodes(env, load_policy(path, env, allow_mismatch=True, device="cpu"), seeds)
         for name, path in policies.items()
     }
     if expert is not None:
-        runs[f"expert_{expert}"] = evaluate_runs(
+        runs[f"expert_{expert}"] = run_episodes(
             env, SchedulePolicy(make_schedule(expert), env.action_space), seeds
         )
     out: dict[str, Any] = {"seeds": seeds, "runs": {k: summarise(v) for k, v in runs.items()}}

@@ -12,7 +12,7 @@ from envs.observation import FEATURES
 from envs.options import EnvOptions, make_from_signature
 from envs.registration import ENV_SPECS, register_envs
 from envs.rewards import REWARDS
-from envs.rollout import Episode, Transition, run_episode
+from envs.rollout import Episode, Transition, run_episode, run_episodes
 
 __all__ = [
     "ACTION_TYPES",
@@ -29,6 +29,7 @@ __all__ = [
     "make_from_signature",
     "register_envs",
     "run_episode",
+    "run_episodes",
 ]
 
 

@@ -8,12 +8,13 @@ through :func:`run_episode`; a learning agent gets each transition through
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+from tqdm import tqdm
 
 
 class Policy(Protocol):
@@ -138,3 +139,19 @@ def run_episode(
         policy_seconds=policy_seconds,
         seconds=time.perf_counter() - t_start,
     )
+
+
+def run_episodes(
+    env: gym.Env,
+    policy: Policy,
+    seeds: Sequence[int],
+    *,
+    deterministic: bool = True,
+    desc: str | None = None,
+    progress: bool = False,
+) -> list[Episode]:
+    """:func:`run_episode` on each of ``seeds``, with an optional tqdm progress bar."""
+    return [
+        run_episode(env, policy, s, deterministic=deterministic)
+        for s in tqdm(seeds, desc=desc, disable=not progress)
+    ]

@@ -20,9 +20,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from imitation.data.types import TrajectoryWithRew
-from tqdm import tqdm
 
-from envs.rollout import Episode, run_episode
+from envs.rollout import Episode, run_episodes
 from experts.policy import SchedulePolicy
 from experts.schedules import Schedule
 from trainees.files import atomic_write_bytes
@@ -129,7 +128,7 @@ def collect_or_load(
             )
         return trajs
     desc = f"demos {policy.schedule.name}"
-    episodes = [run_episode(env, policy, s) for s in tqdm(seeds, desc=desc, disable=not progress)]
+    episodes = run_episodes(env, policy, seeds, desc=desc, progress=progress)
     save_demonstrations(folder, episodes, expert=policy.schedule, env_id=env_id,
                         env_kwargs=env_kwargs)  # fmt: skip
     return [to_trajectory(e) for e in episodes]

@@ -22,7 +22,6 @@ import gymnasium as gym
 import numpy as np
 import tyro
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from agents.bc import BCConfig, action_error, fit_critic, train_actor
 from agents.evaluation import compare, inference_cost
@@ -31,7 +30,7 @@ from agents.policy import PolicyConfig, make_policy, save_policy
 from agents.seeds import take
 from agents.tensorboard import log_hyperparameters
 from envs.options import EnvOptions
-from envs.rollout import Episode, run_episode
+from envs.rollout import Episode, run_episodes
 from experts.demos import collect_or_load
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
@@ -80,11 +79,6 @@ class Args:
 
 # imitation 1.0.1's BC logs float(tensor) on a tensor that requires grad: harmless, noisy
 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
-
-
-def rollouts(env: gym.Env, policy, seeds: list[int], desc: str, progress: bool) -> list[Episode]:
-    """Run ``policy`` on each seed."""
-    return [run_episode(env, policy, s) for s in tqdm(seeds, desc=desc, disable=not progress)]
 
 
 def demonstrations(args: Args, env: gym.Env, folder: Path, seeds: list[int]) -> dict[str, list]:
@@ -142,8 +136,8 @@ def main(args: Args) -> dict:
     )
     eval_seeds = take("held_out", args.eval_episodes)
     expert_runs = {
-        n: rollouts(env, SchedulePolicy(make_schedule(n), env.action_space), eval_seeds,
-                    f"eval expert {n}", args.progress)
+        n: run_episodes(env, SchedulePolicy(make_schedule(n), env.action_space), eval_seeds,
+                        desc=f"eval expert {n}", progress=args.progress)
         for n in args.experts
     }  # fmt: skip
     writer = SummaryWriter(folder / "tb")
@@ -161,7 +155,7 @@ def main(args: Args) -> dict:
         path = save_policy(
             policy, folder / "policies" / f"bc_{name}.pt", config, env=env, gamma=bc_config.gamma
         )
-        runs = rollouts(env, policy, eval_seeds, f"eval BC {name}", args.progress)
+        runs = run_episodes(env, policy, eval_seeds, desc=f"eval BC {name}", progress=args.progress)
         targets = args.experts if name == "combined" else (name,)
         entry = {
             "path": str(path),
