@@ -27,7 +27,12 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from envs.lrschedule_env import ENV_OPTIONS, LRScheduleEnv
-from trainees.batched import BATCHED_TRAINEES, BatchedTrainee, make_batched_trainee
+from trainees.batched import (
+    BATCHED_OPTIMIZERS,
+    BATCHED_TRAINEES,
+    BatchedTrainee,
+    make_batched_trainee,
+)
 
 
 class BatchedVecEnv(DummyVecEnv):
@@ -101,8 +106,8 @@ def make_batched_vec_env(env_id: str, n_envs: int, seed: int = 0, **env_options:
 
     Env ``k`` is seeded with ``seed + k`` at the first ``reset()``, as SB3's
     ``make_vec_env`` seeds it. ``env_options`` are ``gym.make`` options (env and trainee).
-    A trainee without a batched form (ResNet-18, GPT) gets SB3's ``DummyVecEnv`` of single
-    envs instead, with a warning.
+    A trainee without a batched form (ResNet-18, GPT), or an ``optimizer`` option other
+    than AdamW, gets SB3's ``DummyVecEnv`` of single envs instead, with a warning.
 
     Raises:
         ValueError: ``n_envs < 1`` or an invalid option, naming the valid ones.
@@ -111,13 +116,18 @@ def make_batched_vec_env(env_id: str, n_envs: int, seed: int = 0, **env_options:
         raise ValueError(f"n_envs={n_envs!r} is invalid; expected an integer >= 1")
     kwargs = dict(gym.spec(env_id).kwargs) | env_options
     trainee = kwargs.pop("trainee", "mlp")
+    optimizer = kwargs.get("optimizer", "adamw")
     if not (isinstance(trainee, str) and trainee in BATCHED_TRAINEES):
         name = trainee if isinstance(trainee, str) else type(trainee).__name__
-        warnings.warn(
-            f"trainee {name!r} of {env_id} has no batched form (batched: "
-            f"{', '.join(BATCHED_TRAINEES)}); using a DummyVecEnv of {n_envs} single envs",
-            stacklevel=2,
-        )
+        valid = ", ".join(BATCHED_TRAINEES)
+        why = f"trainee {name!r} of {env_id} has no batched form (batched: {valid})"
+    elif optimizer not in BATCHED_OPTIMIZERS:
+        valid = ", ".join(BATCHED_OPTIMIZERS)
+        why = f"optimizer {optimizer!r} has no batched form (batched: {valid})"
+    else:
+        why = None
+    if why is not None:
+        warnings.warn(f"{why}; using a DummyVecEnv of {n_envs} single envs", stacklevel=2)
         return make_vec_env(env_id, n_envs, seed=seed, env_kwargs=env_options)
     render_mode = kwargs.pop("render_mode", None)
     env_kwargs = {k: v for k, v in kwargs.items() if k in ENV_OPTIONS}

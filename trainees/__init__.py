@@ -4,11 +4,13 @@ from trainees.base import N_GRAD_BUCKETS, StepStats, TorchTrainee, Trainee, Trai
 from trainees.factory import TRAINEES, make_trainee
 from trainees.image import MLPConfig, MLPTrainee, ResNet18Config, ResNet18Trainee
 from trainees.language import GPT_PRESETS, GPTConfig, GPTTrainee
+from trainees.optimizers import OPTIMIZERS, make_optimizer
 from trainees.quadratic import QuadraticConfig, QuadraticTrainee
 
 __all__ = [
     "GPT_PRESETS",
     "N_GRAD_BUCKETS",
+    "OPTIMIZERS",
     "TRAINEES",
     "GPTConfig",
     "GPTTrainee",
@@ -22,5 +24,6 @@ __all__ = [
     "TorchTrainee",
     "Trainee",
     "TraineeConfig",
+    "make_optimizer",
     "make_trainee",
 ]

@@ -1,9 +1,15 @@
 """The Trainee contract and the PyTorch machinery shared by every trainee.
 
 A trainee is one training run of one model: ``reset(seed)`` starts it, each
-``train_step(lr)`` is exactly one AdamW step at exactly ``lr``, ``evaluate()`` is the
-loss on a fixed validation subset. Everything random comes from a private
-``torch.Generator`` seeded by ``reset``; the global RNGs are never drawn from.
+``train_step(lr)`` is exactly one optimizer step (AdamW unless ``config.optimizer`` says
+otherwise) at exactly ``lr``, ``evaluate()`` is the loss on a fixed validation subset.
+Everything random comes from a private ``torch.Generator`` seeded by ``reset``; the
+global RNGs are never drawn from.
+
+``TorchTrainee.test_metrics()`` reports the final metrics on the test split. It is
+computed on demand only, by whoever reports a finished run: the env never calls it, so
+no reward or observation ever sees the test split, and calling it does not change the
+run (no RNG draws, the training weights restored bit for bit).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 from torch import nn
+
+from trainees.optimizers import OPTIMIZERS, OptimizerName, make_optimizer
 
 N_GRAD_BUCKETS = 4  # every trainee reports this many pooled gradient norms, shallow to deep
 
@@ -47,8 +55,9 @@ class Trainee(Protocol):
     This is everything ``LRScheduleEnv`` reads from a trainee, so any object with these
     members can be trained through the env (``TorchTrainee`` is one implementation).
     Losses are non-negative (the reward bounds assume it). A trainee may also have
-    ``generate(n_tokens)``; the env then reports inference tokens/s at episode end; and
-    ``name``/``options`` (what it was made from), which the env's signature then records.
+    ``generate(n_tokens)``; the env then reports inference tokens/s at episode end;
+    ``name``/``options`` (what it was made from), which the env's signature then records;
+    and ``test_metrics()``, which the env never calls (see ``TorchTrainee.test_metrics``).
     """
 
     @property
@@ -87,10 +96,17 @@ class TraineeConfig:
         total_steps: optimizer steps in one run.
         base_lr: reference learning rate.
         batch_size: training minibatch size.
-        weight_decay: AdamW decoupled weight decay, applied to >=2-D weights only.
-        betas: AdamW betas.
+        weight_decay: decoupled weight decay, applied to >=2-D weights only.
+        betas: the optimizer's Adam betas.
         grad_clip: max global gradient norm (0 disables clipping).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or None for CUDA when available.
+        optimizer: ``adamw`` (``torch.optim.AdamW``); ``schedulefree`` (Schedule-Free
+            AdamW, no warm-up of its own: the env's schedule is the warm-up; training
+            steps at its point ``y``, ``evaluate()`` and ``test_metrics()`` use its
+            averaged weights ``x``, with BatchNorm statistics gathered at ``y``, which
+            schedulefree warns of); or ``prodigy`` (Prodigy, which estimates its step
+            size: the learning rate multiplies that estimate, so ``base_lr=1.0`` is its
+            intended use). See ``trainees.optimizers``.
     """
 
     total_steps: int = 1000
@@ -100,6 +116,7 @@ class TraineeConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
     device: str | None = None
+    optimizer: OptimizerName = "adamw"
 
     def __post_init__(self) -> None:
         _check(self.total_steps >= 1, "total_steps", self.total_steps, "an integer >= 1")
@@ -108,6 +125,7 @@ class TraineeConfig:
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
         _check(all(0 <= b < 1 for b in self.betas), "betas", self.betas, "each in [0, 1)")
         _check(self.grad_clip >= 0, "grad_clip", self.grad_clip, ">= 0 (0 disables)")
+        _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
         if self.device is not None:
             try:
                 torch.device(self.device)
@@ -235,9 +253,10 @@ class GradNormPool:
 class TorchTrainee(ABC):
     """Shared implementation of the Trainee contract for a PyTorch model.
 
-    Subclasses build the model, draw minibatches and list the fixed validation batches;
-    this class owns seeding, AdamW, the per-step LR, clipping, gradient-norm pooling,
-    NaN handling, autocast and evaluation.
+    Subclasses build the model, draw minibatches and list the fixed validation batches
+    and the test batches; this class owns seeding, the optimizer, the per-step LR,
+    clipping, gradient-norm pooling, NaN handling, autocast, the switching between train
+    and eval modes, evaluation and the final test metrics.
     """
 
     config: TraineeConfig
@@ -250,6 +269,9 @@ class TorchTrainee(ABC):
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.steps_done = 0
+        self._evaluating = False  # the model (and an optimizer with modes) in eval mode
+        self._optimizer_modes = False  # the optimizer has train()/eval() (Schedule-Free)
+        self._train_weights: list[torch.Tensor] | None = None  # its y, kept while evaluating
 
     @property
     def total_steps(self) -> int:
@@ -284,6 +306,29 @@ class TorchTrainee(ABC):
 
     def reset_data(self) -> None:  # noqa: B027 - optional hook
         """Restart the data order (called by ``reset`` after seeding)."""
+
+    def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The whole test split (``test_split`` names it) in batches, on ``self.device``.
+
+        Only ``test_metrics`` calls it; a subclass builds its test tensors on the first
+        call, so none exist before the end of a run.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no test split")
+
+    @property
+    def test_split(self) -> str:
+        """The split ``test_batches`` covers: ``"test"``, or ``"val"`` where there is none."""
+        return "test"
+
+    def test_sums(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Each test metric summed over one batch, as a float64 scalar (default: the loss).
+
+        ``test_metrics`` reports key ``k`` as ``test_k``, its sum over the split divided by
+        the number of predictions (``y.numel()`` per batch).
+        """
+        return {"loss": self.loss(model, x, y).double() * y.numel()}
 
     def stack_batches(self, replicas: Sequence[TorchTrainee]) -> tuple[torch.Tensor, torch.Tensor]:
         """The next minibatch of each replica (from its own generator), stacked ``(K, B, ...)``.
@@ -329,14 +374,22 @@ class TorchTrainee(ABC):
             },
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        self.optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]], lr=self.config.base_lr, betas=self.config.betas
+        self.optimizer = make_optimizer(
+            self.config.optimizer,
+            [g for g in groups if g["params"]],
+            self.config.base_lr,
+            betas=self.config.betas,
         )
+        modes = (getattr(self.optimizer, m, None) for m in ("train", "eval"))
+        self._optimizer_modes = all(callable(m) for m in modes)
+        if self._optimizer_modes:
+            self.optimizer.train()  # type: ignore[attr-defined]
+        self._evaluating, self._train_weights = False, None
         self.reset_data()
         self.steps_done = 0
 
     def train_step(self, lr: float) -> StepStats:
-        """Exactly one AdamW step at learning rate ``lr``.
+        """Exactly one optimizer step at learning rate ``lr`` (model in train mode).
 
         A non-finite loss or gradient is reported (``finite=False``) and the update is
         skipped, so the weights stay as they were; nothing is raised.
@@ -347,8 +400,8 @@ class TorchTrainee(ABC):
             raise ValueError(f"lr={lr!r} is invalid; expected a finite value >= 0")
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if not self.model.training:  # only an evaluation switches it off
-            self.model.train()
+        if self._evaluating or not self.model.training:  # only an evaluation switches them
+            self._train_mode()
         x, y = self.next_batch(self._gen)
         self.optimizer.zero_grad(set_to_none=True)
         with self._forward_context():
@@ -367,10 +420,10 @@ class TorchTrainee(ABC):
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        """Mean loss over the fixed validation subset (model in eval mode)."""
+        """Mean loss over the fixed validation subset (model and optimizer in eval mode)."""
         if self.model is None:
             raise RuntimeError("call reset(seed) before evaluate")
-        self.model.eval()
+        self._eval_mode()
         total, count = 0.0, 0
         with self._autocast():
             for x, y in self.eval_batches():
@@ -378,7 +431,62 @@ class TorchTrainee(ABC):
                 count += len(x)
         return total / count
 
+    @torch.no_grad()
+    def test_metrics(self) -> dict[str, float | int | str]:
+        """Final metrics of the current weights on the whole test split.
+
+        Computed on demand only, at the end of a run (the env never calls it), with the
+        model and optimizer in eval mode as ``evaluate()``: Schedule-Free is scored at
+        its averaged weights. It draws no random numbers, and training after it goes on
+        exactly as without it.
+
+        Returns:
+            ``test_loss``: the mean loss per prediction (image, token or point);
+            ``test_samples``: the number of predictions; ``test_split``: ``"test"``, or
+            ``"val"`` for a dataset without a test split; and the trainee's own metrics
+            (``test_accuracy`` for classifiers, ``test_bits_per_char`` for char LMs).
+        """
+        if self.model is None:
+            raise RuntimeError("call reset(seed) before test_metrics")
+        self._eval_mode()
+        sums: dict[str, torch.Tensor] = {}
+        count = 0
+        with self._autocast():
+            for x, y in self.test_batches():
+                for key, value in self.test_sums(self.model, x, y).items():
+                    sums[key] = sums[key] + value if key in sums else value
+                count += y.numel()
+        metrics: dict[str, float | int | str] = {
+            f"test_{k}": float(v) / count for k, v in sums.items()
+        }
+        metrics |= {"test_samples": count, "test_split": self.test_split}
+        return metrics
+
     # -- helpers -----------------------------------------------------------------------
+    def _eval_mode(self) -> None:
+        """Model and optimizer in eval mode: Schedule-Free puts its averaged ``x`` in."""
+        self.model.eval()  # always: a caller's own loop may have switched the model back
+        if self._evaluating:
+            return
+        self._evaluating = True
+        if self._optimizer_modes:
+            self._train_weights = [p.detach().clone() for p in self._params]
+            self.optimizer.eval()  # type: ignore[union-attr]
+
+    def _train_mode(self) -> None:
+        """Model and optimizer in train mode, with the training weights exactly as they were."""
+        self.model.train()
+        if not self._evaluating:
+            return
+        self._evaluating = False
+        if self._train_weights is not None:
+            self.optimizer.train()  # type: ignore[union-attr]
+            # y back bit for bit: the round trip y -> x -> y rounds, so an evaluation
+            # would otherwise change the training trajectory
+            with torch.no_grad():
+                torch._foreach_copy_(self._params, self._train_weights)
+            self._train_weights = None
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda":
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)

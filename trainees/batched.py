@@ -42,6 +42,8 @@ from trainees.factory import make_trainee
 # elementwise activations. ResNet-18 has none (convolutions, and BatchNorm statistics),
 # nor GPT-tiny (attention; on a CPU it is compute-bound, so batching would not gain).
 BATCHED_TRAINEES: tuple[str, ...] = ("quadratic", "mlp")
+# The optimizers with a batched form: BatchedAdamW only.
+BATCHED_OPTIMIZERS: tuple[str, ...] = ("adamw",)
 
 _ELEMENTWISE = (nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Identity)
 
@@ -209,7 +211,8 @@ class BatchedTrainee:
         name, options: what the trainee was made from (kept for env signatures).
 
     Raises:
-        ValueError: ``n < 1``, or a trainee without a batched form, saying why.
+        ValueError: ``n < 1``, a trainee without a batched form, or an optimizer other
+            than AdamW (``config.optimizer``), saying why.
     """
 
     def __init__(
@@ -223,6 +226,11 @@ class BatchedTrainee:
         if n < 1:
             raise ValueError(f"n={n!r} is invalid; expected an integer >= 1")
         kind = type(trainee).__name__
+        if trainee.config.optimizer not in BATCHED_OPTIMIZERS:
+            raise ValueError(
+                f"optimizer={trainee.config.optimizer!r} has no batched form (batched: "
+                f"{', '.join(BATCHED_OPTIMIZERS)}); train {kind} without batching instead"
+            )
         if not hasattr(trainee, "batched_loss"):
             raise ValueError(f"{kind} has no batched_loss, so no batched form")
         with torch.device("meta"):
@@ -405,8 +413,8 @@ def make_batched_trainee(name: str, n: int, **options: Any) -> BatchedTrainee:
     """``make_batched_trainee("mlp", 8, dataset="mnist")``: K runs of trainee ``name``.
 
     Raises:
-        ValueError: a trainee without a batched form (naming those that have one), or an
-            invalid option (as ``make_trainee``).
+        ValueError: a trainee or an ``optimizer`` option without a batched form (naming
+            those that have one), or an invalid option (as ``make_trainee``).
     """
     if name not in BATCHED_TRAINEES:
         raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
@@ -68,7 +69,12 @@ class GPTConfig(TraineeConfig):
 
 
 class GPTTrainee(TorchTrainee):
-    """Next-character prediction on random windows of the training split (as nanoGPT)."""
+    """Next-character prediction on random windows of the training split (as nanoGPT).
+
+    ``test_metrics()`` scores every token of the test split (enwik8, text8), or of the
+    validation split for a corpus without one (tiny Shakespeare), and adds
+    ``test_bits_per_char``.
+    """
 
     config: GPTConfig
 
@@ -88,6 +94,7 @@ class GPTTrainee(TorchTrainee):
         starts = np.linspace(0, len(self.corpus.val) - T - 1, n_eval).astype(np.int64)
         self._val_windows = self._windows(self.corpus.val, starts)
         self._sample_gen = torch.Generator()
+        self._test_tokens: torch.Tensor | None = None  # built by test_batches
 
     def _windows(self, data: np.ndarray, starts: np.ndarray) -> torch.Tensor:
         """``(len(starts), T + 1)`` int64 token windows on the device."""
@@ -117,6 +124,43 @@ class GPTTrainee(TorchTrainee):
             w = self._val_windows[i : i + bs]
             yield w[:, :-1], w[:, 1:]
 
+    @property
+    def test_split(self) -> str:
+        """``"test"``, or ``"val"`` for a corpus without a test split."""
+        return "val" if self.corpus.test is None else "test"
+
+    def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The test split as non-overlapping windows, 64 per batch (nanoGPT-style).
+
+        Windows of ``block_size + 1`` tokens at stride ``block_size`` (inputs ``w[:-1]``,
+        targets ``w[1:]``), then one shorter window for the remaining tokens, so every
+        token of the split but the first is predicted exactly once.
+
+        Raises:
+            ValueError: a split of fewer than 2 tokens (nothing to predict).
+        """
+        if self._test_tokens is None:  # on the device only from the first call
+            split = self.corpus.val if self.corpus.test is None else self.corpus.test
+            if len(split) < 2:
+                raise ValueError(f"{self.test_split} split has {len(split)} tokens; needs >= 2")
+            tokens = torch.from_numpy(np.asarray(split, dtype=np.int64))
+            self._test_tokens = tokens.to(self.device)
+        tokens, T, bs = self._test_tokens, self.config.block_size, 64
+        n_windows = (len(tokens) - 1) // T
+        windows = tokens[: n_windows * T + 1].unfold(0, T + 1, T)  # (n_windows, T + 1) view
+        for i in range(0, n_windows, bs):
+            w = windows[i : i + bs]
+            yield w[:, :-1], w[:, 1:]
+        if n_windows * T + 1 < len(tokens):  # the last 1 to T - 1 targets
+            w = tokens[n_windows * T :][None]
+            yield w[:, :-1], w[:, 1:]
+
+    def test_metrics(self) -> dict[str, float | int | str]:
+        """``TorchTrainee.test_metrics``, with ``test_bits_per_char`` (= loss / ln 2)."""
+        metrics = super().test_metrics()
+        metrics["test_bits_per_char"] = float(metrics["test_loss"]) / math.log(2)
+        return metrics
+
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = model(x)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
@@ -127,13 +171,14 @@ class GPTTrainee(TorchTrainee):
     ) -> np.ndarray:
         """Sample ``n_tokens`` token ids after a one-token prompt (id 0), for speed metrics.
 
-        Sampling uses its own generator (seeded by ``reset``) so it never changes training.
+        Sampling uses its own generator (seeded by ``reset``) so it never changes training;
+        it samples from the weights ``evaluate()`` scores (Schedule-Free's average).
         """
         if self.model is None:
             raise RuntimeError("call reset(seed) before generate")
         if n_tokens < 1 or temperature <= 0:
             raise ValueError(f"n_tokens={n_tokens} must be >= 1 and temperature={temperature} > 0")
-        self.model.eval()
+        self._eval_mode()
         prompt = torch.zeros((1, 1), dtype=torch.long, device=self.device)
         with self._autocast():
             out = self.model.generate(

@@ -1,8 +1,8 @@
 """A tiny synthetic trainee: noisy linear regression, for fast tests of code above trainees.
 
-Targets are ``y = X w* + noise`` with Gaussian inputs. The problem (``w*`` and the
-validation set) is fixed by ``problem_seed``; ``reset(seed)`` only changes the
-initial weights and the training minibatches.
+Targets are ``y = X w* + noise`` with Gaussian inputs. The problem (``w*``, the
+validation set and the test set) is fixed by ``problem_seed``; ``reset(seed)`` only
+changes the initial weights and the training minibatches.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ class QuadraticConfig(TraineeConfig):
     Attributes:
         dim: input dimension.
         noise: standard deviation of the target noise.
-        problem_seed: fixes ``w*`` and the validation set.
-        val_samples: size of the fixed validation set.
+        problem_seed: fixes ``w*``, the validation set and the test set.
+        val_samples: size of the fixed validation set, and of the test set.
     """
 
     total_steps: int = 200
@@ -44,8 +44,18 @@ class QuadraticConfig(TraineeConfig):
         _check(self.val_samples >= 1, "val_samples", self.val_samples, "an integer >= 1")
 
 
+# the test set's generator is seeded with problem_seed + this: a stream apart from the one
+# that draws w* and the validation set, for every problem_seed below 2**32
+TEST_SEED_OFFSET = 2**32
+
+
 class QuadraticTrainee(TorchTrainee):
-    """Mean-squared-error linear regression; the loss is a noisy quadratic of the weights."""
+    """Mean-squared-error linear regression; the loss is a noisy quadratic of the weights.
+
+    Its test set (for ``test_metrics()``) is ``val_samples`` further points of the same
+    problem, drawn from a generator of their own seeded with
+    ``problem_seed + TEST_SEED_OFFSET``, on the first call.
+    """
 
     config: QuadraticConfig
 
@@ -55,6 +65,7 @@ class QuadraticTrainee(TorchTrainee):
         d = self.config.dim
         self._w_star = torch.randn(d, 1, generator=g)
         self._val = self._sample(self.config.val_samples, g)
+        self._test: tuple[torch.Tensor, torch.Tensor] | None = None  # built by test_batches
 
     def _sample(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.randn(n, self.config.dim, generator=gen)
@@ -69,6 +80,13 @@ class QuadraticTrainee(TorchTrainee):
 
     def eval_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         yield self._val
+
+    def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The fixed test set, in one batch."""
+        if self._test is None:
+            g = torch.Generator().manual_seed(self.config.problem_seed + TEST_SEED_OFFSET)
+            self._test = self._sample(self.config.val_samples, g)
+        yield self._test
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(model(x).float(), y)

@@ -112,6 +112,11 @@ def test_without_a_batched_form_falls_back_to_single_envs():
     with pytest.warns(UserWarning, match="'resnet18' of LRSchedule-ResNet18-v0 has no batched"):
         vec = make_batched_vec_env("LRSchedule-ResNet18-v0", 2, dataset="digits", width=8)
     assert type(vec) is DummyVecEnv and vec.num_envs == 2
+    with pytest.warns(UserWarning, match="optimizer 'schedulefree' has no batched form"):
+        vec = make_batched_vec_env("LRSchedule-Quadratic-v0", 2, optimizer="schedulefree")
+    assert type(vec) is DummyVecEnv
+    vec.reset()  # the optimizer is built when a run starts
+    assert type(vec.envs[0].unwrapped.trainee.optimizer).__name__ == "AdamWScheduleFree"
 
 
 def test_bad_options_are_named():

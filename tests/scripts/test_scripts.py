@@ -192,3 +192,39 @@ def test_run_experiment_tiny(tmp_path, monkeypatch):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 2  # 2 run types x 2 seeds x 2 actions
     assert (folder / "qtable_shakespeare_char_qlearning.npz").is_file()
+
+
+@pytest.mark.slow
+def test_evaluate_writes_results_and_resumes(tmp_path):
+    import gymnasium as gym
+
+    from agents.policy import PolicyConfig, make_policy, save_policy
+
+    env = gym.make("LRSchedule-Quadratic-v0", total_steps=64)
+    policy = make_policy(env.observation_space, env.action_space, PolicyConfig(), seed=0)
+    path = save_policy(policy, tmp_path / "p.pt", PolicyConfig(), env=env.unwrapped, gamma=0.99)
+    out = tmp_path / "eval"
+    args = (
+        "--envs", "LRSchedule-Quadratic-v0", "--options.total-steps", "64",
+        "--methods", "cosine", "constant", "schedulefree", "--policies", f"rand={path}",
+        "--final-seeds", "3", "--tuning-seeds", "1", "--lr-factors", "0.5", "1",
+        "--workers", "0", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    stdout = run_script("evaluate.py", *args)
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["method"]: r for r in results["envs"]["LRSchedule-Quadratic-v0"]["methods"]}
+    assert list(rows) == ["cosine", "constant", "schedulefree", "rand"]
+    assert rows["rand"]["base_lr"] == 0.05 and rows["rand"]["n"] == 3
+    assert rows["cosine"]["base_lr"] in (0.025, 0.05)  # the tuned one of the two
+    assert "delta_test_loss" in rows["constant"] and "delta_test_loss" not in rows["cosine"]
+    assert results["timing"]["runs"] == 3 * 2 + 4 * 3  # 3 tuned x 2 LRs x 1 seed + finals
+    with open(out / "runs.csv") as f:
+        assert len(list(csv.DictReader(f))) == 12
+    assert "| schedulefree |" in stdout and "| rand | 0.05 |" in stdout
+    for name in ("test_loss", "curves"):
+        assert (out / "plots" / f"{name}_LRSchedule-Quadratic-v0.png").stat().st_size > 1000
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    finished = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert len(finished) == 18
+    run_script("evaluate.py", *args)  # resumed: nothing runs again
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == finished

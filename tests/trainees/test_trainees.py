@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tests.conftest import needs_real_data
 from trainees import (
@@ -35,6 +36,14 @@ def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
     prepare_bytes(TEXT.encode(), folder, (0.9, 0.1))
     return load_prepared("shakespeare_char", folder)
+
+
+@pytest.fixture(scope="module")
+def corpus_with_test(tmp_path_factory):
+    """A corpus with a test split, as enwik8 and text8 have."""
+    folder = tmp_path_factory.mktemp("corpus_with_test")
+    prepare_bytes(TEXT.encode(), folder, (0.8, 0.1, 0.1))
+    return load_prepared("enwik8", folder)
 
 
 def build(name: str, corpus, **overrides):
@@ -214,3 +223,108 @@ def test_gpt_tiny_learns_real_shakespeare():
     for _ in range(50):
         trainee.train_step(1e-3)
     assert trainee.evaluate() < 2.9  # from ln(65) = 4.17 at initialisation
+
+
+@pytest.mark.parametrize("name", ["mlp", "resnet18"])
+def test_image_test_metrics_equal_a_hand_computation(name):
+    overrides = {"width": 8} if name == "resnet18" else {}
+    trainee, lr = build(name, None, **overrides)
+    trainee.reset(0)
+    for _ in range(20):
+        trainee.train_step(lr)
+    assert trainee._test is None  # nothing of the test split on the device before the call
+    metrics = trainee.test_metrics()
+    data = trainee.data
+    x = (torch.tensor(data.test_x).float() / 255.0 - data.mean) / data.std
+    y = torch.tensor(data.test_y)
+    trainee.model.eval()
+    with torch.no_grad():
+        logits = trainee.model(x)
+    accuracy = float((logits.argmax(1) == y).double().mean())
+    assert set(metrics) == {"test_loss", "test_accuracy", "test_samples", "test_split"}
+    assert metrics["test_samples"] == len(data.test_x) == 297
+    assert metrics["test_split"] == "test"
+    assert metrics["test_loss"] == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+    assert metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-12)
+    assert 0.2 < accuracy < 1.0  # trained: above chance (0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "optimizer"),
+    [("quadratic", "adamw"), ("mlp", "adamw"), ("mlp", "schedulefree"), ("gpt", "adamw")],
+)
+def test_test_metrics_leave_the_run_unchanged(name, optimizer, corpus):
+    def run(call: bool):
+        trainee, lr = build(name, corpus, optimizer=optimizer)
+        trainee.reset(4)
+        losses = [trainee.train_step(lr).loss for _ in range(5)]
+        if call:
+            rng = torch.get_rng_state()
+            metrics = trainee.test_metrics()
+            assert torch.equal(torch.get_rng_state(), rng)
+            assert metrics["test_samples"] > 0 and math.isfinite(metrics["test_loss"])
+        losses += [trainee.train_step(lr).loss for _ in range(5)]
+        return losses, [p.detach().clone() for p in trainee.model.parameters()]
+
+    (with_call, final_a), (without, final_b) = run(True), run(False)
+    assert with_call == without
+    assert all(torch.equal(p, q) for p, q in zip(final_a, final_b, strict=True))
+
+
+def gpt_loss_by_hand(trainee: GPTTrainee, tokens: np.ndarray) -> tuple[float, int]:
+    """Summed loss / count over windows starting every block_size tokens (the last shorter)."""
+    T = trainee.config.block_size
+    total, count = 0.0, 0
+    trainee.model.eval()
+    with torch.no_grad():
+        for start in range(0, len(tokens) - 1, T):
+            w = torch.from_numpy(tokens[start : start + T + 1].astype(np.int64))
+            logits = trainee.model(w[None, :-1])[0]
+            total += float(F.cross_entropy(logits, w[1:], reduction="sum"))
+            count += len(w) - 1
+    return total / count, count
+
+
+def test_gpt_test_metrics_cover_the_test_split(corpus_with_test):
+    trainee = GPTTrainee(GPTConfig(preset="tiny"), corpus=corpus_with_test)
+    trainee.reset(0)
+    for _ in range(5):
+        trainee.train_step(3e-3)
+    metrics = trainee.test_metrics()
+    tokens = np.asarray(corpus_with_test.test)
+    loss, count = gpt_loss_by_hand(trainee, tokens)
+    assert (len(tokens) - 1) // 64 == 10 and (len(tokens) - 1) % 64 == 7  # 10 windows + a tail
+    assert metrics["test_split"] == "test"
+    assert metrics["test_samples"] == count == len(tokens) - 1
+    assert metrics["test_loss"] == pytest.approx(loss, rel=1e-5)
+    assert metrics["test_bits_per_char"] == pytest.approx(loss / math.log(2), rel=1e-5)
+
+
+def test_gpt_without_a_test_split_reports_the_validation_split(corpus):
+    assert corpus.test is None
+    trainee = GPTTrainee(GPTConfig(preset="tiny"), corpus=corpus)
+    trainee.reset(0)
+    metrics = trainee.test_metrics()
+    loss, count = gpt_loss_by_hand(trainee, np.asarray(corpus.val))
+    assert metrics["test_split"] == "val"
+    assert metrics["test_samples"] == count == len(corpus.val) - 1
+    assert metrics["test_loss"] == pytest.approx(loss, rel=1e-5)
+    assert metrics["test_loss"] == pytest.approx(math.log(corpus.vocab_size), rel=0.05)  # untrained
+
+
+def test_quadratic_test_set_is_drawn_apart_from_the_problem_seed():
+    trainee = QuadraticTrainee(QuadraticConfig(problem_seed=3))
+    trainee.reset(0)
+    metrics = trainee.test_metrics()
+    gen = torch.Generator().manual_seed(3 + 2**32)  # problem_seed + TEST_SEED_OFFSET
+    x = torch.randn(256, 8, generator=gen)
+    y = x @ trainee._w_star + 0.1 * torch.randn(256, 1, generator=gen)
+    with torch.no_grad():
+        want = float(F.mse_loss(trainee.model(x), y))
+    assert metrics == {"test_loss": pytest.approx(want, rel=1e-6), "test_samples": 256,
+                       "test_split": "test"}  # fmt: skip
+    assert not torch.equal(x, trainee._val[0])  # not the validation set
+    other = QuadraticTrainee(QuadraticConfig(problem_seed=3))
+    other.reset(1)  # another run of the same problem: the same test set
+    other.test_metrics()
+    assert torch.equal(other._test[0], x) and torch.equal(other._test[1], y)
