@@ -102,12 +102,6 @@ class Method:
             h.update(_file_sha1(self.policy, stat.st_mtime_ns, stat.st_size).encode())
         return h.hexdigest()[:8]
 
-    def describe(self) -> str:
-        """One line: the schedule or file, the optimizer, and how the LR was set."""
-        what = self.policy if self.kind == "policy" else f"{self.schedule} {self.params or ''}"
-        lr = "tuned base LR" if self.tune else f"base LR {self.base_lr or 'of the env'}"
-        return f"{what} ({self.optimizer}, {lr})".replace("  ", " ")
-
 
 @functools.lru_cache(maxsize=64)
 def _file_sha1(path: str, mtime_ns: int, size: int) -> str:
