@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from agents import seeds as seed_ranges
 from agents.backends import Backend
-from agents.policy import load_policy
+from agents.policy import load_policy, read_policy_file
 from envs.rollout import run_episode
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
@@ -135,13 +135,18 @@ METHODS: dict[str, Method] = {
 
 
 def policy_method(spec: str) -> Method:
-    """A saved policy as a method: ``"name=path"`` or a path (named after the file)."""
+    """A saved policy as a method: ``"name=path"`` or a path (named after the file).
+
+    It runs at the base LR its file records (a policy sets multipliers of the base LR it
+    was trained with), or at the env's when the file records none.
+    """
     name, sep, path = spec.partition("=")
     if not sep:
         name, path = Path(spec).stem, spec
     if not Path(path).is_file():
         raise ValueError(f"policy file {path!r} does not exist")
-    return Method(name, kind="policy", policy=path, tune=False)
+    base_lr = read_policy_file(path).env.get("trainee_options", {}).get("base_lr")
+    return Method(name, kind="policy", policy=path, tune=False, base_lr=base_lr)
 
 
 # -- one run ------------------------------------------------------------------------------

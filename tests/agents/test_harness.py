@@ -106,6 +106,14 @@ def test_a_policy_file_runs_and_records_a_transfer(tmp_path):
     assert moved["policy_env_mismatches"] == ["eval_every: policy 16, env 32"]
     with pytest.raises(ValueError, match="does not exist"):
         harness.policy_method("nothing.pt")
+    # a policy trained at another base LR runs at that LR: it sets multipliers of it
+    env = gym.make(QUAD, **OPTS, base_lr=0.02)
+    path = save_policy(policy, tmp_path / "q.pt", PolicyConfig(), env=env.unwrapped, gamma=0.99)
+    method = harness.policy_method(str(path))
+    assert method.name == "q" and method.base_lr == 0.02
+    grid = Grid(envs=(QUAD,), methods=(method,), options=OPTS, final_seeds=(10_000,))
+    (spec,) = final_specs(grid, {}, tuned=False)
+    assert execute(spec)["base_lr"] == 0.02
 
 
 # -- tuning -----------------------------------------------------------------------------------
