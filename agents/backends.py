@@ -60,6 +60,7 @@ class RayBackend:
                 "the ray backend needs Ray: pip install -e '.[ray]' (or 'ray[default]')"
             ) from e
         self.ray, self.threads = ray, threads
+        self.workers = num_cpus  # of a local instance; None: all its CPUs, or the cluster's
         env_vars = {
             k: os.environ[k] for k in ("LRGYM_DATA_DIR", "LRGYM_OFFLINE") if k in os.environ
         }

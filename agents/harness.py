@@ -40,9 +40,9 @@ from envs.rollout import run_episode
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
 from trainees.files import write_json
+from trainees.optimizers import OPTIMIZERS
 
 Kind = Literal["schedule", "policy"]
-OPTIMIZERS = ("adamw", "schedulefree", "prodigy")
 
 
 @dataclass(frozen=True)

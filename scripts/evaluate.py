@@ -112,7 +112,7 @@ def main(args: Args) -> dict:
         "run_seconds_total": sum(r["wall_seconds"] for r in runs),
         "runs": len(runs),
         "backend": args.backend,
-        "workers": backend.workers if hasattr(backend, "workers") else args.workers,
+        "workers": backend.workers,
         "threads": args.threads,
     }
     results = write_report(out, grid.to_json(), result, extra={"timing": timing})
