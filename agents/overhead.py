@@ -1,7 +1,14 @@
-"""What the drop-in scheduler costs a training loop: its time per optimizer step."""
+"""What the drop-in scheduler costs a training loop: its time per optimizer step.
+
+A loop that uses ``LearnedLRScheduler`` lets ``observe(loss, max_norm=...)`` clip the
+gradients with the norms it reads, so the scheduler's calls replace what an ordinary
+loop already does after ``backward()``: ``clip_grad_norm_`` and an LR scheduler's
+``step()``. :func:`scheduler_overhead` times both loops on the same trainee and seed.
+"""
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from typing import Any
@@ -17,51 +24,86 @@ def scheduler_overhead(
     trainee: TorchTrainee, policy: str | Policy, *, seed: int = 0, eval_every: int = 64,
     **settings: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """One whole run of ``trainee`` in a plain PyTorch loop driven by ``policy``.
+    """Whole runs of ``trainee`` from ``seed`` in a plain PyTorch loop, timed.
 
-    The scheduler's calls (``observe``, ``report_val_loss``, ``step``, the policy's
-    forward pass every ``steps_per_action`` steps included) are timed apart from the
-    rest of each iteration (data, forward, backward, clipping, ``optimizer.step()``).
-    Evaluations are excluded from both.
+    - ``learned``: driven by ``policy`` through ``LearnedLRScheduler``; its calls
+      (``observe`` with the trainee's ``grad_clip`` as ``max_norm``, ``report_val_loss``,
+      ``step``, the policy's forward pass every ``steps_per_action`` steps included).
+    - ``baseline``: ``clip_grad_norm_`` and a cosine ``LambdaLR``, what the loop runs
+      without the learned scheduler.
+    - ``learned_unclipped`` and ``baseline_unclipped``: the same loops without clipping
+      (only when the trainee clips; otherwise ``learned`` and ``baseline`` are those).
+
+    In each iteration the LR-control calls are timed apart from the rest (data, forward,
+    backward, ``optimizer.step()``); evaluations are excluded from both. The scheduler's
+    gross cost is its calls' time; its net cost subtracts the baseline's control time,
+    which the scheduler's calls replace.
     """
-    trainee.reset(seed)
-    model, opt = trainee.model, trainee.optimizer
+    clip = trainee.config.grad_clip
     total = trainee.total_steps
-    sched = LearnedLRScheduler(opt, policy, model=model, total_steps=total,
-                               initial_val_loss=trainee.evaluate(), eval_every=eval_every,
-                               **settings)  # fmt: skip
-    sched_s: list[float] = []
-    train_s: list[float] = []
-    for step in range(1, total + 1):
-        t0 = time.perf_counter()
-        model.train()
-        x, y = trainee.next_batch(trainee._gen)
-        opt.zero_grad(set_to_none=True)
-        loss = trainee.loss(model, x, y)
-        loss.backward()
-        t1 = time.perf_counter()
-        sched.observe(loss)
-        t2 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), trainee.config.grad_clip)
-        opt.step()
-        float(loss.detach())  # an ordinary loop logs its loss
-        t3 = time.perf_counter()
-        if step % eval_every == 0 or step == total:
-            val = trainee.evaluate()
-            t3b = time.perf_counter()
-            sched.report_val_loss(val)
+    runs = {}
+    modes = [("baseline", clip), ("learned", clip)]
+    if clip > 0:
+        modes += [("baseline_unclipped", 0.0), ("learned_unclipped", 0.0)]
+    for mode, max_norm in modes:
+        learned = mode.startswith("learned")
+        trainee.reset(seed)
+        model, opt = trainee.model, trainee.optimizer
+        if learned:
+            sched: Any = LearnedLRScheduler(opt, policy, model=model, total_steps=total,
+                                            initial_val_loss=trainee.evaluate(),
+                                            eval_every=eval_every, **settings)  # fmt: skip
+            steps_per_action = sched.steps_per_action
         else:
+            trainee.evaluate()
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+            )
+        control_s: list[float] = []
+        train_s: list[float] = []
+        for step in range(1, total + 1):
+            t0 = time.perf_counter()
+            model.train()
+            x, y = trainee.next_batch(trainee._gen)
+            opt.zero_grad(set_to_none=True)
+            loss = trainee.loss(model, x, y)
+            loss.backward()
+            t1 = time.perf_counter()
+            if learned:
+                sched.observe(loss, max_norm=max_norm if max_norm > 0 else None)
+            elif max_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            t2 = time.perf_counter()
+            opt.step()
+            float(loss.detach())  # an ordinary loop logs its loss
+            t3 = time.perf_counter()
+            evaluating = step % eval_every == 0 or step == total
+            val = trainee.evaluate() if evaluating else None
             t3b = time.perf_counter()
-        sched.step()
-        t4 = time.perf_counter()
-        train_s.append((t1 - t0) + (t3 - t2))
-        sched_s.append((t2 - t1) + (t4 - t3b))
-    train_mean, sched_mean = statistics.fmean(train_s), statistics.fmean(sched_s)
-    return {
-        "steps": total,
-        "steps_per_action": sched.steps_per_action,
-        "train_ms_per_step": 1e3 * train_mean,
-        "scheduler_ms_per_step": 1e3 * sched_mean,
-        "scheduler_ms_per_step_median": 1e3 * statistics.median(sched_s),
-        "fraction": sched_mean / train_mean,
-    }
+            if learned and val is not None:
+                sched.report_val_loss(val)
+            sched.step()
+            t4 = time.perf_counter()
+            train_s.append((t1 - t0) + (t3 - t2))
+            control_s.append((t2 - t1) + (t4 - t3b))
+        runs[mode] = {
+            "train_ms_per_step": 1e3 * statistics.fmean(train_s),
+            "control_ms_per_step": 1e3 * statistics.fmean(control_s),
+            "control_ms_per_step_median": 1e3 * statistics.median(control_s),
+        }
+    train_ms = runs["learned"]["train_ms_per_step"]
+    out: dict[str, Any] = {
+        "steps": total, "steps_per_action": steps_per_action, "grad_clip": clip,
+        "train_ms_per_step": train_ms,
+    }  # fmt: skip
+    for suffix in ("", "_unclipped") if clip > 0 else ("",):
+        gross = runs["learned" + suffix]["control_ms_per_step"]
+        base = runs["baseline" + suffix]["control_ms_per_step"]
+        out |= {
+            f"scheduler_ms_per_step{suffix}": gross,
+            f"baseline_control_ms_per_step{suffix}": base,
+            f"net_ms_per_step{suffix}": gross - base,
+            f"fraction{suffix}": gross / train_ms,
+            f"net_fraction{suffix}": (gross - base) / train_ms,
+        }
+    return out | {"runs": runs}

@@ -11,8 +11,7 @@ the learning rates it would choose in the env::
         optimizer.zero_grad()
         loss = loss_fn(model(x), y)
         loss.backward()
-        scheduler.observe(loss)          # after backward, before clipping and optimizer.step()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scheduler.observe(loss, max_norm=1.0)  # after backward: reads the norms, then clips
         optimizer.step()
         if (step + 1) % 64 == 0:
             scheduler.report_val_loss(evaluate())

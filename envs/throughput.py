@@ -11,7 +11,9 @@ import functools
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -48,6 +50,69 @@ def measure_throughput(vec: VecEnv, n_steps: int, seed: int = 0) -> dict[str, fl
         "optimizer_steps": optimizer_steps,
         "steps_per_second": optimizer_steps / seconds,
     }
+
+
+def batched_floor(env_id: str, k: int, options: dict, repeats: int = 30) -> dict[str, Any]:
+    """What one optimizer step of K batched models cannot go below on this machine, in ms.
+
+    Each part is timed alone (median of ``repeats``) at the shapes of the real step:
+    ``products``, the matrix products of every linear layer (the forward product, the
+    weight-gradient product, and the input-gradient product of every layer but the
+    first); ``adamw``, one ``BatchedAdamW`` step of the K models; ``evaluation``, one
+    evaluation of the K models divided by ``eval_every``. The real step also gathers
+    the batches, applies activations and the loss, computes the gradient norms, clips,
+    and runs the K envs' bookkeeping. ``ceiling_steps_per_second`` is K / the floor.
+    """
+    vec = make_batched_vec_env(env_id, k, **options)
+    try:
+        inner = vec.unwrapped
+        batched, eval_every = inner.trainee, inner.envs[0].unwrapped.config.eval_every
+        for j in range(k):
+            batched.reset(j, j)
+        gen = torch.Generator(device=batched.device).manual_seed(0)
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.randn(shape, generator=gen, device=batched.device)
+
+        b, products = batched.config.batch_size, []
+        weights = [s for _, _, s in batched.layout.values() if len(s) == 2]
+        for i, (n_out, n_in) in enumerate(weights):
+            x, w, gy, bias = (
+                rand(k, b, n_in),
+                rand(k, n_out, n_in),
+                rand(k, b, n_out),
+                rand(k, n_out),
+            )
+            products.append(functools.partial(torch.baddbmm, bias[:, None], x, w.transpose(1, 2)))
+            products.append(functools.partial(torch.bmm, gy.transpose(1, 2), x))
+            if i > 0:
+                products.append(functools.partial(torch.bmm, gy, w))
+        grads, lrs = 1e-3 * rand(*batched.weights.shape), np.full(k, batched.config.base_lr)
+        everyone = np.arange(k)
+        parts = {
+            "products": sum(_median_ms(f, repeats) for f in products),
+            "adamw": _median_ms(lambda: batched.optimizer.step(grads, lrs, everyone), repeats),
+            "evaluation": _median_ms(batched.evaluate, max(3, repeats // 10)) / eval_every,
+        }
+    finally:
+        vec.close()
+    floor = sum(parts.values())
+    return {"floor_ms_per_step": floor, "floor_parts_ms": parts,
+            "ceiling_steps_per_second": 1e3 * k / floor}  # fmt: skip
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
 
 
 def rss_bytes(pid: int | None = None) -> int:

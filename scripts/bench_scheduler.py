@@ -1,8 +1,11 @@
 """Cost of the drop-in LearnedLRScheduler per optimizer step, as a fraction of the trainee's.
 
-Trains each trainee for one whole run in a plain PyTorch loop driven by the scheduler
-(a policy file, or by default a freshly built transformer policy of the default size:
-inference costs the same trained or not) and writes a JSON::
+Trains each trainee for two whole runs in a plain PyTorch loop
+(``agents.overhead.scheduler_overhead``): one driven by the scheduler (a policy file,
+or by default a freshly built transformer policy of the default size: inference costs
+the same trained or not), whose ``observe(loss, max_norm=...)`` also clips, and one with
+``clip_grad_norm_`` and a cosine ``LambdaLR``. Reports the scheduler's calls per step
+(gross) and that minus the calls they replace (net), and writes a JSON::
 
     python scripts/bench_scheduler.py                       # GPT-tiny and the MLP
     python scripts/bench_scheduler.py --policy runs/.../policies/bc_cosine.pt
@@ -56,11 +59,17 @@ def main(args: Args) -> dict:
             r = scheduler_overhead(inner.trainee, policy, eval_every=inner.config.eval_every,
                                    steps_per_action=inner.config.steps_per_action)  # fmt: skip
         report["results"][env_id] = r
-        print(
-            f"{env_id:22s} trainee {r['train_ms_per_step']:7.2f} ms/step  scheduler "
-            f"{r['scheduler_ms_per_step']:6.3f} ms/step  = {100 * r['fraction']:.2f} %",
-            flush=True,
-        )
+        for suffix in ("", "_unclipped"):
+            if f"fraction{suffix}" in r:
+                print(
+                    f"{env_id:22s}{suffix:11s} trainee {r['train_ms_per_step']:7.2f} ms/step  "
+                    f"scheduler {r['scheduler_ms_per_step' + suffix]:6.3f} ms/step = "
+                    f"{100 * r['fraction' + suffix]:.2f} %  (it replaces "
+                    f"{r['baseline_control_ms_per_step' + suffix]:6.3f} ms/step; net "
+                    f"{r['net_ms_per_step' + suffix]:+6.3f} ms/step = "
+                    f"{100 * r['net_fraction' + suffix]:+.2f} %)",
+                    flush=True,
+                )
     write_json(args.out, report)
     print(f"wrote {args.out}")
     return report

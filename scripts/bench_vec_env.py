@@ -28,7 +28,13 @@ import torch
 import tyro
 
 from agents.plots import Panel, save_panels
-from envs.throughput import METHODS, make_vec, measure_throughput, memory_per_env
+from envs.throughput import (
+    METHODS,
+    batched_floor,
+    make_vec,
+    measure_throughput,
+    memory_per_env,
+)
 from trainees.batched import BATCHED_TRAINEES
 from trainees.files import write_json
 
@@ -47,6 +53,9 @@ class Args:
         max_subproc_k: largest K measured with SubprocVecEnv.
         image_dataset: dataset of the MLP id.
         memory: also measure memory per env (a fresh process per in-process method and K).
+        floor: also time, alone, the matrix products, the AdamW update and the evaluations
+            of one batched step (``envs.throughput.batched_floor``): the throughput that the
+            batched method cannot exceed on this machine.
         out: JSON file; the plot goes beside it.
     """
 
@@ -58,6 +67,7 @@ class Args:
     max_subproc_k: int = 8
     image_dataset: str = "mnist"
     memory: bool = True
+    floor: bool = True
     out: str = "runs/bench/vec_env.json"
 
 
@@ -95,10 +105,14 @@ def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
                 "memory_mb_per_env": memory_per_env(m, env_id, k, options) if args.memory else None,
                 "optimizer_steps": results[0]["optimizer_steps"],
             }
+            if m == "batched" and args.floor:
+                row |= batched_floor(env_id, k, options)
             rows.append(row)
+            ceiling = row.get("ceiling_steps_per_second")
             print(
                 f"{env_id:20s} {m:8s} K={k:3d} {row['steps_per_second']:8.0f} steps/s "
-                f"{row['memory_mb_per_env'] or 0:7.1f} MB/env",
+                f"{row['memory_mb_per_env'] or 0:7.1f} MB/env"
+                + (f"  (floor: at most {ceiling:6.0f} steps/s)" if ceiling else ""),
                 flush=True,
             )
     return rows
@@ -119,6 +133,10 @@ def main(args: Args) -> dict:
     for row in rows:  # speed-up over one single env of the same id, when measured
         base = single.get(row["env_id"])
         row["speedup_vs_single_env"] = row["steps_per_second"] / base if base else None
+        if "ceiling_steps_per_second" in row:
+            row["ceiling_speedup_vs_single_env"] = (
+                row["ceiling_steps_per_second"] / base if base else None
+            )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = {
         "args": asdict(args),

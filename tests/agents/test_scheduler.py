@@ -43,9 +43,13 @@ def env_lrs(env: gym.Env, policy, seed: int) -> list[list[float]]:
     return seen
 
 
-def loop_lrs(trainee, policy, seed: int, *, stop: int | None = None, state=None, **settings):
+def loop_lrs(
+    trainee, policy, seed: int, *, stop: int | None = None, state=None, clip_in_observe=False,
+    **settings,
+):  # fmt: skip
     """A plain PyTorch loop (not ``train_step``) driven by the scheduler.
 
+    It clips with ``clip_grad_norm_`` after ``observe``, or with ``observe(max_norm=)``.
     Returns the LRs of each optimizer step, and at ``stop`` a checkpoint to resume from.
     """
     trainee.reset(trainee_seed(seed))
@@ -68,8 +72,11 @@ def loop_lrs(trainee, policy, seed: int, *, stop: int | None = None, state=None,
         opt.zero_grad(set_to_none=True)
         loss = trainee.loss(model, x, y)
         loss.backward()
-        sched.observe(loss)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if clip_in_observe:
+            sched.observe(loss, max_norm=cfg.grad_clip)
+        else:
+            sched.observe(loss)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         lrs.append([g["lr"] for g in opt.param_groups])
         opt.step()
         if step % every == 0 or step == total:
@@ -111,6 +118,23 @@ def test_scheduler_applies_the_env_lrs_bit_for_bit(case, corpus_dir, tmp_path):
         assert len(got) == kwargs["total_steps"]
         assert got == expected, label  # exact: the same floats at every step and group
         assert len({round(g[0], 12) for g in got}) > 3, label  # the LR really moves
+
+
+def test_observe_with_max_norm_clips_as_clip_grad_norm_bit_for_bit(tmp_path):
+    env_id, kwargs, name = MLP
+    env = gym.make(env_id, **kwargs, **SETTINGS)
+    path = bc_policy_file(env, tmp_path)
+    runs = {}
+    for clip, clip_in_observe in ((0.05, False), (0.05, True), (1e6, True)):
+        trainee = make_trainee(name, **kwargs, grad_clip=clip)
+        lrs, _ = loop_lrs(trainee, path, seed=4, clip_in_observe=clip_in_observe)
+        weights = [p.detach().clone() for p in trainee.model.parameters()]
+        runs[clip, clip_in_observe] = lrs, weights
+    (lrs_a, weights_a), (lrs_b, weights_b) = runs[0.05, False], runs[0.05, True]
+    assert lrs_a == lrs_b
+    assert all(torch.equal(a, b) for a, b in zip(weights_a, weights_b, strict=True))
+    unclipped = runs[1e6, True][1]  # the clip at 0.05 really changed the run
+    assert not all(torch.equal(a, b) for a, b in zip(weights_a, unclipped, strict=True))
 
 
 def test_resumed_scheduler_continues_with_the_same_lrs(tmp_path):

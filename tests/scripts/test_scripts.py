@@ -101,6 +101,12 @@ def test_bench_vec_env_writes_table_and_plot(tmp_path):
     assert [r["optimizer_steps"] for r in rows] == [16, 16, 16, 32, 32]
     assert rows[1]["speedup_vs_single_env"] == 1.0
     assert all(r["steps_per_second"] > 0 for r in rows)
+    for r in (rows[0], rows[3]):  # the batched rows: the floor of one step, by its parts
+        parts = r["floor_parts_ms"]
+        assert set(parts) == {"products", "adamw", "evaluation"}
+        assert r["floor_ms_per_step"] == pytest.approx(sum(parts.values()))
+        assert r["ceiling_steps_per_second"] == pytest.approx(1e3 * r["k"] / r["floor_ms_per_step"])
+    assert "floor_ms_per_step" not in rows[1]
     assert out.with_suffix(".png").exists() and out.with_suffix(".csv").exists()
 
 
@@ -228,3 +234,23 @@ def test_evaluate_writes_results_and_resumes(tmp_path):
     assert len(finished) == 18
     run_script("evaluate.py", *args)  # resumed: nothing runs again
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == finished
+
+
+@pytest.mark.slow
+def test_bench_scheduler_times_both_loops(tmp_path):
+    out = tmp_path / "sched.json"
+    run_script(
+        "bench_scheduler.py", "--env-ids", "LRSchedule-Quadratic-v0", "--total-steps", "32",
+        "--out", str(out),
+    )  # fmt: skip
+    r = json.loads(out.read_text())["results"]["LRSchedule-Quadratic-v0"]
+    assert (r["steps"], r["steps_per_action"], r["grad_clip"]) == (32, 8, 1.0)
+    assert set(r["runs"]) == {"baseline", "learned", "baseline_unclipped", "learned_unclipped"}
+    for suffix in ("", "_unclipped"):
+        gross, base = (
+            r["scheduler_ms_per_step" + suffix],
+            r["baseline_control_ms_per_step" + suffix],
+        )
+        assert r["net_ms_per_step" + suffix] == pytest.approx(gross - base)
+        assert r["fraction" + suffix] == pytest.approx(gross / r["train_ms_per_step"])
+        assert gross > 0 and base > 0
