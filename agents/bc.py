@@ -8,9 +8,13 @@ from neither a random actor nor a random critic.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from imitation.algorithms import bc
@@ -18,6 +22,8 @@ from imitation.data import rollout
 from imitation.data.types import TrajectoryWithRew
 from imitation.util import logger as imitation_logger
 from stable_baselines3.common.policies import ActorCriticPolicy
+
+from agents.policy import PolicyConfig, make_policy, save_policy
 
 
 @dataclass(frozen=True)
@@ -205,3 +211,49 @@ def action_error(policy: ActorCriticPolicy, trajectories: Sequence[TrajectoryWit
     acts = np.concatenate([t.acts for t in trajectories]).astype(np.float64)
     pred, _ = policy.predict(obs, deterministic=True)
     return float(np.mean(np.abs(pred.astype(np.float64).reshape(acts.shape) - acts)))
+
+
+def clone_policy(
+    env: gym.Env,
+    trajectories: Sequence[TrajectoryWithRew],
+    selection: Sequence[TrajectoryWithRew] | None,
+    path: str | Path,
+    *,
+    policy_config: PolicyConfig,
+    bc_config: BCConfig,
+    seed: int = 0,
+    log_dir: str | None = None,
+    progress: bool = True,
+) -> tuple[ActorCriticPolicy, dict[str, Any]]:
+    """One BC policy from demonstrations, saved as a policy file for ``env``.
+
+    A fresh actor-critic (seeded ``seed``) is cloned on ``trajectories`` (the epoch with
+    the lowest action error on ``selection`` is kept), its critic is fitted to their
+    discounted returns, and it is saved to ``path`` (``agents.policy.save_policy``).
+
+    Returns:
+        The policy, and a record of the fit: ``path``, ``demonstrations``,
+        ``transitions``, ``train_seconds``, ``action_error_before`` / ``_after``,
+        ``best_epoch``, ``selection_action_errors``, ``log_std``, ``critic_mse``.
+    """
+    rng = np.random.default_rng(seed)
+    policy = make_policy(env.observation_space, env.action_space, policy_config, seed=seed)
+    error_before = action_error(policy, trajectories)
+    t0 = time.perf_counter()
+    fit = train_actor(policy, trajectories, bc_config, rng=rng, validation=selection,
+                      log_dir=log_dir, progress_bar=progress)  # fmt: skip
+    critic_mse = fit_critic(policy, trajectories, bc_config, rng=rng)
+    train_seconds = time.perf_counter() - t0
+    saved = save_policy(policy, path, policy_config, env=env, gamma=bc_config.gamma)
+    return policy, {
+        "path": str(saved),
+        "demonstrations": len(trajectories),
+        "transitions": int(sum(len(t.acts) for t in trajectories)),
+        "train_seconds": train_seconds,
+        "action_error_before": error_before,
+        "action_error_after": action_error(policy, trajectories),
+        "best_epoch": fit.best_epoch,
+        "selection_action_errors": list(fit.validation_errors),
+        "log_std": float(policy.log_std.mean()) if hasattr(policy, "log_std") else None,
+        "critic_mse": critic_mse,
+    }

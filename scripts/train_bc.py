@@ -12,21 +12,19 @@ policy against its expert(s) on held-out seeds::
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import gymnasium as gym
-import numpy as np
 import tyro
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.bc import BCConfig, action_error, fit_critic, train_actor
+from agents.bc import BCConfig, clone_policy
 from agents.evaluation import compare, inference_cost
 from agents.plots import save_panels, schedule_panels
-from agents.policy import PolicyConfig, make_policy, save_policy
+from agents.policy import PolicyConfig
 from agents.seeds import take
 from agents.tensorboard import log_hyperparameters
 from envs.options import EnvOptions
@@ -144,33 +142,15 @@ def main(args: Args) -> dict:
     log_hyperparameters(writer, args)
     report: dict = {"args": asdict(args), "policy_config": asdict(config), "policies": {}}
     for i, (name, (trajs, selection)) in enumerate(datasets.items()):
-        rng = np.random.default_rng(args.seed + i)
-        policy = make_policy(env.observation_space, env.action_space, config, seed=args.seed + i)
-        error_before = action_error(policy, trajs)
-        t0 = time.perf_counter()
-        fit = train_actor(policy, trajs, bc_config, rng=rng, validation=selection,
-                          log_dir=str(folder / "tb" / f"bc_{name}"), progress_bar=args.progress)  # fmt: skip
-        critic_mse = fit_critic(policy, trajs, bc_config, rng=rng)
-        train_seconds = time.perf_counter() - t0
-        path = save_policy(
-            policy, folder / "policies" / f"bc_{name}.pt", config, env=env, gamma=bc_config.gamma
-        )
+        policy, entry = clone_policy(
+            env, trajs, selection, folder / "policies" / f"bc_{name}.pt",
+            policy_config=config, bc_config=bc_config, seed=args.seed + i,
+            log_dir=str(folder / "tb" / f"bc_{name}"), progress=args.progress,
+        )  # fmt: skip
         runs = run_episodes(env, policy, eval_seeds, desc=f"eval BC {name}", progress=args.progress)
         targets = args.experts if name == "combined" else (name,)
-        entry = {
-            "path": str(path),
-            "demonstrations": len(trajs),
-            "transitions": int(sum(len(t.acts) for t in trajs)),
-            "train_seconds": train_seconds,
-            "action_error_before": error_before,
-            "action_error_after": action_error(policy, trajs),
-            "best_epoch": fit.best_epoch,
-            "selection_action_errors": list(fit.validation_errors),
-            "log_std": float(policy.log_std.mean()) if hasattr(policy, "log_std") else None,
-            "critic_mse": critic_mse,
-            "vs_expert": {n: compare(runs, expert_runs[n]) for n in targets},
-            "inference": inference_cost(runs),
-        }
+        entry["vs_expert"] = {n: compare(runs, expert_runs[n]) for n in targets}
+        entry["inference"] = inference_cost(runs)
         report["policies"][name] = entry
         for n, c in entry["vs_expert"].items():
             writer.add_scalar(

@@ -5,7 +5,14 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from agents.bc import BCConfig, action_error, discounted_returns, fit_critic, train_actor
+from agents.bc import (
+    BCConfig,
+    action_error,
+    clone_policy,
+    discounted_returns,
+    fit_critic,
+    train_actor,
+)
 from agents.policy import (
     PolicyConfig,
     load_policy,
@@ -43,6 +50,26 @@ def test_bc_reduces_action_error_well_below_untrained(tiny):
                 progress_bar=False)  # fmt: skip
     after = action_error(policy, trajs)
     assert after < 0.2 * before and after < 0.25, (before, after)
+
+
+def test_clone_policy_saves_a_fitted_policy_for_its_env(tiny, tmp_path):
+    env, trajs = tiny
+    cfg = BCConfig(epochs=40, batch_size=16, critic_epochs=5)
+    policy, record = clone_policy(env, trajs[:3], trajs[3:], tmp_path / "bc.pt",
+                                  policy_config=SMALL, bc_config=cfg, seed=2, progress=False)  # fmt: skip
+    assert record["path"] == str(tmp_path / "bc.pt")
+    assert (record["demonstrations"], record["transitions"]) == (3, 3 * 8)  # 64 / 8 actions
+    assert len(record["selection_action_errors"]) == 40
+    assert record["selection_action_errors"][record["best_epoch"] - 1] == min(
+        record["selection_action_errors"]
+    )
+    assert record["action_error_after"] == action_error(policy, trajs[:3])
+    assert record["action_error_after"] < 0.5 * record["action_error_before"]
+    loaded = load_policy(record["path"], env)
+    obs = np.stack([t.obs[0] for t in trajs])
+    np.testing.assert_array_equal(
+        loaded.predict(obs, deterministic=True)[0], policy.predict(obs, deterministic=True)[0]
+    )
 
 
 def test_critic_fit_reduces_value_error(tiny):
