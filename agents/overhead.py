@@ -35,7 +35,9 @@ def scheduler_overhead(
       (only when the trainee clips; otherwise ``learned`` and ``baseline`` are those).
 
     In each iteration the LR-control calls are timed apart from the rest (data, forward,
-    backward, ``optimizer.step()``); evaluations are excluded from both. The scheduler's
+    backward, ``optimizer.step()``), in two parts: after ``backward()`` (``observe``, or
+    ``clip_grad_norm_``) and after ``optimizer.step()`` (``report_val_loss`` and ``step``
+    with the policy's forward pass, or ``LambdaLR.step``); evaluations are excluded. The scheduler's
     gross cost is its calls' time; its net cost subtracts the baseline's control time,
     which the scheduler's calls replace.
     """
@@ -59,8 +61,9 @@ def scheduler_overhead(
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
             )
-        control_s: list[float] = []
         train_s: list[float] = []
+        after_backward_s: list[float] = []  # observe (and its clipping), or clip_grad_norm_
+        after_optimizer_s: list[float] = []  # report_val_loss + step (the policy), or LambdaLR
         for step in range(1, total + 1):
             t0 = time.perf_counter()
             model.train()
@@ -85,11 +88,15 @@ def scheduler_overhead(
             sched.step()
             t4 = time.perf_counter()
             train_s.append((t1 - t0) + (t3 - t2))
-            control_s.append((t2 - t1) + (t4 - t3b))
+            after_backward_s.append(t2 - t1)
+            after_optimizer_s.append(t4 - t3b)
+        control_s = [a + b for a, b in zip(after_backward_s, after_optimizer_s, strict=True)]
         runs[mode] = {
             "train_ms_per_step": 1e3 * statistics.fmean(train_s),
             "control_ms_per_step": 1e3 * statistics.fmean(control_s),
             "control_ms_per_step_median": 1e3 * statistics.median(control_s),
+            "after_backward_ms_per_step": 1e3 * statistics.fmean(after_backward_s),
+            "after_optimizer_ms_per_step": 1e3 * statistics.fmean(after_optimizer_s),
         }
     train_ms = runs["learned"]["train_ms_per_step"]
     out: dict[str, Any] = {

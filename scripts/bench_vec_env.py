@@ -158,6 +158,13 @@ def main(args: Args) -> dict:
             ]
             if pts:
                 panel.series[m] = tuple(np.array(pts).T.tolist())
+        ceiling = [
+            (r["k"], r["ceiling_steps_per_second"])
+            for r in rows
+            if r["env_id"] == env_id and "ceiling_steps_per_second" in r
+        ]
+        if ceiling:  # what the batched method could reach if only its arithmetic cost
+            panel.series["batched floor's ceiling"] = tuple(np.array(ceiling).T.tolist())
         panels.append(panel)
     save_panels(Path(args.out).with_suffix(".png"), panels, title=f"vectorised envs on {device}")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")

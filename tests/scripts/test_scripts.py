@@ -254,3 +254,7 @@ def test_bench_scheduler_times_both_loops(tmp_path):
         assert r["net_ms_per_step" + suffix] == pytest.approx(gross - base)
         assert r["fraction" + suffix] == pytest.approx(gross / r["train_ms_per_step"])
         assert gross > 0 and base > 0
+    for run in r["runs"].values():
+        assert run["control_ms_per_step"] == pytest.approx(
+            run["after_backward_ms_per_step"] + run["after_optimizer_ms_per_step"]
+        )
