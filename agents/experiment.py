@@ -79,3 +79,18 @@ def markdown_table(summaries: dict[str, dict[str, dict[str, float]]]) -> str:
         ]
         lines.append(f"| {run} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def mean_curves(
+    rows: Sequence[dict[str, Any]], key: str
+) -> dict[str, tuple[list[int], list[float]]]:
+    """Per run type (``row["run"]``), the mean over seeds of ``row[key]`` at each step."""
+    out = {}
+    for run in dict.fromkeys(r["run"] for r in rows):
+        by_step: dict[int, list[float]] = {}
+        for r in rows:
+            if r["run"] == run:
+                by_step.setdefault(r["step"], []).append(r[key])
+        steps = sorted(by_step)
+        out[run] = (steps, [float(np.mean(by_step[s])) for s in steps])
+    return out

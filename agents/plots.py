@@ -6,6 +6,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -134,3 +135,14 @@ def schedule_panels(
         lr.series[label] = (steps, lrs)
         val.series[label] = (steps, val_losses)
     return [lr, val]
+
+
+def save_episode_schedules(path: str | Path, runs: dict[str, Any], title: str = "") -> Path:
+    """:func:`schedule_panels` of env episodes (``envs.rollout.Episode``), saved with CSV.
+
+    ``runs`` maps a label to an episode (with ``steps``, ``lrs``, ``val_losses`` and
+    ``seed``; all on the seed of the first).
+    """
+    seed = next(iter(runs.values())).seed
+    curves = {label: (r.steps, r.lrs, r.val_losses) for label, r in runs.items()}
+    return save_panels(path, schedule_panels(curves, seed), title=title)

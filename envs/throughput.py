@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,60 @@ def measure_throughput(vec: VecEnv, n_steps: int, seed: int = 0) -> dict[str, fl
         "optimizer_steps": optimizer_steps,
         "steps_per_second": optimizer_steps / seconds,
     }
+
+
+def measure_once(method: str, env_id: str, k: int, options: dict, env_steps: int) -> dict:
+    """One measurement of K envs run by ``method`` (in this process; see ``make_vec``)."""
+    vec = make_vec(method, env_id, k, options)
+    try:
+        return measure_throughput(vec, env_steps)
+    finally:
+        vec.close()
+
+
+def measure_methods(
+    env_id: str, k: int, methods: Sequence[str], options: dict, env_steps: int, *,
+    repeats: int = 3, memory: bool = True, floor: bool = True,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per method: median optimizer steps/s of ``repeats`` measurements.
+
+    The measurements are interleaved (method by method, ``repeats`` times), so slow
+    drifts of the machine hit every method. Each row also has the memory per env
+    (``memory``) and, for the batched method, its :func:`batched_floor` (``floor``).
+    """
+    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    for _ in range(repeats):
+        for m in methods:
+            runs[m].append(measure_once(m, env_id, k, options, env_steps))
+    rows = []
+    for m, results in runs.items():
+        row = {
+            "env_id": env_id,
+            "method": m,
+            "k": k,
+            "steps_per_second": statistics.median(r["steps_per_second"] for r in results),
+            "all_steps_per_second": [r["steps_per_second"] for r in results],
+            "memory_mb_per_env": memory_per_env(m, env_id, k, options) if memory else None,
+            "optimizer_steps": results[0]["optimizer_steps"],
+        }
+        if m == "batched" and floor:
+            row |= batched_floor(env_id, k, options)
+        rows.append(row)
+    return rows
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> None:
+    """Each row's steps/s (and floor ceiling) over one single env of its id, when measured."""
+    single = {
+        r["env_id"]: r["steps_per_second"] for r in rows if r["method"] == "single" and r["k"] == 1
+    }
+    for row in rows:
+        base = single.get(row["env_id"])
+        row["speedup_vs_single_env"] = row["steps_per_second"] / base if base else None
+        if "ceiling_steps_per_second" in row:
+            row["ceiling_speedup_vs_single_env"] = (
+                row["ceiling_steps_per_second"] / base if base else None
+            )
 
 
 def batched_floor(env_id: str, k: int, options: dict, repeats: int = 30) -> dict[str, Any]:

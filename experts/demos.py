@@ -23,7 +23,7 @@ from imitation.data.types import TrajectoryWithRew
 
 from envs.rollout import Episode, run_episodes
 from experts.policy import SchedulePolicy
-from experts.schedules import Schedule
+from experts.schedules import Schedule, make_schedule
 from trainees.files import atomic_write_bytes
 
 
@@ -132,3 +132,25 @@ def collect_or_load(
     save_demonstrations(folder, episodes, expert=policy.schedule, env_id=env_id,
                         env_kwargs=env_kwargs)  # fmt: skip
     return [to_trajectory(e) for e in episodes]
+
+
+def collect_experts(
+    folder: str | Path,
+    experts: Sequence[str],
+    env: gym.Env,
+    seeds: Sequence[int],
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    progress: bool = False,
+) -> dict[str, list[TrajectoryWithRew]]:
+    """Demonstrations of each named expert schedule on ``seeds``, in ``folder/<expert>``.
+
+    Each expert's are collected and saved, or reused, by :func:`collect_or_load`.
+    """
+    out = {}
+    for name in experts:
+        expert = SchedulePolicy(make_schedule(name), env.action_space)
+        out[name] = collect_or_load(Path(folder) / name, expert, env, seeds, env_id=env_id,
+                                    env_kwargs=env_kwargs, progress=progress)  # fmt: skip
+    return out

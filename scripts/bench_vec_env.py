@@ -18,7 +18,6 @@ it is measured up to ``--max-subproc-k`` only.
 from __future__ import annotations
 
 import os
-import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,13 +27,7 @@ import torch
 import tyro
 
 from agents.plots import Panel, save_panels
-from envs.throughput import (
-    METHODS,
-    batched_floor,
-    make_vec,
-    measure_throughput,
-    memory_per_env,
-)
+from envs.throughput import METHODS, add_speedups, measure_methods
 from trainees.batched import BATCHED_TRAINEES
 from trainees.files import write_json
 
@@ -71,15 +64,6 @@ class Args:
     out: str = "runs/bench/vec_env.json"
 
 
-def measure(method: str, env_id: str, k: int, options: dict, env_steps: int) -> dict:
-    """One measurement of optimizer steps per second (in this process)."""
-    vec = make_vec(method, env_id, k, options)
-    try:
-        return measure_throughput(vec, env_steps)
-    finally:
-        vec.close()
-
-
 def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
     options = {"dataset": args.image_dataset} if "MLP" in env_id else {}
     trainee = gym.spec(env_id).kwargs["trainee"]
@@ -91,27 +75,13 @@ def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
             if not (m == "batched" and trainee not in BATCHED_TRAINEES)
             and not (m == "subproc" and k > args.max_subproc_k)
         ]
-        runs: dict[str, list[dict]] = {m: [] for m in methods}
-        for _ in range(args.repeats):  # interleaved: slow drifts of the machine hit all
-            for m in methods:
-                runs[m].append(measure(m, env_id, k, options, env_steps))
-        for m, results in runs.items():
-            row = {
-                "env_id": env_id,
-                "method": m,
-                "k": k,
-                "steps_per_second": statistics.median(r["steps_per_second"] for r in results),
-                "all_steps_per_second": [r["steps_per_second"] for r in results],
-                "memory_mb_per_env": memory_per_env(m, env_id, k, options) if args.memory else None,
-                "optimizer_steps": results[0]["optimizer_steps"],
-            }
-            if m == "batched" and args.floor:
-                row |= batched_floor(env_id, k, options)
+        for row in measure_methods(env_id, k, methods, options, env_steps, repeats=args.repeats,
+                                   memory=args.memory, floor=args.floor):  # fmt: skip
             rows.append(row)
             ceiling = row.get("ceiling_steps_per_second")
             print(
-                f"{env_id:20s} {m:8s} K={k:3d} {row['steps_per_second']:8.0f} steps/s "
-                f"{row['memory_mb_per_env'] or 0:7.1f} MB/env"
+                f"{env_id:20s} {row['method']:8s} K={k:3d} {row['steps_per_second']:8.0f} "
+                f"steps/s {row['memory_mb_per_env'] or 0:7.1f} MB/env"
                 + (f"  (floor: at most {ceiling:6.0f} steps/s)" if ceiling else ""),
                 flush=True,
             )
@@ -127,16 +97,7 @@ def main(args: Args) -> dict:
     rows = []
     for env_id, steps in zip(args.env_ids, args.env_steps, strict=True):
         rows += bench(env_id, steps, args)
-    single = {
-        r["env_id"]: r["steps_per_second"] for r in rows if r["method"] == "single" and r["k"] == 1
-    }
-    for row in rows:  # speed-up over one single env of the same id, when measured
-        base = single.get(row["env_id"])
-        row["speedup_vs_single_env"] = row["steps_per_second"] / base if base else None
-        if "ceiling_steps_per_second" in row:
-            row["ceiling_speedup_vs_single_env"] = (
-                row["ceiling_steps_per_second"] / base if base else None
-            )
+    add_speedups(rows)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = {
         "args": asdict(args),

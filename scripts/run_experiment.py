@@ -5,7 +5,8 @@ each run type trains the GPT on several seeds. A Q-learning run type keeps one t
 across its seeds, so the agent learns over successive training runs. Writes per dataset
 ``results_<dataset>.json``, ``results_<dataset>.md`` (mean ± standard error over seeds),
 ``runs_<dataset>.csv`` (LR, train and validation loss of every run) and the plots
-``train_loss_<dataset>.png``, ``val_loss_<dataset>.png`` and ``lr_<dataset>.png``::
+``train_loss_<dataset>.png``, ``val_loss_<dataset>.png`` and ``lr_<dataset>.png`` (means
+over seeds per run type, each with its CSV)::
 
     python scripts/run_experiment.py --seeds 3
 """
@@ -15,17 +16,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import gymnasium as gym
-import matplotlib
-import tyro
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
+import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.experiment import RUN_TYPES, markdown_table, run_options, summarize
+from agents.experiment import RUN_TYPES, markdown_table, mean_curves, run_options, summarize
+from agents.plots import Panel, save_panels
 from agents.qlearning import QLearningAgent, QLearningConfig, learn_episode
 from envs.options import EnvOptions
 from envs.rollout import run_episode
@@ -74,25 +71,6 @@ def make_agent(run: dict, seed: int) -> QLearningAgent:
     return QLearningAgent(3, QLearningConfig(**{k: run[k] for k in keys if k in run}), seed)
 
 
-def plot(rows: list[dict], key: str, path, ylabel: str, log: bool) -> None:
-    """Mean over seeds of ``key`` per run type, against optimizer steps."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for run in dict.fromkeys(r["run"] for r in rows):
-        by_step: dict[int, list[float]] = {}
-        for r in rows:
-            if r["run"] == run:
-                by_step.setdefault(r["step"], []).append(r[key])
-        steps = sorted(by_step)
-        ax.plot(steps, [np.mean(by_step[s]) for s in steps], label=run)
-    ax.set(xlabel="optimizer step", ylabel=ylabel, title=path.stem)
-    if log:
-        ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def run_dataset(
     dataset: str, preset: str, args: Args, folder, writer: SummaryWriter
 ) -> dict | None:
@@ -137,9 +115,12 @@ def run_dataset(
     )
     atomic_write_text(folder / f"results_{dataset}.md", table + "\n")
     write_csv(folder / f"runs_{dataset}.csv", rows)
-    plot(rows, "train_loss", folder / f"train_loss_{dataset}.png", "train loss (minibatch)", True)
-    plot(rows, "val_loss", folder / f"val_loss_{dataset}.png", "validation loss", True)
-    plot(rows, "lr", folder / f"lr_{dataset}.png", "learning rate", True)
+    for key, label in (("train_loss", "train loss (minibatch)"), ("val_loss", "validation loss"),
+                       ("lr", "learning rate")):  # fmt: skip
+        panel = Panel(
+            f"{key}_{dataset}", "optimizer step", label, mean_curves(rows, key), logy=True
+        )
+        save_panels(folder / f"{key}_{dataset}.png", [panel])
     print(table)
     return results
 

@@ -17,19 +17,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-import gymnasium as gym
 import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.bc import BCConfig, clone_policy
 from agents.evaluation import compare, inference_cost
-from agents.plots import save_panels, schedule_panels
+from agents.plots import save_episode_schedules
 from agents.policy import PolicyConfig
 from agents.seeds import take
 from agents.tensorboard import log_hyperparameters
 from envs.options import EnvOptions
-from envs.rollout import Episode, run_episodes
-from experts.demos import collect_or_load
+from envs.rollout import run_episodes
+from experts.demos import collect_experts
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
 from trainees.files import run_dir, write_json
@@ -79,31 +78,6 @@ class Args:
 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
 
 
-def demonstrations(args: Args, env: gym.Env, folder: Path, seeds: list[int]) -> dict[str, list]:
-    """Trajectories per expert on ``seeds``, loaded from or saved to ``folder/<expert>``."""
-    return {
-        name: collect_or_load(
-            folder / name,
-            SchedulePolicy(make_schedule(name), env.action_space),
-            env,
-            seeds,
-            env_id=args.env,
-            env_kwargs=args.options.kwargs(),
-            progress=args.progress,
-        )
-        for name in args.experts
-    }
-
-
-def plot_policy(path: Path, name: str, policy_run: Episode, experts: dict[str, Episode]) -> None:
-    """LR and validation loss over training, policy vs expert(s); data saved beside as CSV."""
-    curves = {f"BC {name}": policy_run} | {f"ref:expert {n}": e for n, e in experts.items()}
-    panels = schedule_panels(
-        {label: (r.steps, r.lrs, r.val_losses) for label, r in curves.items()}, policy_run.seed
-    )
-    save_panels(path, panels, title=f"{name}: held-out seed {policy_run.seed}")
-
-
 def main(args: Args) -> dict:
     """Collect demonstrations, clone, evaluate; write policies, metrics, plots."""
     unknown = sorted(set(args.experts) - set(SCHEDULES))
@@ -113,25 +87,21 @@ def main(args: Args) -> dict:
     env = args.options.make(args.env)
     print(f"run folder {folder}")
     root = Path(args.demos) if args.demos else folder / "demos"
-    demos = demonstrations(args, env, root, take("demonstrations", args.demo_episodes))
-    held = demonstrations(
-        args, env, root / "selection", take("model_selection", args.selection_episodes)
-    )
+    demos, held = (
+        collect_experts(sub, args.experts, env, take(role, n), env_id=args.env,
+                        env_kwargs=args.options.kwargs(), progress=args.progress)
+        for sub, role, n in ((root, "demonstrations", args.demo_episodes),
+                             (root / "selection", "model_selection", args.selection_episodes))
+    )  # fmt: skip
     datasets = {name: (demos[name], held[name]) for name in args.experts}
     if args.combined and len(args.experts) > 1:
         datasets["combined"] = tuple(
             [t for name in args.experts for t in part[name]] for part in (demos, held)
         )
 
-    config, bc_config = (
-        PolicyConfig(),
-        BCConfig(
-            epochs=args.epochs,
-            critic_epochs=args.critic_epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-        ),
-    )
+    config = PolicyConfig()
+    bc_config = BCConfig(epochs=args.epochs, critic_epochs=args.critic_epochs,
+                         batch_size=args.batch_size, lr=args.lr)  # fmt: skip
     eval_seeds = take("held_out", args.eval_episodes)
     expert_runs = {
         n: run_episodes(env, SchedulePolicy(make_schedule(n), env.action_space), eval_seeds,
@@ -161,8 +131,9 @@ def main(args: Args) -> dict:
                 f"best val {c['policy_best_val_mean']:.4f} (expert {c['expert_best_val_mean']:.4f}"
                 f" ± {c['expert_best_val_std']:.4f})  within spread: {c['within_spread']}"
             )
-        plot_policy(folder / "plots" / f"bc_{name}", name, runs[0],
-                    {n: expert_runs[n][0] for n in targets})  # fmt: skip
+        curves = {f"BC {name}": runs[0]} | {f"ref:expert {n}": expert_runs[n][0] for n in targets}
+        save_episode_schedules(folder / "plots" / f"bc_{name}", curves,
+                               title=f"{name}: held-out seed {runs[0].seed}")  # fmt: skip
     writer.close()
     write_json(folder / "metrics.json", report)
     print(f"wrote {folder / 'metrics.json'}")

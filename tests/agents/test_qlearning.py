@@ -116,3 +116,15 @@ def test_experiment_summary_and_table():
                       reward="val_improvement")  # fmt: skip
     assert kw["action_type"] == "discrete" and kw["steps_per_action"] == kw["eval_every"] == 10
     assert kw["reward"] == "val_improvement" and kw["initial_lr_mult"] == 0.3
+
+
+def test_experiment_mean_curves_average_seeds_per_run_type():
+    from agents.experiment import mean_curves
+
+    rows = [
+        {"run": "a", "seed": 0, "step": 16, "lr": 1.0},
+        {"run": "a", "seed": 1, "step": 16, "lr": 3.0},
+        {"run": "b", "seed": 0, "step": 32, "lr": 5.0},
+        {"run": "a", "seed": 0, "step": 8, "lr": 4.0},
+    ]
+    assert mean_curves(rows, "lr") == {"a": ([8, 16], [4.0, 2.0]), "b": ([32], [5.0])}

@@ -194,6 +194,7 @@ def test_run_experiment_tiny(tmp_path, monkeypatch):
     assert "| qlearning |" in (folder / "results_shakespeare_char.md").read_text()
     for name in ("train_loss", "val_loss", "lr"):
         assert (folder / f"{name}_shakespeare_char.png").stat().st_size > 1000
+        assert (folder / f"{name}_shakespeare_char.csv").is_file()
     with open(folder / "runs_shakespeare_char.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 2  # 2 run types x 2 seeds x 2 actions

@@ -1,0 +1,36 @@
+"""envs.throughput: speed-ups over one single env, and one interleaved measurement."""
+
+from __future__ import annotations
+
+import pytest
+
+from envs.throughput import add_speedups, measure_methods
+
+
+def test_speedups_are_over_the_single_env_of_the_same_id():
+    rows = [
+        {"env_id": "A", "method": "single", "k": 1, "steps_per_second": 100.0},
+        {"env_id": "A", "method": "batched", "k": 8, "steps_per_second": 250.0,
+         "ceiling_steps_per_second": 400.0},
+        {"env_id": "A", "method": "single", "k": 8, "steps_per_second": 90.0},
+        {"env_id": "B", "method": "subproc", "k": 2, "steps_per_second": 30.0},
+    ]  # fmt: skip
+    add_speedups(rows)
+    assert [r["speedup_vs_single_env"] for r in rows] == [1.0, 2.5, 0.9, None]
+    assert rows[1]["ceiling_speedup_vs_single_env"] == 4.0
+    assert "ceiling_speedup_vs_single_env" not in rows[0]
+
+
+def test_measure_methods_interleaves_and_reports_the_batched_floor():
+    rows = measure_methods("LRSchedule-Quadratic-v0", 2, ["batched", "single"], {}, 1,
+                           repeats=2, memory=False)  # fmt: skip
+    assert [(r["method"], r["k"], r["optimizer_steps"]) for r in rows] == [
+        ("batched", 2, 16),  # 1 env step of 8 optimizer steps, 2 envs
+        ("single", 2, 16),
+    ]
+    for r in rows:
+        assert len(r["all_steps_per_second"]) == 2 and r["memory_mb_per_env"] is None
+        assert r["steps_per_second"] == pytest.approx(sum(r["all_steps_per_second"]) / 2)
+    floor = rows[0]
+    assert floor["floor_ms_per_step"] == pytest.approx(sum(floor["floor_parts_ms"].values()))
+    assert "floor_ms_per_step" not in rows[1]
