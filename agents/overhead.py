@@ -37,9 +37,9 @@ def scheduler_overhead(
     In each iteration the LR-control calls are timed apart from the rest (data, forward,
     backward, ``optimizer.step()``), in two parts: after ``backward()`` (``observe``, or
     ``clip_grad_norm_``) and after ``optimizer.step()`` (``report_val_loss`` and ``step``
-    with the policy's forward pass, or ``LambdaLR.step``); evaluations are excluded. The scheduler's
-    gross cost is its calls' time; its net cost subtracts the baseline's control time,
-    which the scheduler's calls replace.
+    with the policy's forward pass, or ``LambdaLR.step``); evaluations are excluded. The
+    scheduler's gross cost is its calls' time; its net cost subtracts the baseline's
+    control time, which the scheduler's calls replace.
     """
     clip = trainee.config.grad_clip
     total = trainee.total_steps

@@ -1,10 +1,11 @@
 """Cost of the drop-in LearnedLRScheduler per optimizer step, as a fraction of the trainee's.
 
-Trains each trainee for two whole runs in a plain PyTorch loop
+Trains each trainee for four whole runs in a plain PyTorch loop
 (``agents.overhead.scheduler_overhead``): one driven by the scheduler (a policy file,
 or by default a freshly built transformer policy of the default size: inference costs
-the same trained or not), whose ``observe(loss, max_norm=...)`` also clips, and one with
-``clip_grad_norm_`` and a cosine ``LambdaLR``. Reports the scheduler's calls per step
+the same trained or not), whose ``observe(loss, max_norm=...)`` also clips, one with
+``clip_grad_norm_`` and a cosine ``LambdaLR``, and both again without clipping. Reports
+the scheduler's calls per step
 (gross) and that minus the calls they replace (net), and writes a JSON::
 
     python scripts/bench_scheduler.py                       # GPT-tiny and the MLP
