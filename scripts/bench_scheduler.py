@@ -5,8 +5,8 @@ Trains each trainee for four whole runs in a plain PyTorch loop
 or by default a freshly built transformer policy of the default size: inference costs
 the same trained or not), whose ``observe(loss, max_norm=...)`` also clips, one with
 ``clip_grad_norm_`` and a cosine ``LambdaLR``, and both again without clipping. Reports
-the scheduler's calls per step
-(gross) and that minus the calls they replace (net), and writes a JSON::
+the scheduler's calls per step (gross) and that minus the calls they replace (net), and
+writes a JSON::
 
     python scripts/bench_scheduler.py                       # GPT-tiny and the MLP
     python scripts/bench_scheduler.py --policy runs/.../policies/bc_cosine.pt
