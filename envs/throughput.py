@@ -23,6 +23,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from envs.vec_env import make_batched_vec_env
+from trainees.batched import grouped_product
 
 METHODS = ("batched", "single", "subproc")
 
@@ -113,7 +114,8 @@ def batched_floor(env_id: str, k: int, options: dict, repeats: int = 30) -> dict
     Each part is timed alone (median of ``repeats``) at the shapes of the real step:
     ``products``, the matrix products of every linear layer (the forward product, the
     weight-gradient product, and the input-gradient product of every layer but the
-    first); ``adamw``, one ``BatchedAdamW`` step of the K models; ``evaluation``, one
+    first; ``trainees.batched.grouped_product``, as the step computes them);
+    ``adamw``, one ``BatchedAdamW`` step of the K models; ``evaluation``, one
     evaluation of the K models divided by ``eval_every``. The real step also gathers
     the batches, applies activations and the loss, computes the gradient norms, clips,
     and runs the K envs' bookkeeping. ``ceiling_steps_per_second`` is K / the floor.
@@ -138,10 +140,10 @@ def batched_floor(env_id: str, k: int, options: dict, repeats: int = 30) -> dict
                 rand(k, b, n_out),
                 rand(k, n_out),
             )
-            products.append(functools.partial(torch.baddbmm, bias[:, None], x, w.transpose(1, 2)))
-            products.append(functools.partial(torch.bmm, gy.transpose(1, 2), x))
+            products.append(functools.partial(grouped_product, "addmm", bias, x, w.transpose(1, 2)))
+            products.append(functools.partial(grouped_product, "mm", gy.transpose(1, 2), x))
             if i > 0:
-                products.append(functools.partial(torch.bmm, gy, w))
+                products.append(functools.partial(grouped_product, "mm", gy, w))
         grads, lrs = 1e-3 * rand(*batched.weights.shape), np.full(k, batched.config.base_lr)
         everyone = np.arange(k)
         parts = {

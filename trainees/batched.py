@@ -5,8 +5,9 @@ most of it Python and kernel-launch overhead. :class:`BatchedTrainee` keeps the 
 of K models of one architecture as the rows of one ``(K, n_weights)`` tensor and runs
 one optimizer step of all of them with a handful of batched kernels: the forward pass
 as batched matrix products (the grouped form of a stack of ``nn.Linear`` layers), one
-backward pass, and :class:`BatchedAdamW` over the whole tensor. Model ``k`` is trained
-exactly as the single trainee with the same seed would train it:
+backward pass, and :class:`BatchedAdamW` (the single trainee's fused AdamW kernel, per
+model). Model ``k`` is trained exactly as the single trainee with the same seed would
+train it:
 
 - its initial weights and data order come from its own replica of the single trainee
   (with its own ``torch.Generator``), seeded by ``reset(k, seed)``;
@@ -16,8 +17,10 @@ exactly as the single trainee with the same seed would train it:
 - its own divergence: a model with a non-finite loss or gradient skips its update, as
   the single trainee does, and the others are untouched.
 
-Only float reassociation differs from the single trainee (tested: losses and gradient
-norms equal to 1e-5 relative over 200 steps). :meth:`BatchedTrainee.slot` gives model
+Its gradients and weights are bit-identical to the single run's (each product rounds as
+the per-model product does, and the AdamW kernel is the same); only its minibatch loss
+is averaged in another order (tested over 200 steps: gradient norms equal, losses to
+1e-6 relative). :meth:`BatchedTrainee.slot` gives model
 ``k`` behind the ``Trainee`` interface, which is how ``envs`` serves K episodes as one
 vector env.
 
@@ -28,6 +31,7 @@ not kept (see README, "Batched trainees").
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,10 +56,18 @@ class BatchedAdamW:
     """AdamW for K models whose weights are the rows of one ``(K, n)`` tensor.
 
     The update of ``torch.optim.AdamW`` (decoupled weight decay, no AMSGrad), applied to
-    every model ``k`` with its own learning rate, with the same float32 operations and
-    the same float64 scalars (tested: equal to it to 1e-6; bit-identical in practice).
-    A model left out of a step keeps its weights, moments and step count, as a single
-    trainee's optimizer does when a diverged step skips ``optimizer.step()``.
+    every model ``k`` with its own learning rate. A model left out of a step keeps its
+    weights, moments and step count, as a single trainee's optimizer does when a
+    diverged step skips ``optimizer.step()``. Two forms of the same update:
+
+    - ``fused`` (the default on a CPU): per model and decay group, one call of the fused
+      kernel that ``torch.optim.AdamW(fused=True)`` (the single trainees' optimizer)
+      runs, over views of the model's row: one pass over the weights, gradients and
+      moments instead of eight, bit-identical to it (tested).
+    - vectorised (the default on a GPU, where 2K kernel launches per step would cost
+      more than the passes): eight elementwise kernels over all K rows at once, with the
+      float32 operations and float64 scalars of ``torch.optim.AdamW``'s for-loop form
+      (tested: equal to it to 1e-6; to the fused form, within an ulp per step).
 
     Args:
         params: ``(K, n)`` weights, updated in place.
@@ -63,6 +75,14 @@ class BatchedAdamW:
         weight_decay: their decay.
         betas: the moment decay rates.
         eps: added to the denominator.
+        fused: which form; None picks ``fused`` on a CPU.
+        sizes: the number of weights of each parameter, in column order; ``step`` takes
+            the gradients as one ``(m, n)`` tensor or as one ``(m, *shape)`` tensor per
+            parameter. Default: one parameter per run of ``decayed``.
+
+    Raises:
+        ValueError: shapes that do not match, or ``sizes`` that do not split ``n`` into
+            parameters each wholly decayed or not.
     """
 
     def __init__(
@@ -72,48 +92,107 @@ class BatchedAdamW:
         weight_decay: float,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        fused: bool | None = None,
+        sizes: Sequence[int] | None = None,
     ) -> None:
-        if params.dim() != 2 or decayed.shape != params.shape[1:]:
+        n = params.shape[-1]
+        if params.dim() != 2 or decayed.shape != (n,):
             raise ValueError(
                 f"params must be (K, n) and decayed (n,); got {tuple(params.shape)} "
                 f"and {tuple(decayed.shape)}"
             )
         self.params, self.weight_decay = params, weight_decay
-        # the decayed weights as runs of columns, multiplied in place (no (K, n) temporary)
-        flags = (
-            np.concatenate([[0], decayed.cpu().numpy().astype(np.int8), [0]])
-            if weight_decay
-            else np.zeros(2)
-        )
-        edges = np.flatnonzero(np.diff(flags))
-        self._decayed_ranges = [
-            (int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)
-        ]
         self.betas, self.eps = betas, eps
+        self.fused = params.device.type == "cpu" if fused is None else fused
+        flags = decayed.cpu().numpy().astype(bool) & bool(weight_decay)
+        # the runs of decayed and undecayed columns (the vectorised form decays these)
+        bounds = [0, *(np.flatnonzero(np.diff(flags)) + 1).tolist(), n]
+        self._runs = [(a, b, bool(flags[a])) for a, b in itertools.pairwise(bounds)]
+        # the parameters (the fused form's tensors), each wholly decayed or not
+        if sizes is None:
+            sizes = [b - a for a, b, _ in self._runs]
+        ends = np.cumsum([int(size) for size in sizes]).tolist()
+        self._blocks = list(itertools.pairwise([0, *ends]))
+        if ends[-1:] != [n] or any(
+            b <= a or flags[a:b].any() != flags[a:b].all() for a, b in self._blocks
+        ):
+            raise ValueError(
+                f"sizes={list(sizes)!r} is invalid; expected positive sizes summing to n={n}, "
+                "each parameter wholly decayed or not"
+            )
         self.exp_avg = torch.zeros_like(params)
         self.exp_avg_sq = torch.zeros_like(params)
         self.steps = np.zeros(params.shape[0], dtype=np.int64)
+        # as torch.optim.AdamW(fused=True): each model's step count as a float32 tensor
+        self._step_counts = torch.zeros(params.shape[0], device=params.device)
+        # per model, per decay group: its weight decay, parameters, views of its weights,
+        # moments and step count (built once: the kernel takes lists of tensors)
+        groups = [
+            (decay, [i for i, (a, _) in enumerate(self._blocks) if flags[a] == on])
+            for decay, on in ((weight_decay, True), (0.0, False))
+        ]
+        self._groups = [
+            [
+                (
+                    decay,
+                    blocks,
+                    *(
+                        [t[k, slice(*self._blocks[i])] for i in blocks]
+                        for t in (params, self.exp_avg, self.exp_avg_sq)
+                    ),
+                    [self._step_counts[k]] * len(blocks),
+                )
+                for decay, blocks in groups
+                if blocks
+            ]
+            for k in range(params.shape[0])
+        ]
 
     def reset(self, k: int) -> None:
         """Fresh state for model ``k`` (zero moments, step 0)."""
         self.exp_avg[k].zero_()
         self.exp_avg_sq[k].zero_()
         self.steps[k] = 0
+        self._step_counts[k] = 0
 
     @torch.no_grad()
-    def step(self, grads: torch.Tensor, lrs: np.ndarray, index: np.ndarray) -> None:
+    def step(
+        self, grads: torch.Tensor | Sequence[torch.Tensor], lrs: np.ndarray, index: np.ndarray
+    ) -> None:
         """One AdamW step of the models ``index`` (ascending), with their ``grads``.
 
         Args:
-            grads: ``(len(index), n)`` gradients, models in ``index`` order.
+            grads: ``(len(index), n)`` gradients, models in ``index`` order, or one
+                ``(len(index), *shape)`` tensor per parameter (see ``sizes``).
             lrs: ``(K,)`` learning rate of every model (only ``lrs[index]`` is used).
             index: the models that step; the others are untouched.
         """
         index = np.asarray(index, dtype=np.int64)
-        beta1, beta2 = self.betas
+        lrs = np.asarray(lrs, dtype=np.float64)
         self.steps[index] += 1
+        if not self.fused:
+            if not isinstance(grads, torch.Tensor):
+                grads = torch.cat([g.flatten(1) for g in grads], 1)
+            self._vectorised_step(grads, lrs, index)
+            return
+        if isinstance(grads, torch.Tensor):
+            blocks = [grads[:, a:b] for a, b in self._blocks]
+        else:
+            blocks = [g.flatten(1) for g in grads]
+        self._step_counts.copy_(torch.from_numpy(self.steps))
+        beta1, beta2 = self.betas
+        for j, k in enumerate(index.tolist()):
+            for decay, params, p, m, v, steps in self._groups[k]:
+                torch._fused_adamw_(
+                    p, [blocks[i][j] for i in params], m, v, [], steps,
+                    lr=float(lrs[k]), beta1=beta1, beta2=beta2, weight_decay=decay,
+                    eps=self.eps, amsgrad=False, maximize=False,
+                )  # fmt: skip
+
+    def _vectorised_step(self, grads: torch.Tensor, lrs: np.ndarray, index: np.ndarray) -> None:
+        beta1, beta2 = self.betas
         steps = self.steps[index].astype(np.float64)
-        lr = np.asarray(lrs, dtype=np.float64)[index]
+        lr = lrs[index]
         # the scalars torch.optim.AdamW computes in Python floats, per model, in float64,
         # then rounded to float32 as its kernels round a Python scalar
         step_sizes = lr / (1.0 - beta1**steps)
@@ -127,8 +206,9 @@ class BatchedAdamW:
         if not everyone:  # update copies of the rows that step, then put them back
             rows = torch.as_tensor(index, device=p.device)
             p, m, v = p[rows], m[rows], v[rows]
-        for a, b in self._decayed_ranges:
-            p[:, a:b].mul_(decay)
+        for a, b, decayed in self._runs:
+            if decayed:
+                p[:, a:b].mul_(decay)
         m.lerp_(grads, 1.0 - beta1)
         v.mul_(beta2).addcmul_(grads, grads, value=1.0 - beta2)
         denom = v.sqrt().div_(bias_correction2_sqrt).add_(self.eps)
@@ -139,12 +219,50 @@ class BatchedAdamW:
                 full.index_copy_(0, rows, part)
 
 
+# Whether a batched product rounds as the per-model product does, per operation, shapes,
+# layouts and threads: BLAS libraries (MKL, cuBLAS) pick other kernels for some batched
+# shapes (here, the MLP's small last layer), and one ulp per step grows over a run.
+_BATCHED_IS_EXACT: dict[tuple, bool] = {}
+
+
+def grouped_product(op: str, *args: torch.Tensor) -> torch.Tensor:
+    """``op`` over K models' ``(K, ...)`` operands, rounded as the per-model product is.
+
+    ``grouped_product("mm", a, b)`` is ``a @ b`` for ``(K, n, m)`` and ``(K, m, p)``.
+
+    ``op`` is ``"mm"`` (``bmm``; per model ``torch.mm``) or ``"addmm"`` (``baddbmm``
+    with a ``(K, n)`` bias; per model ``torch.addmm``, as ``F.linear`` computes). On a
+    CPU the batched product is used where it is bit-identical to the per-model one (the
+    first call with new shapes and layouts compares the two, once), else K per-model
+    products. On a GPU the batched product is used as it is (K launches per product
+    would cost more than batching gains): there, model ``k`` follows its single run up
+    to float reassociation.
+    """
+    key = (op, torch.get_num_threads(), *((t.shape, t.stride(), t.dtype, t.device) for t in args))
+    exact = True if args[0].device.type != "cpu" else _BATCHED_IS_EXACT.get(key)
+    if exact is not False:
+        if op == "mm":
+            out = torch.bmm(*args)
+        else:
+            bias, x, w = args
+            out = torch.baddbmm(bias[:, None], x, w)
+        if exact:
+            return out
+    single = getattr(torch, op)
+    want = torch.stack([single(*(t[k] for t in args)) for k in range(args[0].shape[0])])
+    if exact is None:
+        _BATCHED_IS_EXACT[key] = torch.allclose(out, want, rtol=0, atol=0, equal_nan=True)
+    return want
+
+
 class _GroupedLinear(torch.autograd.Function):
     """``x @ w^T + b`` for K models, with the backward pass ``F.linear``'s would take.
 
-    The forward is ``baddbmm`` (bit-identical to ``F.linear`` per model); the backward
-    computes each model's gradients with the same products as ``addmm``'s backward
-    (``gy^T x`` for the weight, ``gy w`` for the input), so no reassociation enters there.
+    Each model's output and gradients are computed with the products that ``addmm`` and
+    its backward would use on that model (``x w^T + b`` forward, ``gy^T x`` for the
+    weight, ``gy w`` for the input), batched where that rounds the same (see
+    ``grouped_product``): no reassociation enters, and a model's gradients are
+    bit-identical to its single run's.
     """
 
     @staticmethod
@@ -152,13 +270,15 @@ class _GroupedLinear(torch.autograd.Function):
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
         w_t = w.transpose(1, 2)
-        return torch.bmm(x, w_t) if b is None else torch.baddbmm(b[:, None], x, w_t)
+        if b is None:
+            return grouped_product("mm", x, w_t)
+        return grouped_product("addmm", b, x, w_t)
 
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, w = ctx.saved_tensors
-        gx = torch.bmm(gy, w) if ctx.needs_input_grad[0] else None
-        gw = torch.bmm(gy.transpose(1, 2), x)
+        gx = grouped_product("mm", gy, w) if ctx.needs_input_grad[0] else None
+        gw = grouped_product("mm", gy.transpose(1, 2), x)
         gb = gy.sum(1) if ctx.has_bias else None
         return gx, gw, gb
 
@@ -255,7 +375,11 @@ class BatchedTrainee:
         for a, b, shape in self.layout.values():
             decayed[a:b] = len(shape) >= 2  # the single trainee's decay group: >= 2-D weights
         self.optimizer = BatchedAdamW(
-            self.weights, decayed, self.config.weight_decay, betas=self.config.betas
+            self.weights,
+            decayed,
+            self.config.weight_decay,
+            betas=self.config.betas,
+            sizes=[b - a for a, b, _ in self.layout.values()],
         )
         self._pool = GradNormPool(len(self.layout))
         self.steps_done = np.zeros(n, dtype=np.int64)
@@ -315,7 +439,6 @@ class BatchedTrainee:
         loss.sum().backward()  # the models are independent: row k gets model k's gradient
         grads = [p.grad.flatten(1) for p in params.values()]
         norms = torch.stack([torch.linalg.vector_norm(g, dim=1) for g in grads], 1)
-        grad = torch.cat(grads, 1)
         # every model's loss and per-parameter norms cross to the host in one transfer
         summary = torch.cat([loss.detach().float()[:, None], norms.float()], 1).cpu().numpy()
         summary = summary.astype(np.float64)
@@ -329,11 +452,13 @@ class BatchedTrainee:
         if finite.any():
             if not finite.all():
                 keep = torch.as_tensor(np.flatnonzero(finite), device=self.device)
-                grad, norms = grad[keep], norms[keep]
+                grads, norms = [g[keep] for g in grads], norms[keep]
             if self.config.grad_clip > 0:  # per model, as clip_grad_norm_ does
                 total = torch.linalg.vector_norm(norms, 2.0, dim=1)
-                grad.mul_(torch.clamp(self.config.grad_clip / (total + 1e-6), max=1.0)[:, None])
-            self.optimizer.step(grad, lrs, index[finite])
+                coef = torch.clamp(self.config.grad_clip / (total + 1e-6), max=1.0)[:, None]
+                for g in grads:
+                    g.mul_(coef)
+            self.optimizer.step(grads, lrs, index[finite])
         return out
 
     @torch.no_grad()

@@ -95,9 +95,10 @@ class ImageTrainee(TorchTrainee):
         self._order = torch.empty(0, dtype=torch.long)
         self._cursor = 0
         self._test: tuple[torch.Tensor, torch.Tensor] | None = None  # built by test_batches
+        self._train_x_float: torch.Tensor | None = None  # built by stack_batches
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() / 255.0 - self.data.mean) / self.data.std
+        return x.float().div_(255.0).sub_(self.data.mean).div_(self.data.std)
 
     def reset_data(self) -> None:
         self._order = torch.empty(0, dtype=torch.long)
@@ -117,10 +118,18 @@ class ImageTrainee(TorchTrainee):
         return self._normalise(self._train_x[idx]), self._train_y[idx]
 
     def stack_batches(self, replicas: Sequence[TorchTrainee]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each replica's next minibatch, gathered and normalised in one operation."""
+        """Each replica's next minibatch, gathered in one operation.
+
+        The batched trainee's K models share one normalised float32 copy of the training
+        images, made on first use (4x the uint8 images: 172 MB for MNIST): gathering from
+        it costs a fifth of normalising K batches per step, with the same values
+        (``_normalise`` is elementwise).
+        """
+        if self._train_x_float is None:
+            self._train_x_float = self._normalise(self._train_x)
         idx = torch.cat([r._next_indices(r._gen) for r in replicas]).to(self.device)  # type: ignore[attr-defined]
         k = len(replicas)
-        x = self._normalise(self._train_x.index_select(0, idx))
+        x = self._train_x_float.index_select(0, idx)
         return x.view(k, -1, *x.shape[1:]), self._train_y.index_select(0, idx).view(k, -1)
 
     def batched_loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

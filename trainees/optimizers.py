@@ -1,6 +1,8 @@
 """The optimizers a trainee can train with, built by name.
 
-``adamw`` is ``torch.optim.AdamW``. ``schedulefree`` is Schedule-Free AdamW (Defazio et
+``adamw`` is ``torch.optim.AdamW`` in its fused form (one kernel per parameter group
+and step; the batched trainees run the same kernel per model, so they are bit-identical
+to it). ``schedulefree`` is Schedule-Free AdamW (Defazio et
 al., 2024): it trains at one point ``y`` and evaluates at the average ``x``, so the
 trainee switches it with ``optimizer.train()`` / ``optimizer.eval()``. ``prodigy`` is
 Prodigy (Mishchenko & Defazio, 2024), Adam with an estimated step size ``d``: its
@@ -35,7 +37,7 @@ def make_optimizer(
         ValueError: an unknown optimizer name, naming the valid ones.
     """
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
     # imported on use: a run with AdamW needs neither package
     if name == "schedulefree":
         import schedulefree
