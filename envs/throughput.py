@@ -95,13 +95,18 @@ def measure_methods(
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """Each row's steps/s (and floor ceiling) over one single env of its id, when measured."""
-    single = {
-        r["env_id"]: r["steps_per_second"] for r in rows if r["method"] == "single" and r["k"] == 1
-    }
+    """Each row's steps/s over one single env of its id, when measured.
+
+    ``speedup_vs_single_env`` (and ``ceiling_speedup_vs_single_env`` for the floor) is
+    over the single env at K = 1; ``speedup_vs_single_same_k`` is over the K single
+    envs stepped in turn measured beside it (interleaved, so the machine's speed drifts
+    alike for both: one env's rate, as K envs in turn each run at it).
+    """
+    single = {(r["env_id"], r["k"]): r["steps_per_second"] for r in rows if r["method"] == "single"}
     for row in rows:
-        base = single.get(row["env_id"])
+        base, beside = single.get((row["env_id"], 1)), single.get((row["env_id"], row["k"]))
         row["speedup_vs_single_env"] = row["steps_per_second"] / base if base else None
+        row["speedup_vs_single_same_k"] = row["steps_per_second"] / beside if beside else None
         if "ceiling_steps_per_second" in row:
             row["ceiling_speedup_vs_single_env"] = (
                 row["ceiling_steps_per_second"] / base if base else None

@@ -45,6 +45,8 @@ class Args:
         repeats: measurements per (method, K); the median is reported.
         max_subproc_k: largest K measured with SubprocVecEnv.
         image_dataset: dataset of the MLP id.
+        optimizer: the trainees' optimizer (``adamw`` or ``adamw_fused``, the two with a
+            batched form); None: the id's default (``adamw``).
         memory: also measure memory per env (a fresh process per in-process method and K).
         floor: also time, alone, the matrix products, the AdamW update and the evaluations
             of one batched step (``envs.throughput.batched_floor``): the throughput that the
@@ -59,6 +61,7 @@ class Args:
     repeats: int = 3
     max_subproc_k: int = 8
     image_dataset: str = "mnist"
+    optimizer: str | None = None
     memory: bool = True
     floor: bool = True
     out: str = "runs/bench/vec_env.json"
@@ -66,6 +69,8 @@ class Args:
 
 def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
     options = {"dataset": args.image_dataset} if "MLP" in env_id else {}
+    if args.optimizer is not None:
+        options["optimizer"] = args.optimizer
     trainee = gym.spec(env_id).kwargs["trainee"]
     rows = []
     for k in args.ks:

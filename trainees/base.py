@@ -100,7 +100,8 @@ class TraineeConfig:
         betas: the optimizer's Adam betas.
         grad_clip: max global gradient norm (0 disables clipping).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or None for CUDA when available.
-        optimizer: ``adamw`` (``torch.optim.AdamW``); ``schedulefree`` (Schedule-Free
+        optimizer: ``adamw`` (``torch.optim.AdamW``); ``adamw_fused`` (the same, with
+            ``fused=True``: faster, rounded slightly differently); ``schedulefree`` (Schedule-Free
             AdamW, no warm-up of its own: the env's schedule is the warm-up; training
             steps at its point ``y``, ``evaluate()`` and ``test_metrics()`` use its
             averaged weights ``x``, with BatchNorm statistics gathered at ``y``, which

@@ -5,9 +5,9 @@ most of it Python and kernel-launch overhead. :class:`BatchedTrainee` keeps the 
 of K models of one architecture as the rows of one ``(K, n_weights)`` tensor and runs
 one optimizer step of all of them with a handful of batched kernels: the forward pass
 as batched matrix products (the grouped form of a stack of ``nn.Linear`` layers), one
-backward pass, and :class:`BatchedAdamW` (the single trainee's fused AdamW kernel, per
-model). Model ``k`` is trained exactly as the single trainee with the same seed would
-train it:
+backward pass, and :class:`BatchedAdamW` (the single trainee's AdamW, in its default or
+fused form, with one learning rate per model). Model ``k`` is trained exactly as the
+single trainee with the same seed would train it:
 
 - its initial weights and data order come from its own replica of the single trainee
   (with its own ``torch.Generator``), seeded by ``reset(k, seed)``;
@@ -17,12 +17,11 @@ train it:
 - its own divergence: a model with a non-finite loss or gradient skips its update, as
   the single trainee does, and the others are untouched.
 
-Its gradients and weights are bit-identical to the single run's (each product rounds as
-the per-model product does, and the AdamW kernel is the same); only its minibatch loss
-is averaged in another order (tested over 200 steps: gradient norms equal, losses to
-1e-6 relative). :meth:`BatchedTrainee.slot` gives model
-``k`` behind the ``Trainee`` interface, which is how ``envs`` serves K episodes as one
-vector env.
+On a CPU its gradients and weights are bit-identical to the single run's (each product
+rounds as the per-model product does, and the AdamW update as torch's); only its
+minibatch loss is averaged in another order (tested over 200 steps: gradient norms
+equal, losses to 1e-6 relative). :meth:`BatchedTrainee.slot` gives model ``k`` behind
+the ``Trainee`` interface, which is how ``envs`` serves K episodes as one vector env.
 
 ``torch.func`` (``functional_call`` under ``vmap``) does the same for any model, but it
 costs ~4 ms of Python per step here, more than the MLP's whole step: it was measured and
@@ -46,8 +45,8 @@ from trainees.factory import make_trainee
 # elementwise activations. ResNet-18 has none (convolutions, and BatchNorm statistics),
 # nor GPT-tiny (attention; on a CPU it is compute-bound, so batching would not gain).
 BATCHED_TRAINEES: tuple[str, ...] = ("quadratic", "mlp")
-# The optimizers with a batched form: BatchedAdamW only.
-BATCHED_OPTIMIZERS: tuple[str, ...] = ("adamw",)
+# The optimizers with a batched form: BatchedAdamW, in the two forms of torch's AdamW.
+BATCHED_OPTIMIZERS: tuple[str, ...] = ("adamw", "adamw_fused")
 
 _ELEMENTWISE = (nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Identity)
 
@@ -58,16 +57,14 @@ class BatchedAdamW:
     The update of ``torch.optim.AdamW`` (decoupled weight decay, no AMSGrad), applied to
     every model ``k`` with its own learning rate. A model left out of a step keeps its
     weights, moments and step count, as a single trainee's optimizer does when a
-    diverged step skips ``optimizer.step()``. Two forms of the same update:
+    diverged step skips ``optimizer.step()``. The two forms of ``torch.optim.AdamW``:
 
-    - ``fused`` (the default on a CPU): per model and decay group, one call of the fused
-      kernel that ``torch.optim.AdamW(fused=True)`` (the single trainees' optimizer)
-      runs, over views of the model's row: one pass over the weights, gradients and
-      moments instead of eight, bit-identical to it (tested).
-    - vectorised (the default on a GPU, where 2K kernel launches per step would cost
-      more than the passes): eight elementwise kernels over all K rows at once, with the
-      float32 operations and float64 scalars of ``torch.optim.AdamW``'s for-loop form
-      (tested: equal to it to 1e-6; to the fused form, within an ulp per step).
+    - ``fused=False``, as its default form: eight elementwise kernels over all K rows at
+      once, with the float32 operations and float64 scalars of its for-loop form
+      (tested: equal to it to 1e-6; bit-identical in practice).
+    - ``fused=True``, as ``torch.optim.AdamW(fused=True)``: per model and decay group,
+      one call of the same fused kernel over views of the model's row, one pass over the
+      weights, gradients and moments instead of eight (tested: bit-identical to it).
 
     Args:
         params: ``(K, n)`` weights, updated in place.
@@ -75,7 +72,7 @@ class BatchedAdamW:
         weight_decay: their decay.
         betas: the moment decay rates.
         eps: added to the denominator.
-        fused: which form; None picks ``fused`` on a CPU.
+        fused: which form.
         sizes: the number of weights of each parameter, in column order; ``step`` takes
             the gradients as one ``(m, n)`` tensor or as one ``(m, *shape)`` tensor per
             parameter. Default: one parameter per run of ``decayed``.
@@ -92,7 +89,7 @@ class BatchedAdamW:
         weight_decay: float,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        fused: bool | None = None,
+        fused: bool = False,
         sizes: Sequence[int] | None = None,
     ) -> None:
         n = params.shape[-1]
@@ -103,7 +100,7 @@ class BatchedAdamW:
             )
         self.params, self.weight_decay = params, weight_decay
         self.betas, self.eps = betas, eps
-        self.fused = params.device.type == "cpu" if fused is None else fused
+        self.fused = fused
         flags = decayed.cpu().numpy().astype(bool) & bool(weight_decay)
         # the runs of decayed and undecayed columns (the vectorised form decays these)
         bounds = [0, *(np.flatnonzero(np.diff(flags)) + 1).tolist(), n]
@@ -179,6 +176,11 @@ class BatchedAdamW:
             blocks = [grads[:, a:b] for a, b in self._blocks]
         else:
             blocks = [g.flatten(1) for g in grads]
+        if [g.shape[1] for g in blocks] != [b - a for a, b in self._blocks]:
+            raise ValueError(
+                f"gradients of {[g.shape[1] for g in blocks]} weights per model do not match "
+                f"the parameters' sizes {[b - a for a, b in self._blocks]}"
+            )
         self._step_counts.copy_(torch.from_numpy(self.steps))
         beta1, beta2 = self.betas
         for j, k in enumerate(index.tolist()):
@@ -379,6 +381,7 @@ class BatchedTrainee:
             decayed,
             self.config.weight_decay,
             betas=self.config.betas,
+            fused=self.config.optimizer == "adamw_fused",
             sizes=[b - a for a, b, _ in self.layout.values()],
         )
         self._pool = GradNormPool(len(self.layout))

@@ -17,6 +17,8 @@ def test_speedups_are_over_the_single_env_of_the_same_id():
     ]  # fmt: skip
     add_speedups(rows)
     assert [r["speedup_vs_single_env"] for r in rows] == [1.0, 2.5, 0.9, None]
+    # over the single envs measured beside it, at its own K
+    assert [r["speedup_vs_single_same_k"] for r in rows] == [1.0, 250 / 90, 1.0, None]
     assert rows[1]["ceiling_speedup_vs_single_env"] == 4.0
     assert "ceiling_speedup_vs_single_env" not in rows[0]
 

@@ -38,6 +38,7 @@ def run_single(name: str, options: dict, seed: int, lrs: np.ndarray):
     ("name", "options", "lr_range"),
     [
         ("mlp", dict(dataset="digits", batch_size=32), (1e-4, 3e-2)),
+        ("mlp", dict(dataset="digits", batch_size=32, optimizer="adamw_fused"), (1e-4, 3e-2)),
         pytest.param("mlp", dict(dataset="mnist"), (1e-4, 3e-2), marks=needs_real_data("mnist")),
         ("quadratic", {}, (1e-4, 0.1)),
     ],

@@ -47,7 +47,14 @@ def test_each_name_builds_its_optimizer_with_the_decay_groups():
         kinds[name] = type(opt).__name__
         assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
         assert [(g["lr"], g["betas"]) for g in opt.param_groups] == [(0.5, (0.8, 0.9))] * 2
-    assert kinds == {"adamw": "AdamW", "schedulefree": "AdamWScheduleFree", "prodigy": "Prodigy"}
+    assert kinds == {
+        "adamw": "AdamW",
+        "adamw_fused": "AdamW",
+        "schedulefree": "AdamWScheduleFree",
+        "prodigy": "Prodigy",
+    }
+    assert make_optimizer("adamw_fused", [{"params": [p1]}], 0.5).defaults["fused"] is True
+    assert not make_optimizer("adamw", [{"params": [p1]}], 0.5).defaults["fused"]  # torch's default
     sf = make_optimizer("schedulefree", [{"params": [p1]}], 0.5)
     assert sf.param_groups[0]["warmup_steps"] == 0
     assert make_optimizer("prodigy", [{"params": [p1]}], 1.0).param_groups[0]["decouple"]
@@ -55,12 +62,14 @@ def test_each_name_builds_its_optimizer_with_the_decay_groups():
 
 def test_unknown_optimizer_names_the_valid_ones():
     with pytest.raises(
-        ValueError, match=r"optimizer='sgd'.*\('adamw', 'schedulefree', 'prodigy'\)"
+        ValueError, match=r"optimizer='sgd'.*\('adamw', 'adamw_fused', 'schedulefree', 'prodigy'\)"
     ):
         MLPConfig(optimizer="sgd")
     with pytest.raises(ValueError, match=r"optimizer='lion'.*'prodigy'"):
         make_trainee("quadratic", optimizer="lion")
-    with pytest.raises(ValueError, match="unknown optimizer 'sgd'; valid: adamw, schedulefree"):
+    with pytest.raises(
+        ValueError, match="unknown optimizer 'sgd'; valid: adamw, adamw_fused, schedulefree"
+    ):
         make_optimizer("sgd", [{"params": [torch.nn.Parameter(torch.zeros(1))]}], 0.1)
 
 
@@ -148,7 +157,12 @@ def test_prodigy_trains_at_base_lr_one():
 
 
 def test_every_trainee_option_builds_its_optimizer_and_steps():
-    kinds = {"adamw": "AdamW", "schedulefree": "AdamWScheduleFree", "prodigy": "Prodigy"}
+    kinds = {
+        "adamw": "AdamW",
+        "adamw_fused": "AdamW",
+        "schedulefree": "AdamWScheduleFree",
+        "prodigy": "Prodigy",
+    }
     for name in OPTIMIZERS:
         trainee = make_trainee("quadratic", optimizer=name)
         assert trainee.config == QuadraticConfig(optimizer=name)
