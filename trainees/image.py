@@ -122,7 +122,7 @@ class ImageTrainee(TorchTrainee):
 
         The batched trainee's K models share one normalised float32 copy of the training
         images, made on first use (4x the uint8 images: 172 MB for MNIST): gathering from
-        it costs a fifth of normalising K batches per step, with the same values
+        it costs about a third of normalising K batches per step, with the same values
         (``_normalise`` is elementwise).
         """
         if self._train_x_float is None:
