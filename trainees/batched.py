@@ -122,11 +122,12 @@ class BatchedAdamW:
         self.steps = np.zeros(params.shape[0], dtype=np.int64)
         # as torch.optim.AdamW(fused=True): each model's step count as a float32 tensor
         self._step_counts = torch.zeros(params.shape[0], device=params.device)
-        # per model, per decay group: its weight decay, parameters, views of its weights,
-        # moments and step count (built once: the kernel takes lists of tensors)
+        # the fused form, per model, per decay group: its weight decay, parameters, views
+        # of its weights, moments and step count (built once: the kernel takes lists)
         groups = [
             (decay, [i for i, (a, _) in enumerate(self._blocks) if flags[a] == on])
             for decay, on in ((weight_decay, True), (0.0, False))
+            if fused
         ]
         self._groups = [
             [
