@@ -270,6 +270,12 @@ class _GroupedLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        device = x.device.type
+        if torch.is_autocast_enabled(device):  # the backward pass runs outside autocast:
+            # keep the operands in the dtype autocast gives the forward products (as
+            # autograd keeps them for F.linear), so the gradients come out as theirs do
+            dtype = torch.get_autocast_dtype(device)
+            x, w, b = (None if t is None else t.to(dtype) for t in (x, w, b))
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
         w_t = w.transpose(1, 2)

@@ -9,6 +9,7 @@ from torch import nn
 
 from tests.conftest import needs_real_data
 from trainees import make_trainee
+from trainees.base import TorchTrainee
 from trainees.batched import (
     BATCHED_TRAINEES,
     BatchedAdamW,
@@ -65,6 +66,30 @@ def test_each_model_follows_its_single_run(name, options, lr_range):
         )
         np.testing.assert_allclose(
             [s[k].grad_norm for s in steps], [s.grad_norm for s in single], rtol=1e-12
+        )
+        np.testing.assert_allclose([s[k].loss for s in steps], [s.loss for s in single], rtol=1e-6)
+        assert val[k] == pytest.approx(single_val, rel=1e-6)
+
+
+def test_under_autocast_each_model_follows_its_single_run(monkeypatch):
+    # on a GPU the trainees autocast to bfloat16; CPU autocast takes the same code path
+    # (the batched backward pass once failed there: bfloat16 gradients, float32 weights)
+    monkeypatch.setattr(
+        TorchTrainee, "_autocast", lambda self: torch.autocast("cpu", dtype=torch.bfloat16)
+    )
+    n_steps, options = 30, dict(dataset="digits", batch_size=32)
+    lrs = lr_sequence(n_steps, len(SEEDS), 1e-4, 3e-2)
+    batched = make_batched_trainee("mlp", len(SEEDS), **options)
+    for k, seed in enumerate(SEEDS):
+        batched.reset(k, seed)
+    steps = [batched.train_step(lrs[i]) for i in range(n_steps)]
+    val = batched.evaluate()
+    for k, seed in enumerate(SEEDS):
+        single, single_val = run_single("mlp", options, seed, lrs[:, k])
+        np.testing.assert_allclose(
+            np.array([s[k].grad_norms for s in steps]),
+            np.array([s.grad_norms for s in single]),
+            rtol=1e-12,
         )
         np.testing.assert_allclose([s[k].loss for s in steps], [s.loss for s in single], rtol=1e-6)
         assert val[k] == pytest.approx(single_val, rel=1e-6)
