@@ -23,6 +23,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from envs.vec_env import make_batched_vec_env
+from trainees.base import resolve_device
 from trainees.batched import grouped_product
 
 METHODS = ("batched", "single", "subproc")
@@ -65,13 +66,14 @@ def measure_once(method: str, env_id: str, k: int, options: dict, env_steps: int
 
 def measure_methods(
     env_id: str, k: int, methods: Sequence[str], options: dict, env_steps: int, *,
-    repeats: int = 3, memory: bool = True, floor: bool = True,
+    repeats: int = 3, memory: bool = True, floor: bool = True, profile: bool = False,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """One row per method: median optimizer steps/s of ``repeats`` measurements.
 
     The measurements are interleaved (method by method, ``repeats`` times), so slow
     drifts of the machine hit every method. Each row also has the memory per env
-    (``memory``) and, for the batched method, its :func:`batched_floor` (``floor``).
+    (``memory``) and, for the batched method, its :func:`batched_floor` (``floor``) and
+    its :func:`step_profile` (``profile``).
     """
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     for _ in range(repeats):
@@ -90,6 +92,8 @@ def measure_methods(
         }
         if m == "batched" and floor:
             row |= batched_floor(env_id, k, options)
+        if m == "batched" and profile:
+            row["step_profile"] = step_profile(env_id, k, options)
         rows.append(row)
     return rows
 
@@ -161,6 +165,89 @@ def batched_floor(env_id: str, k: int, options: dict, repeats: int = 30) -> dict
     floor = sum(parts.values())
     return {"floor_ms_per_step": floor, "floor_parts_ms": parts,
             "ceiling_steps_per_second": 1e3 * k / floor}  # fmt: skip
+
+
+# the matrix products among the ATen ops a profile records
+PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def step_profile(
+    env_id: str, k: int, options: dict, steps: int = 100, repeats: int = 5
+) -> dict[str, Any]:
+    """Where an optimizer step's time goes: one single trainee's, and K batched models'.
+
+    Both are built as ``env_id`` builds them (with ``options``) and warmed up. Their
+    ``train_step`` at the base LR is timed, interleaved, ``repeats`` times ``steps``
+    steps (median ms per step: ``wall_ms``), then ``steps`` more of each are profiled
+    (``torch.profiler``): ``kernel_ms``, the time inside ATen ops (their self time), of
+    which ``products_ms`` in the matrix products (``PRODUCT_OPS``) and
+    ``other_kernels_ms`` in the rest (AdamW, batch gathering, activations, loss, norms,
+    clipping); ``outside_kernels_ms`` is the wall time less the kernels (Python,
+    dispatch, the autograd engine). Profiling slows the steps it records, so the kernel
+    times are upper bounds. ``speedup`` is ``k x`` the single's wall time over the
+    batched one's; ``ceiling_speedup`` the same over the batched step's kernel time
+    alone: the ratio were everything outside its kernels free. On a CPU only (on a GPU
+    the kernels run asynchronously: this would time their launches). Also the
+    machine's ``gemm_gflops`` (:func:`gemm_gflops`), for the products' rates.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    from trainees.factory import make_trainee
+
+    vec = make_batched_vec_env(env_id, k, **options)
+    try:
+        batched = vec.unwrapped.trainee
+        single = make_trainee(batched.name, **batched.options)
+        for j in range(k):
+            batched.reset(j, j)
+        single.reset(0)
+        lr = batched.config.base_lr
+        lrs = np.full(k, lr)
+        fns: dict[str, Callable[[], object]] = {
+            "single": lambda: single.train_step(lr),
+            "batched": lambda: batched.train_step(lrs),
+        }
+        for fn in fns.values():
+            for _ in range(steps // 4):  # warm-up: allocator, exactness probes
+                fn()
+        walls: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                walls[name].append(_median_ms(fn, steps))
+        out: dict[str, Any] = {"k": k, "steps": steps, "repeats": repeats}
+        for name, fn in fns.items():
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(steps):
+                    fn()
+            events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+            kernel = sum(e.self_cpu_time_total for e in events) / steps / 1e3
+            products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS)
+            wall = statistics.median(walls[name])
+            out[name] = {
+                "wall_ms": wall,
+                "all_wall_ms": walls[name],
+                "kernel_ms": kernel,
+                "products_ms": products / steps / 1e3,
+                "other_kernels_ms": kernel - products / steps / 1e3,
+                "outside_kernels_ms": wall - kernel,
+            }
+    finally:
+        vec.close()
+    out["gemm_gflops"] = gemm_gflops()
+    out["speedup"] = k * out["single"]["wall_ms"] / out["batched"]["wall_ms"]
+    out["ceiling_speedup"] = k * out["single"]["wall_ms"] / out["batched"]["kernel_ms"]
+    return out
+
+
+def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of one large float32 matrix product (``n x n`` by ``n x n``, best of
+    ``repeats``): about the most this machine's matrix products reach."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=gen).to(resolve_device(None)) for _ in range(2))
+    seconds = _median_ms(lambda: a @ b, 1) / 1e3  # warm-up
+    for _ in range(repeats):
+        seconds = min(seconds, _median_ms(lambda: a @ b, 1) / 1e3)
+    return 2 * n**3 / seconds / 1e9
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:

@@ -8,6 +8,7 @@ K (one line per method, one panel per env id) with its data as CSV::
 
     python scripts/bench_vec_env.py                          # MLP-MNIST and GPT-tiny, K up to 32
     python scripts/bench_vec_env.py --ks 1 8 --env-ids LRSchedule-MLP-v0
+    python scripts/bench_vec_env.py --ks 1 8 --env-ids LRSchedule-MLP-v0 --profile  # + step profile
     python scripts/bench_vec_env.py --ks 1 8 32 128 --max-subproc-k 16    # on a GPU
 
 An id whose trainee has no batched form (GPT) measures only the single and subprocess
@@ -51,6 +52,9 @@ class Args:
         floor: also time, alone, the matrix products, the AdamW update and the evaluations
             of one batched step (``envs.throughput.batched_floor``): the throughput that the
             batched method cannot exceed on this machine.
+        profile: also profile the single and the batched optimizer step
+            (``envs.throughput.step_profile``): time inside kernels, in matrix products,
+            and outside kernels (Python, dispatch); CPU only.
         out: JSON file; the plot goes beside it.
     """
 
@@ -64,6 +68,7 @@ class Args:
     optimizer: str | None = None
     memory: bool = True
     floor: bool = True
+    profile: bool = False
     out: str = "runs/bench/vec_env.json"
 
 
@@ -81,7 +86,8 @@ def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
             and not (m == "subproc" and k > args.max_subproc_k)
         ]
         for row in measure_methods(env_id, k, methods, options, env_steps, repeats=args.repeats,
-                                   memory=args.memory, floor=args.floor):  # fmt: skip
+                                   memory=args.memory, floor=args.floor,
+                                   profile=args.profile):  # fmt: skip
             rows.append(row)
             ceiling = row.get("ceiling_steps_per_second")
             print(
@@ -90,6 +96,18 @@ def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
                 + (f"  (floor: at most {ceiling:6.0f} steps/s)" if ceiling else ""),
                 flush=True,
             )
+            if "step_profile" in row:
+                sp = row["step_profile"]
+                print(
+                    "  ".join(
+                        f"{name}: {sp[name]['wall_ms']:.2f} ms/step, kernels "
+                        f"{sp[name]['kernel_ms']:.2f} (products {sp[name]['products_ms']:.2f})"
+                        for name in ("single", "batched")
+                    )
+                    + f"; {k} x single / batched {sp['speedup']:.2f}, at most "
+                    f"{sp['ceiling_speedup']:.2f} with nothing outside kernels",
+                    flush=True,
+                )
     return rows
 
 

@@ -1,7 +1,9 @@
 """K independent training runs of one trainee in lockstep, as one vectorised step.
 
-Small trainees are dispatch-bound: the MLP's whole optimizer step is ~2 ms on a CPU,
-most of it Python and kernel-launch overhead. :class:`BatchedTrainee` keeps the weights
+Small trainees spend much of a step on fixed costs: the MLP's optimizer step is ~1.3 ms
+on a 2-core CPU, a third of it outside kernels (Python, dispatch, the autograd engine);
+batching removes most of that, and some of the kernels' own time (measured by
+``envs.throughput.step_profile``; README, "Batched envs"). :class:`BatchedTrainee` keeps the weights
 of K models of one architecture as the rows of one ``(K, n_weights)`` tensor and runs
 one optimizer step of all of them with a handful of batched kernels: the forward pass
 as batched matrix products (the grouped form of a stack of ``nn.Linear`` layers), one

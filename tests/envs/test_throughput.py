@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envs.throughput import add_speedups, measure_methods
+from envs.throughput import add_speedups, measure_methods, step_profile
 
 
 def test_speedups_are_over_the_single_env_of_the_same_id():
@@ -36,3 +36,20 @@ def test_measure_methods_interleaves_and_reports_the_batched_floor():
     floor = rows[0]
     assert floor["floor_ms_per_step"] == pytest.approx(sum(floor["floor_parts_ms"].values()))
     assert "floor_ms_per_step" not in rows[1]
+
+
+def test_step_profile_splits_each_step_into_products_other_kernels_and_the_rest():
+    sp = step_profile("LRSchedule-Quadratic-v0", 2, {}, steps=8, repeats=2)
+    assert (sp["k"], sp["steps"], sp["repeats"]) == (2, 8, 2)
+    for name in ("single", "batched"):
+        part = sp[name]
+        assert len(part["all_wall_ms"]) == 2
+        assert part["wall_ms"] == pytest.approx(sum(part["all_wall_ms"]) / 2)
+        # a linear model: its forward and weight-gradient products are recorded
+        assert 0 < part["products_ms"] < part["kernel_ms"]
+        assert part["products_ms"] + part["other_kernels_ms"] == pytest.approx(part["kernel_ms"])
+        assert part["wall_ms"] - part["kernel_ms"] == pytest.approx(part["outside_kernels_ms"])
+    single, batched = sp["single"], sp["batched"]
+    assert sp["speedup"] == pytest.approx(2 * single["wall_ms"] / batched["wall_ms"])
+    assert sp["ceiling_speedup"] == pytest.approx(2 * single["wall_ms"] / batched["kernel_ms"])
+    assert sp["gemm_gflops"] > 0
