@@ -244,10 +244,8 @@ def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     ``repeats``): about the most this machine's matrix products reach."""
     gen = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=gen).to(resolve_device(None)) for _ in range(2))
-    seconds = _median_ms(lambda: a @ b, 1) / 1e3  # warm-up
-    for _ in range(repeats):
-        seconds = min(seconds, _median_ms(lambda: a @ b, 1) / 1e3)
-    return 2 * n**3 / seconds / 1e9
+    best_ms = min(_median_ms(lambda: a @ b, 1) for _ in range(repeats))  # each warmed up
+    return 2 * n**3 / (best_ms / 1e3) / 1e9
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:

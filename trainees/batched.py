@@ -3,13 +3,13 @@
 Small trainees spend much of a step on fixed costs: the MLP's optimizer step is ~1.3 ms
 on a 2-core CPU, a third of it outside kernels (Python, dispatch, the autograd engine);
 batching removes most of that, and some of the kernels' own time (measured by
-``envs.throughput.step_profile``; README, "Batched envs"). :class:`BatchedTrainee` keeps the weights
-of K models of one architecture as the rows of one ``(K, n_weights)`` tensor and runs
-one optimizer step of all of them with a handful of batched kernels: the forward pass
-as batched matrix products (the grouped form of a stack of ``nn.Linear`` layers), one
-backward pass, and :class:`BatchedAdamW` (the single trainee's AdamW, in its default or
-fused form, with one learning rate per model). Model ``k`` is trained exactly as the
-single trainee with the same seed would train it:
+``envs.throughput.step_profile``; README, "Batched envs"). :class:`BatchedTrainee`
+keeps the weights of K models of one architecture as the rows of one ``(K, n_weights)``
+tensor and runs one optimizer step of all of them with a handful of batched kernels:
+the forward pass as batched matrix products (the grouped form of a stack of
+``nn.Linear`` layers), one backward pass, and :class:`BatchedAdamW` (the single
+trainee's AdamW, in its default or fused form, with one learning rate per model).
+Model ``k`` is trained exactly as the single trainee with the same seed would train it:
 
 - its initial weights and data order come from its own replica of the single trainee
   (with its own ``torch.Generator``), seeded by ``reset(k, seed)``;
