@@ -239,6 +239,19 @@ def step_profile(
     return out
 
 
+def describe_step_profile(profile: dict[str, Any]) -> str:
+    """One line of a :func:`step_profile`: each step's wall and kernel times, the ratios."""
+    parts = (
+        f"{name}: {profile[name]['wall_ms']:.2f} ms/step, kernels "
+        f"{profile[name]['kernel_ms']:.2f} (products {profile[name]['products_ms']:.2f})"
+        for name in ("single", "batched")
+    )
+    return (
+        "  ".join(parts) + f"; {profile['k']} x single / batched {profile['speedup']:.2f}, "
+        f"at most {profile['ceiling_speedup']:.2f} with nothing outside kernels"
+    )
+
+
 def gemm_gflops(n: int = 2048, repeats: int = 5) -> float:
     """GFLOP/s of one large float32 matrix product (``n x n`` by ``n x n``, best of
     ``repeats``): about the most this machine's matrix products reach."""

@@ -28,7 +28,7 @@ import torch
 import tyro
 
 from agents.plots import Panel, save_panels
-from envs.throughput import METHODS, add_speedups, measure_methods
+from envs.throughput import METHODS, add_speedups, describe_step_profile, measure_methods
 from trainees.batched import BATCHED_TRAINEES
 from trainees.files import write_json
 
@@ -97,17 +97,7 @@ def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
                 flush=True,
             )
             if "step_profile" in row:
-                sp = row["step_profile"]
-                print(
-                    "  ".join(
-                        f"{name}: {sp[name]['wall_ms']:.2f} ms/step, kernels "
-                        f"{sp[name]['kernel_ms']:.2f} (products {sp[name]['products_ms']:.2f})"
-                        for name in ("single", "batched")
-                    )
-                    + f"; {k} x single / batched {sp['speedup']:.2f}, at most "
-                    f"{sp['ceiling_speedup']:.2f} with nothing outside kernels",
-                    flush=True,
-                )
+                print(describe_step_profile(row["step_profile"]), flush=True)
     return rows
 
 

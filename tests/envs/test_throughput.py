@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envs.throughput import add_speedups, measure_methods, step_profile
+from envs.throughput import add_speedups, describe_step_profile, measure_methods, step_profile
 
 
 def test_speedups_are_over_the_single_env_of_the_same_id():
@@ -53,3 +53,14 @@ def test_step_profile_splits_each_step_into_products_other_kernels_and_the_rest(
     assert sp["speedup"] == pytest.approx(2 * single["wall_ms"] / batched["wall_ms"])
     assert sp["ceiling_speedup"] == pytest.approx(2 * single["wall_ms"] / batched["kernel_ms"])
     assert sp["gemm_gflops"] > 0
+
+
+def test_a_step_profile_is_described_in_one_line():
+    part = {"wall_ms": 1.25, "kernel_ms": 0.854, "products_ms": 0.27}
+    batched = {"wall_ms": 4.4, "kernel_ms": 3.36, "products_ms": 1.48}
+    sp = {"k": 8, "single": part, "batched": batched, "speedup": 2.2727, "ceiling_speedup": 2.976}
+    assert describe_step_profile(sp) == (
+        "single: 1.25 ms/step, kernels 0.85 (products 0.27)  "
+        "batched: 4.40 ms/step, kernels 3.36 (products 1.48); "
+        "8 x single / batched 2.27, at most 2.98 with nothing outside kernels"
+    )
