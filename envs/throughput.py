@@ -7,12 +7,13 @@ vec env (``"batched"``), SB3's ``DummyVecEnv`` of single envs (``"single"``) and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,19 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
             )
 
 
+@contextlib.contextmanager
+def _batched_vec_env(env_id: str, k: int, options: dict) -> Iterator[Any]:
+    """The unwrapped batched vec env of ``env_id``, model ``j`` reset with seed ``j``."""
+    vec = make_batched_vec_env(env_id, k, **options)
+    try:
+        inner = vec.unwrapped
+        for j in range(k):
+            inner.trainee.reset(j, j)
+        yield inner
+    finally:
+        vec.close()
+
+
 def batched_floor(env_id: str, k: int, options: dict, repeats: int = 30) -> dict[str, Any]:
     """What one optimizer step of K batched models cannot go below on this machine, in ms.
 
@@ -129,12 +143,8 @@ def batched_floor(env_id: str, k: int, options: dict, repeats: int = 30) -> dict
     the batches, applies activations and the loss, computes the gradient norms, clips,
     and runs the K envs' bookkeeping. ``ceiling_steps_per_second`` is K / the floor.
     """
-    vec = make_batched_vec_env(env_id, k, **options)
-    try:
-        inner = vec.unwrapped
+    with _batched_vec_env(env_id, k, options) as inner:
         batched, eval_every = inner.trainee, inner.envs[0].unwrapped.config.eval_every
-        for j in range(k):
-            batched.reset(j, j)
         gen = torch.Generator(device=batched.device).manual_seed(0)
 
         def rand(*shape: int) -> torch.Tensor:
@@ -160,8 +170,6 @@ def batched_floor(env_id: str, k: int, options: dict, repeats: int = 30) -> dict
             "adamw": _median_ms(lambda: batched.optimizer.step(grads, lrs, everyone), repeats),
             "evaluation": _median_ms(batched.evaluate, max(3, repeats // 10)) / eval_every,
         }
-    finally:
-        vec.close()
     floor = sum(parts.values())
     return {"floor_ms_per_step": floor, "floor_parts_ms": parts,
             "ceiling_steps_per_second": 1e3 * k / floor}  # fmt: skip
@@ -194,12 +202,9 @@ def step_profile(
 
     from trainees.factory import make_trainee
 
-    vec = make_batched_vec_env(env_id, k, **options)
-    try:
-        batched = vec.unwrapped.trainee
+    with _batched_vec_env(env_id, k, options) as inner:
+        batched = inner.trainee
         single = make_trainee(batched.name, **batched.options)
-        for j in range(k):
-            batched.reset(j, j)
         single.reset(0)
         lr = batched.config.base_lr
         lrs = np.full(k, lr)
@@ -221,18 +226,18 @@ def step_profile(
                     fn()
             events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
             kernel = sum(e.self_cpu_time_total for e in events) / steps / 1e3
-            products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS)
+            products = (
+                sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS) / steps / 1e3
+            )
             wall = statistics.median(walls[name])
             out[name] = {
                 "wall_ms": wall,
                 "all_wall_ms": walls[name],
                 "kernel_ms": kernel,
-                "products_ms": products / steps / 1e3,
-                "other_kernels_ms": kernel - products / steps / 1e3,
+                "products_ms": products,
+                "other_kernels_ms": kernel - products,
                 "outside_kernels_ms": wall - kernel,
             }
-    finally:
-        vec.close()
     out["gemm_gflops"] = gemm_gflops()
     out["speedup"] = k * out["single"]["wall_ms"] / out["batched"]["wall_ms"]
     out["ceiling_speedup"] = k * out["single"]["wall_ms"] / out["batched"]["kernel_ms"]
