@@ -14,8 +14,16 @@ written by BC (``agents.policy``) and adds three safeguards, each switchable:
   updates.
 
 It also clips the actor's and the critic's gradients separately (SB3 clips them
-together, so a critic with large returns throttles the actor). Everything else is
-SB3's PPO: rollouts, GAE, the clipped objective, ``target_kl`` early stopping, logging.
+together, so a critic with large returns throttles the actor), also switchable. Everything
+else is SB3's PPO: rollouts, GAE, the clipped objective, ``target_kl`` early stopping,
+logging. With every addition off (:meth:`FinetuneConfig.without_safeguards`, the
+``--no-safeguards`` ablation) ``train()`` is SB3 2.2's, parameter for parameter (tested).
+
+The env's episodes are seeded by whoever built it, never by SB3: SB3's constructor would
+re-seed the vec env with ``seed + k`` (``set_random_seed``), putting training episodes on
+seeds of other ranges; :class:`FinetunedPPO` seeds only the global RNGs and the action
+space, and :func:`finetune` starts every training episode (first ones and automatic
+resets) from its own seed of the run's block of ``agents.seeds.RL_TRAINING``.
 
 :func:`finetune` is the whole job behind ``scripts/finetune_ppo.py``: batched vec env
 (``envs.make_batched_vec_env``), atomic checkpoints and resume, held-out evaluation
@@ -25,6 +33,7 @@ keeping the best policy, TensorBoard, the policy files, metrics and plots.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import random
 import time
@@ -42,7 +51,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import sum_independent_dims
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.utils import explained_variance, set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.bc import critic_parameters
@@ -56,10 +65,10 @@ from agents.policy import (
     read_policy_file,
     save_policy,
 )
-from agents.seeds import RL_TRAINING, take
+from agents.seeds import rl_training_block, take
 from envs.options import EnvOptions, signature_kwargs
 from envs.rollout import Episode, run_episodes
-from envs.vec_env import make_batched_vec_env
+from envs.vec_env import EpisodeSeeds, make_batched_vec_env
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
 from trainees.files import atomic_write_bytes, write_json
@@ -84,7 +93,9 @@ class FinetuneConfig:
             exceeds 1.5 x this.
         gae_lambda: GAE's lambda.
         vf_coef: weight of the value loss (the critic has its own network and clip).
-        max_grad_norm: gradient-norm clip, applied to the actor and the critic separately.
+        max_grad_norm: gradient-norm clip (of the actor and the critic separately, or of
+            all parameters together as SB3 does: ``separate_clip``).
+        separate_clip: clip the actor's and the critic's gradients separately.
         log_std: reset the Gaussian's log std to this before RL (None: keep BC's).
         critic_warmup_rollouts: first rollouts that train only the value function.
         kl_coef: weight of KL(pi_BC || pi) in the loss (0: no penalty).
@@ -100,6 +111,7 @@ class FinetuneConfig:
     gae_lambda: float = 0.95
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
+    separate_clip: bool = True
     log_std: float | None = -1.0
     critic_warmup_rollouts: int = 2
     kl_coef: float = 1.0
@@ -121,8 +133,14 @@ class FinetuneConfig:
         check(0 <= self.kl_final <= 1, "kl_final", "in [0, 1]")
 
     def without_safeguards(self) -> FinetuneConfig:
-        """The same PPO with no log_std reset, no critic warm-up and no KL penalty."""
-        return dataclasses.replace(self, log_std=None, critic_warmup_rollouts=0, kl_coef=0.0)
+        """Plain SB3 PPO with these hyperparameters: every addition off.
+
+        No log_std reset, no critic warm-up, no KL penalty, one gradient clip over all
+        parameters (SB3's): ``FinetunedPPO.train()`` is then SB3 2.2's ``PPO.train()``.
+        """
+        return dataclasses.replace(
+            self, log_std=None, critic_warmup_rollouts=0, kl_coef=0.0, separate_clip=False
+        )
 
 
 class FinetunedPPO(PPO):
@@ -133,7 +151,8 @@ class FinetunedPPO(PPO):
         policy_file: the BC policy (``agents.policy.read_policy_file``); its discount is used.
         config: hyperparameters and safeguards.
         seed: SB3's seed (SB3 seeds the global RNGs with it: it samples actions and
-            shuffles minibatches from them).
+            shuffles minibatches from them). Unlike SB3, the env is not re-seeded: its
+            episodes' seeds are the caller's (see :func:`finetune`).
         **kwargs: passed to ``PPO`` (``tensorboard_log``, ``device``, ``verbose``).
     """
 
@@ -192,6 +211,17 @@ class FinetunedPPO(PPO):
         self.actor_params = [p for p in self.policy.parameters() if id(p) not in critic]
         self.rollouts_done = 0
         self.train_log: list[dict[str, Any]] = []  # per rollout: losses, KL to BC, clip fraction
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """SB3's seeding of the global RNGs and the action space, leaving the env alone.
+
+        SB3 also calls ``env.seed(seed)``, which starts env ``k`` at ``seed + k``: the
+        training episodes would then be whatever seeds ``seed`` happens to name.
+        """
+        if seed is None:
+            return
+        set_random_seed(seed, using_cuda=self.device.type == torch.device("cuda").type)
+        self.action_space.seed(seed)
 
     def kl_coef(self) -> float:
         """The KL penalty's weight now (decays linearly over training)."""
@@ -259,7 +289,9 @@ class FinetunedPPO(PPO):
                 if warmup:  # the critic alone learns; the actor's loss is not even formed
                     loss = self.vf_coef * value_loss
                 else:
-                    loss = policy_loss + self.vf_coef * value_loss + kl_coef * kl_bc
+                    loss = policy_loss + self.vf_coef * value_loss
+                    if kl_coef > 0:  # off: SB3's loss exactly (ent_coef is 0)
+                        loss = loss + kl_coef * kl_bc
                 with torch.no_grad():
                     log_ratio = log_prob - data.old_log_prob
                     approx_kl = torch.mean((torch.exp(log_ratio) - 1) - log_ratio).item()
@@ -269,8 +301,11 @@ class FinetunedPPO(PPO):
                     break
                 self.policy.optimizer.zero_grad()
                 loss.backward()
-                for group in (self.actor_params, self.critic_params):  # separate clips
-                    torch.nn.utils.clip_grad_norm_(group, self.max_grad_norm)
+                if self.finetune_config.separate_clip:
+                    for group in (self.actor_params, self.critic_params):
+                        torch.nn.utils.clip_grad_norm_(group, self.max_grad_norm)
+                else:  # SB3's one clip over all parameters
+                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
                 self.policy.optimizer.step()
             logs["approx_kl"] += approx_kls
             self._n_updates += 1
@@ -388,9 +423,25 @@ class _Lifecycle(BaseCallback):
         return True
 
 
+def policy_digest(policy: ActorCriticPolicy) -> str:
+    """SHA-1 of a policy's parameters and buffers (names, shapes and bytes, in order)."""
+    h = hashlib.sha1()
+    for name, t in policy.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 @dataclass
 class _Job:
-    """The state of one fine-tuning run that lives outside the model."""
+    """The state of one fine-tuning run that lives outside the model.
+
+    ``ppo_best.pt`` and the checkpoint agree: the checkpoint holds the best policy's
+    weights, and a resumed run rewrites ``ppo_best.pt`` from them, so the file never
+    holds a policy from a stretch that was lost. Every history entry records the
+    evaluated policy's digest (``policy_sha1``).
+    """
 
     folder: Path
     eval_env: gym.Env
@@ -399,13 +450,18 @@ class _Job:
     checkpoint_every: int
     gamma: float
     history: list[dict[str, Any]]
+    episode_seeds: EpisodeSeeds | None = None
     best_return: float = -np.inf
+    best_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / "policies" / "ppo_best.pt"
 
     def evaluate(self, model: FinetunedPPO) -> None:
         runs = run_episodes(self.eval_env, model.policy, self.eval_seeds)
-        entry = {"timesteps": model.num_timesteps, "rollouts": model.rollouts_done} | summarise(
-            runs
-        )
+        entry = {"timesteps": model.num_timesteps, "rollouts": model.rollouts_done,
+                 "policy_sha1": policy_digest(model.policy)} | summarise(runs)  # fmt: skip
         self.history.append(entry)
         for key in ("mean_return", "mean_best_val_loss"):
             model.logger.record(f"eval/{key}", entry[key])
@@ -416,8 +472,11 @@ class _Job:
         model.logger.dump(model.num_timesteps)
         if entry["mean_return"] > self.best_return:
             self.best_return = entry["mean_return"]
-            save_policy(model.policy, self.folder / "policies" / "ppo_best.pt",
-                        model.policy_config, env=self.eval_env, gamma=self.gamma)  # fmt: skip
+            self.best_state = {
+                k: v.detach().cpu().clone() for k, v in model.policy.state_dict().items()
+            }
+            save_policy(model.policy, self.best_path, model.policy_config, env=self.eval_env,
+                        gamma=self.gamma)  # fmt: skip
         write_json(self.folder / "history.json", self.history)
 
     def between_rollouts(self, model: FinetunedPPO) -> None:
@@ -427,8 +486,30 @@ class _Job:
         if r % self.eval_every == 0:
             self.evaluate(model)
         if r % self.checkpoint_every == 0:
-            save_checkpoint(model, self.folder / CHECKPOINT,
-                            {"history": self.history, "best_return": self.best_return})  # fmt: skip
+            self.checkpoint(model)
+
+    def checkpoint(self, model: FinetunedPPO) -> None:
+        """The model, the episode seeds and this job's history and best policy, atomically."""
+        seeds = self.episode_seeds
+        save_checkpoint(model, self.folder / CHECKPOINT, {
+            "history": self.history, "best_return": self.best_return,
+            "best_state": self.best_state,
+            "episode_seeds": seeds.state_dict() if seeds is not None else None,
+        })  # fmt: skip
+
+    def restore(self, model: FinetunedPPO, extra: dict[str, Any]) -> None:
+        """Continue from a checkpoint's ``extra``: history, best policy, episode seeds."""
+        self.history, self.best_return = list(extra["history"]), float(extra["best_return"])
+        self.best_state = extra.get("best_state")
+        if self.episode_seeds is not None and extra.get("episode_seeds") is not None:
+            self.episode_seeds.load_state_dict(extra["episode_seeds"])
+        if self.best_state is not None:  # ppo_best.pt as of the checkpoint, not of a lost stretch
+            best = make_policy(self.eval_env.observation_space, self.eval_env.action_space,
+                               model.policy_config)  # fmt: skip
+            best.load_state_dict(self.best_state)
+            save_policy(best, self.best_path, model.policy_config, env=self.eval_env,
+                        gamma=self.gamma)  # fmt: skip
+        write_json(self.folder / "history.json", self.history)
 
 
 def _tb_writer(model: PPO):
@@ -474,7 +555,11 @@ def finetune(
         options: env options (on top of the policy file's env, or of ``env_id``'s).
         total_timesteps: env steps of the whole run (all envs).
         n_envs: envs in lockstep (a batched vec env where the trainee has one).
-        seed: the run's seed; training episodes use seeds from ``agents.seeds.RL_TRAINING``.
+        seed: the run's seed (0..89): SB3's global RNGs, and the block of
+            ``agents.seeds.RL_TRAINING`` whose seeds start the training episodes
+            (``agents.seeds.rl_training_block``): runs of different seeds never share an
+            episode, and none trains on a demonstration, selection, held-out, tuning or
+            final-evaluation seed.
         config: PPO hyperparameters and safeguards.
         eval_every: rollouts between held-out evaluations (model-selection seeds) that
             keep the best policy.
@@ -483,16 +568,31 @@ def finetune(
         report_episodes: held-out seeds (``HELD_OUT``, disjoint from the selection seeds)
             of the final comparison of PPO, its BC start and the expert.
         expert: the expert of the comparison (default: from a ``bc_<expert>.pt`` name).
-        resume: continue from ``folder``'s checkpoint.
+        resume: continue from ``folder``'s checkpoint up to ``total_timesteps`` (which
+            may extend a finished run). The policy, optimizer, counters, RNG states,
+            history and best policy are the checkpoint's; training goes on with fresh
+            episodes (the next seeds of the block), not the ones running at the
+            checkpoint, so it is not bit-identical to an uninterrupted run.
         progress: SB3's progress bar.
         device: ``auto``, ``cpu`` or ``cuda``.
 
     Returns:
         The metrics written to ``folder/metrics.json``.
+
+    Raises:
+        ValueError: an invalid ``seed`` or ``expert``, before any work starts.
+        FileNotFoundError: ``resume`` without a checkpoint in ``folder``.
     """
     folder = Path(folder)
     config = config or FinetuneConfig()
+    block = rl_training_block(seed)  # checked before any work, as the expert is
     saved = read_policy_file(init)
+    expert = expert or expert_of(init)
+    if expert is not None and expert not in SCHEDULES:
+        raise ValueError(f"expert {expert!r} is invalid; valid: {', '.join(SCHEDULES)}")
+    checkpoint = folder / CHECKPOINT
+    if resume and not checkpoint.exists():
+        raise FileNotFoundError(f"no {CHECKPOINT} in {folder} to resume from")
     if env_id is None:
         env_id, kwargs = signature_kwargs(saved.env, options)
     else:
@@ -500,21 +600,15 @@ def finetune(
     eval_env = gym.make(env_id, **kwargs)
     for mismatch in check_env(saved.env, eval_env, allow_mismatch=True, source=str(init)):
         warnings.warn(f"fine-tuning {init} on another env: {mismatch}", stacklevel=2)
-    expert = expert or expert_of(init)
-    checkpoint = folder / CHECKPOINT
-    if resume and not checkpoint.exists():
-        raise FileNotFoundError(f"no {CHECKPOINT} in {folder} to resume from")
-    train_seed = RL_TRAINING.start + 10_000 * seed
-    vec = make_batched_vec_env(env_id, n_envs, seed=train_seed, **kwargs)
+    vec = make_batched_vec_env(env_id, n_envs, episode_seeds=block, **kwargs)
     model = FinetunedPPO(vec, saved, config, seed=seed, device=device,
                          tensorboard_log=str(folder / "tb"))  # fmt: skip
     job = _Job(folder, eval_env, take("model_selection", eval_episodes), eval_every,
-               checkpoint_every, saved.gamma, history=[])  # fmt: skip
+               checkpoint_every, saved.gamma, history=[],
+               episode_seeds=vec.episode_seeds)  # fmt: skip
     t0 = time.perf_counter()
-    if resume:
-        extra = load_checkpoint(model, checkpoint)
-        job.history, job.best_return = list(extra["history"]), float(extra["best_return"])
-        vec.seed(train_seed + model.num_timesteps)  # fresh training episodes, never repeated
+    if resume:  # fresh episodes: those running at the checkpoint are not continued
+        job.restore(model, load_checkpoint(model, checkpoint))
         print(f"resumed {folder} at {model.num_timesteps} timesteps")
     remaining = total_timesteps - model.num_timesteps
     if remaining > 0:
@@ -525,7 +619,7 @@ def finetune(
     seconds = time.perf_counter() - t0
     final_path = save_policy(model.policy, folder / "policies" / "ppo_final.pt", saved.config,
                              env=eval_env, gamma=saved.gamma)  # fmt: skip
-    save_checkpoint(model, checkpoint, {"history": job.history, "best_return": job.best_return})
+    job.checkpoint(model)
     report = compare_to_start(init, folder, eval_env, report_episodes, expert)
     metrics = {
         "init": str(init),
@@ -536,6 +630,7 @@ def finetune(
         "n_envs": n_envs,
         "total_timesteps": model.num_timesteps,
         "vec_env": type(vec.unwrapped).__name__,
+        "training_seeds": vec.episode_seeds.state_dict(),
         "config": asdict(config),
         "seconds_this_session": seconds,
         "history": job.history,

@@ -23,6 +23,27 @@ RANGES: dict[str, range] = {
 }
 
 
+RL_BLOCK = 10_000  # RL training seeds per run seed: --seed s trains on its own block
+
+
+def rl_training_block(seed: int, size: int = RL_BLOCK) -> range:
+    """The RL training seeds of run seed ``seed``: block ``seed`` of ``RL_TRAINING``.
+
+    Runs with different seeds train on disjoint episodes, and never on a seed of any
+    other range.
+
+    Raises:
+        ValueError: ``seed`` outside ``0 .. len(RL_TRAINING) // size - 1``, naming the range.
+    """
+    n_blocks = len(RL_TRAINING) // size
+    if not (isinstance(seed, int) and 0 <= seed < n_blocks):
+        raise ValueError(
+            f"run seed {seed!r} is invalid; expected an integer in 0..{n_blocks - 1} "
+            f"(each owns {size:,} of the RL training seeds {RL_TRAINING.start:,}..)"
+        )
+    return RL_TRAINING[seed * size : (seed + 1) * size]
+
+
 def take(name: str, n: int) -> list[int]:
     """The first ``n`` seeds of range ``name``.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,12 +15,26 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.policies import ActorCriticPolicy
 
+from agents import ppo as ppo_module
+from agents import seeds
 from agents.policy import PolicyConfig, load_policy, make_policy, read_policy_file, save_policy
-from agents.ppo import FinetuneConfig, FinetunedPPO, load_checkpoint, save_checkpoint
-from envs import make_batched_vec_env
+from agents.ppo import (
+    FinetuneConfig,
+    FinetunedPPO,
+    finetune,
+    load_checkpoint,
+    policy_digest,
+    save_checkpoint,
+)
+from envs import LRScheduleEnv, make_batched_vec_env
+from envs.vec_env import EpisodeSeeds
+from trainees.batched import TraineeSlot
 
 ENV = "LRSchedule-Quadratic-v0"
+SUMMARISE = ppo_module.summarise
 ROOT = Path(__file__).resolve().parents[2]
 # small rollouts: 2 envs x 32 steps, one minibatch, so a test takes seconds
 SMALL = dict(n_steps=32, batch_size=64, n_epochs=2)
@@ -187,15 +202,200 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(bc_file, tmp_path):
     assert not list(folder.rglob("*.tmp"))
 
 
-def test_checkpoint_round_trip_restores_rng_and_counters(bc_file, tmp_path):
-    model = build(bc_file)
-    model.learn(64)
+def test_checkpoint_round_trip_restores_policy_optimizer_rng_and_counters(bc_file, tmp_path):
+    model = build(bc_file, critic_warmup_rollouts=0)
+    model.learn(128)
     save_checkpoint(model, tmp_path / "c.pt", {"history": [], "best_return": -1.0})
     draws = torch.rand(3), np.random.rand(3)
     other = build(bc_file)
     extra = load_checkpoint(other, tmp_path / "c.pt")
     assert extra == {"history": [], "best_return": -1.0}
-    assert (other.num_timesteps, other.rollouts_done) == (64, 1)
+    counters = ("num_timesteps", "rollouts_done", "_n_updates", "train_log")
+    assert [getattr(other, c) for c in counters] == [getattr(model, c) for c in counters]
+    assert (other.num_timesteps, other.rollouts_done, other._n_updates) == (128, 2, 4)
     assert torch.equal(torch.rand(3), draws[0]) and np.array_equal(np.random.rand(3), draws[1])
     for a, b in zip(model.policy.parameters(), other.policy.parameters(), strict=True):
         assert torch.equal(a, b)
+    mine, theirs = model.policy.optimizer.state_dict(), other.policy.optimizer.state_dict()
+    assert mine["param_groups"] == theirs["param_groups"]
+    assert mine["state"].keys() == theirs["state"].keys() and len(mine["state"]) > 0
+    for key, state in mine["state"].items():
+        for name, value in state.items():  # Adam's step, exp_avg, exp_avg_sq
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(theirs["state"][key][name]))
+
+
+class CrashError(Exception):
+    """Stands for a kill between two checkpoints."""
+
+
+@pytest.mark.slow
+def test_after_a_crash_ppo_best_holds_a_policy_of_the_resumed_history(
+    bc_file, tmp_path, monkeypatch
+):
+    """Evaluations every rollout, checkpoints every 3: killed after rollout 5's evaluation."""
+    score = iter(range(1000))  # every evaluation is a new best, so ppo_best.pt changes each time
+    monkeypatch.setattr(
+        ppo_module, "summarise", lambda runs: SUMMARISE(runs) | {"mean_return": float(next(score))}
+    )
+    between = ppo_module._Job.between_rollouts
+
+    def crash_after_fifth(job, model):
+        between(job, model)
+        if model.rollouts_done == 5:
+            raise CrashError
+
+    monkeypatch.setattr(ppo_module._Job, "between_rollouts", crash_after_fifth)
+    kwargs = dict(n_envs=2, config=FinetuneConfig(**SMALL), eval_every=1, eval_episodes=1,
+                  checkpoint_every=3, report_episodes=1, progress=False, device="cpu")  # fmt: skip
+    with pytest.raises(CrashError):
+        finetune(bc_file, tmp_path, total_timesteps=640, **kwargs)
+    lost = policy_digest(load_policy(tmp_path / "policies" / "ppo_best.pt", device="cpu"))
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert saved["num_timesteps"] == 192  # rollout 3; rollouts 4 and 5 were lost
+    monkeypatch.setattr(ppo_module._Job, "between_rollouts", between)
+    metrics = finetune(bc_file, tmp_path, total_timesteps=192, resume=True, **kwargs)
+    history = metrics["history"]
+    assert [h["timesteps"] for h in history] == [0, 64, 128, 192]
+    best = max(history, key=lambda h: h["mean_return"])
+    on_disk = policy_digest(load_policy(tmp_path / "policies" / "ppo_best.pt", device="cpu"))
+    assert on_disk == best["policy_sha1"] != lost
+    assert json.loads((tmp_path / "history.json").read_text()) == history
+    # --total-timesteps extends the finished run, with fresh episodes from the same block
+    started = metrics["training_seeds"]["started"]
+    more = finetune(bc_file, tmp_path, total_timesteps=256, resume=True, **kwargs)
+    assert more["total_timesteps"] == 256 and more["history"][:4] == history
+    assert all(b > a for a, b in zip(started, more["training_seeds"]["started"], strict=True))
+
+
+def test_without_safeguards_is_sb3_ppo_parameter_for_parameter(bc_file):
+    """--no-safeguards is plain PPO: one rollout and update equal SB3 2.2's, bit for bit."""
+    saved = read_policy_file(bc_file)
+    config = FinetuneConfig(**SMALL, learning_rate=1e-3).without_safeguards()
+    plain = PPO(
+        ActorCriticPolicy, make_batched_vec_env(ENV, 2, seed=5), learning_rate=1e-3,
+        n_steps=32, batch_size=64, n_epochs=2, gamma=saved.gamma, gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range, ent_coef=0.0, vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm, target_kl=config.target_kl,
+        policy_kwargs=saved.config.policy_kwargs(), seed=3, device="cpu",
+    )  # fmt: skip
+    plain.policy.load_state_dict(saved.state_dict)
+    plain.learn(64)  # one rollout of 2 x 32 steps, then one update
+    # SB3 re-seeded its env to 3 + k; FinetunedPPO leaves the env to its builder
+    ours = FinetunedPPO(make_batched_vec_env(ENV, 2, seed=3), saved, config, seed=3, device="cpu")
+    ours.learn(64)
+    assert ours.rollouts_done == 1 and ours._n_updates == plain._n_updates == 2
+    names = [n for n, _ in plain.policy.named_parameters()]
+    assert names == [n for n, _ in ours.policy.named_parameters()]
+    moved = 0
+    for (name, a), b in zip(plain.policy.named_parameters(), ours.policy.parameters(), strict=True):
+        assert torch.equal(a, b), name
+        moved += not torch.equal(a, saved.state_dict[name])
+    assert moved > 0  # the update changed the policy: the equality is not of two no-ops
+
+
+def test_the_ablation_differs_from_the_safeguarded_run_only_by_its_switches():
+    base = FinetuneConfig()
+    plain = base.without_safeguards()
+    assert (plain.log_std, plain.critic_warmup_rollouts, plain.kl_coef, plain.separate_clip) == (
+        None, 0, 0.0, False,
+    )  # fmt: skip
+    same = {"log_std", "critic_warmup_rollouts", "kl_coef", "separate_clip"}
+    for field_ in dataclasses.fields(base):
+        if field_.name not in same:
+            assert getattr(plain, field_.name) == getattr(base, field_.name), field_.name
+
+
+def training_episode_seeds(bc_file: Path, folder: Path, seed: int, monkeypatch) -> dict:
+    """The env seed and the trainee seed of every training episode of a small run.
+
+    Training envs are the ones over a batched trainee's slots (evaluations and the final
+    report run single trainees); first episodes and automatic resets are all recorded.
+    """
+    seen: dict[str, list] = {"env": [], "trainee": []}
+    env_reset, slot_reset = LRScheduleEnv.reset, TraineeSlot.reset
+
+    def spy_env(self, *, seed=None, options=None):
+        if isinstance(self.trainee, TraineeSlot):
+            seen["env"].append(seed)
+        return env_reset(self, seed=seed, options=options)
+
+    def spy_slot(self, seed):
+        seen["trainee"].append(seed)
+        return slot_reset(self, seed)
+
+    monkeypatch.setattr(LRScheduleEnv, "reset", spy_env)
+    monkeypatch.setattr(TraineeSlot, "reset", spy_slot)
+    # 2 envs x 96 steps: 3 episodes of 32 actions each, so two automatic resets per env
+    finetune(bc_file, folder, total_timesteps=192, n_envs=2, seed=seed,
+             config=FinetuneConfig(**SMALL), eval_every=10, eval_episodes=1,
+             checkpoint_every=10, report_episodes=1, progress=False, device="cpu")  # fmt: skip
+    monkeypatch.undo()
+    return seen
+
+
+def trainee_seed(env_seed: int) -> int:
+    """The trainee seed an episode reset with ``env_seed`` trains from (LRScheduleEnv.reset)."""
+    return int(gym.utils.seeding.np_random(env_seed)[0].integers(0, 2**31 - 1))
+
+
+def test_ppo_training_episodes_use_their_own_rl_training_seeds(bc_file, tmp_path, monkeypatch):
+    runs = {s: training_episode_seeds(bc_file, tmp_path / str(s), s, monkeypatch) for s in (0, 1)}
+    for s, seen in runs.items():
+        assert len(seen["env"]) == len(seen["trainee"]) >= 6  # first episodes and auto-resets
+        assert all(e in seeds.RL_TRAINING for e in seen["env"]), seen["env"]
+        assert all(e in seeds.rl_training_block(s) for e in seen["env"])
+        assert len(set(seen["env"])) == len(seen["env"])  # no episode seed twice
+        assert seen["trainee"] == [trainee_seed(e) for e in seen["env"]]
+    assert not set(runs[0]["env"]) & set(runs[1]["env"])
+    assert not set(runs[0]["trainee"]) & set(runs[1]["trainee"])
+    others = [r for name, r in seeds.RANGES.items() if name != "rl_training"]
+    other_trainees = {trainee_seed(e) for r in others for e in r}
+    for seen in runs.values():
+        assert not any(e in r for r in others for e in seen["env"])
+        assert not set(seen["trainee"]) & other_trainees
+    metrics = json.loads((next((tmp_path / "0").glob("metrics.json"))).read_text())
+    assert metrics["training_seeds"]["block"] == [100_000, 110_000]
+    assert metrics["training_seeds"]["started"] == [4, 4]  # the last auto-resets too
+
+
+def test_an_invalid_run_seed_or_expert_is_refused_before_any_work(bc_file, tmp_path):
+    with pytest.raises(ValueError, match=r"run seed 90 is invalid; expected an integer in 0\.\.89"):
+        finetune(bc_file, tmp_path, seed=90, progress=False)
+    with pytest.raises(ValueError, match=r"expert 'cosinus' is invalid; valid: .*cosine"):
+        finetune(bc_file, tmp_path, expert="cosinus", progress=False)
+    assert not list(tmp_path.iterdir())  # nothing was started
+
+
+def test_episode_seeds_hand_out_a_block_in_turn_and_resume_from_their_state():
+    block = range(100, 107)
+    s = EpisodeSeeds(block, 2)
+    assert [s.next(0), s.next(1), s.next(0), s.next(0)] == [100, 101, 102, 104]
+    other = EpisodeSeeds(block, 2)
+    other.load_state_dict(s.state_dict())
+    assert [other.next(1), other.next(0)] == [103, 106]
+    assert other.next(1) == 105
+    with pytest.raises(RuntimeError, match=r"block 100\.\.106 is spent"):
+        other.next(1)  # its fourth episode would be seed 107
+    with pytest.raises(ValueError, match="stored n_envs 2, this job's 3"):
+        EpisodeSeeds(block, 3).load_state_dict(s.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--resume", "RUN", "--seed", "3", "--ppo.learning-rate", "1e-3"),
+         "--resume continues a run with its own arguments; cannot change --out, --ppo.learning-rate, "
+         "--seed (allowed with --resume: --total-timesteps, --progress, --device)"),
+        (("--init", "bc.pt", "--expert", "cosinus"), "--expert 'cosinus' is invalid; valid: "),
+        (("--init", "bc.pt", "--seed", "90"), "--seed: run seed 90 is invalid"),
+        (("--init", "bc.pt", "--env", "LRSchedule-Nope-v0"), "--env 'LRSchedule-Nope-v0' is not"),
+        (("--total-timesteps", "64",), "give --init POLICY_FILE to start a run, or --resume"),
+    ],
+)  # fmt: skip
+def test_argument_errors_are_one_line_and_exit_2_before_any_work(args, message, tmp_path):
+    proc = run_script(*args, "--out", str(tmp_path))
+    out, _ = proc.communicate(timeout=120)
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, out
+    assert lines[0].startswith("finetune_ppo.py: error: ") and message in lines[0], lines[0]
+    assert not list(tmp_path.iterdir())
