@@ -71,9 +71,11 @@ class GPTConfig(TraineeConfig):
 class GPTTrainee(TorchTrainee):
     """Next-character prediction on random windows of the training split (as nanoGPT).
 
-    ``test_metrics()`` scores every token of the test split (enwik8, text8), or of the
-    validation split for a corpus without one (tiny Shakespeare), and adds
-    ``test_bits_per_char``.
+    ``evaluate()`` reads fixed windows of the validation split and ``test_metrics()``
+    scores every token of the test split, adding ``test_bits_per_char``. A corpus
+    without ``test.bin`` (tiny Shakespeare) has its validation region cut in two
+    (``trainees.data.chars.val_test_cut``): the first half validates, the second half
+    is the test split, held out from every episode.
     """
 
     config: GPTConfig
@@ -85,14 +87,16 @@ class GPTTrainee(TorchTrainee):
         self.model_config = config.model_config(self.corpus.vocab_size)
         self.uses_dropout = self.model_config.dropout > 0
         T = config.block_size
-        for split in ("train", "val"):
-            n = len(getattr(self.corpus, split))
-            if n < T + 2:
-                raise ValueError(f"{split} split has {n} tokens; block_size={T} needs >= {T + 2}")
+        val = self.corpus.val_tokens  # never the test split's tokens
+        for split, tokens in (("train", self.corpus.train), ("val", val)):
+            if len(tokens) < T + 2:
+                raise ValueError(
+                    f"{split} split has {len(tokens)} tokens; block_size={T} needs >= {T + 2}"
+                )
         self._window = np.arange(T + 1)
         n_eval = config.eval_batches * config.batch_size
-        starts = np.linspace(0, len(self.corpus.val) - T - 1, n_eval).astype(np.int64)
-        self._val_windows = self._windows(self.corpus.val, starts)
+        starts = np.linspace(0, len(val) - T - 1, n_eval).astype(np.int64)
+        self._val_windows = self._windows(val, starts)
         self._sample_gen = torch.Generator()
         self._test_tokens: torch.Tensor | None = None  # built by test_batches
 
@@ -126,8 +130,12 @@ class GPTTrainee(TorchTrainee):
 
     @property
     def test_split(self) -> str:
-        """``"test"``, or ``"val"`` for a corpus without a test split."""
-        return "val" if self.corpus.test is None else "test"
+        """``"test"``: the split ``test_batches`` covers.
+
+        That is ``test.bin`` (enwik8, text8), or for tiny Shakespeare the second half of
+        its validation region, held out from every episode (``CharCorpus.test_tokens``).
+        """
+        return "test"
 
     def test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The test split as non-overlapping windows, 64 per batch (nanoGPT-style).
@@ -140,7 +148,7 @@ class GPTTrainee(TorchTrainee):
             ValueError: a split of fewer than 2 tokens (nothing to predict).
         """
         if self._test_tokens is None:  # on the device only from the first call
-            split = self.corpus.val if self.corpus.test is None else self.corpus.test
+            split = self.corpus.test_tokens
             if len(split) < 2:
                 raise ValueError(f"{self.test_split} split has {len(split)} tokens; needs >= 2")
             tokens = torch.from_numpy(np.asarray(split, dtype=np.int64))

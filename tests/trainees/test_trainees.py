@@ -300,14 +300,18 @@ def test_gpt_test_metrics_cover_the_test_split(corpus_with_test):
     assert metrics["test_bits_per_char"] == pytest.approx(loss / math.log(2), rel=1e-5)
 
 
-def test_gpt_without_a_test_split_reports_the_validation_split(corpus):
+def test_gpt_without_a_test_split_holds_out_the_second_half_of_val(corpus):
     assert corpus.test is None
     trainee = GPTTrainee(GPTConfig(preset="tiny"), corpus=corpus)
     trainee.reset(0)
     metrics = trainee.test_metrics()
-    loss, count = gpt_loss_by_hand(trainee, np.asarray(corpus.val))
-    assert metrics["test_split"] == "val"
-    assert metrics["test_samples"] == count == len(corpus.val) - 1
+    n, cut = len(corpus.val), len(corpus.val) // 2
+    loss, count = gpt_loss_by_hand(trainee, np.asarray(corpus.val[cut:]))
+    assert metrics["test_split"] == "test"
+    assert metrics["test_samples"] == count == n - cut - 1
+    windows, val, T = trainee._val_windows.cpu().numpy(), np.asarray(corpus.val), 64
+    np.testing.assert_array_equal(windows[0], val[: T + 1])  # evaluate() spans val[:cut]
+    np.testing.assert_array_equal(windows[-1], val[cut - T - 1 : cut])
     assert metrics["test_loss"] == pytest.approx(loss, rel=1e-5)
     assert metrics["test_loss"] == pytest.approx(math.log(corpus.vocab_size), rel=0.05)  # untrained
 

@@ -81,15 +81,40 @@ SPECS: dict[str, CorpusSpec] = {
 SPLIT_NAMES = ("train", "val", "test")
 
 
+def val_test_cut(n_val: int) -> int:
+    """Where a validation region of ``n_val`` tokens with no ``test.bin`` behind it is cut.
+
+    The cut is ``n_val // 2``: a corpus without a test split (tiny Shakespeare) validates
+    on ``val[:cut]`` and holds ``val[cut:]`` out as its test split, which no episode reads
+    (tiny Shakespeare: 111,540 validation tokens, 55,770 on each side).
+    """
+    return n_val // 2
+
+
 @dataclass(frozen=True)
 class CharCorpus:
-    """A prepared corpus: token arrays per split and the vocabulary."""
+    """A prepared corpus: token arrays per split and the vocabulary.
+
+    ``val`` and ``test`` are the files' regions (``val.bin``, ``test.bin``); read the
+    splits through ``val_tokens`` and ``test_tokens``, which cut ``val`` in two
+    (:func:`val_test_cut`) when there is no ``test.bin``.
+    """
 
     name: str
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray | None
     itos: tuple[str, ...]
+
+    @property
+    def val_tokens(self) -> np.ndarray:
+        """The validation split: ``val``, or its first half when there is no ``test``."""
+        return self.val if self.test is not None else self.val[: val_test_cut(len(self.val))]
+
+    @property
+    def test_tokens(self) -> np.ndarray:
+        """The held-out test split: ``test``, or the second half of ``val`` without it."""
+        return self.test if self.test is not None else self.val[val_test_cut(len(self.val)) :]
 
     @property
     def vocab_size(self) -> int:

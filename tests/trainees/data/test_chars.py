@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import needs_real_data, real_data
-from trainees.data.chars import load_char_corpus, prepare_bytes
+from trainees.data.chars import load_char_corpus, load_prepared, prepare_bytes, val_test_cut
 from trainees.data.resolve import DatasetError, DatasetNotFoundError, cache_dir
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 20
@@ -104,12 +104,29 @@ def test_missing_corpus_and_unknown_name(tmp_path, monkeypatch):
         load_char_corpus("wikitext")
 
 
+def test_without_test_bin_the_validation_region_is_cut_in_half(tmp_path):
+    prepare_bytes(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX", tmp_path, (0.9, 0.1))
+    c = load_prepared("shakespeare_char", tmp_path)  # 50 bytes: 45 train, 5 validation
+    assert c.test is None and c.decode(c.val) == "TUVWX" and val_test_cut(5) == 2
+    assert c.decode(c.val_tokens) == "TU"  # val[:5 // 2]: evaluate()'s windows
+    assert c.decode(c.test_tokens) == "VWX"  # val[5 // 2:]: the held-out test split
+    assert [val_test_cut(n) for n in (0, 1, 2, 7, 8, 111_540)] == [0, 0, 1, 3, 4, 55_770]
+
+
+def test_with_test_bin_the_splits_are_the_files(tmp_path):
+    prepare_bytes(b"ABCDEFGHIJKLMNOPQRST", tmp_path, (0.5, 0.25, 0.25))
+    c = load_prepared("enwik8", tmp_path)  # enwik8 and text8: nothing is cut
+    assert c.decode(c.val_tokens) == c.decode(c.val) == "KLMNO"
+    assert c.decode(c.test_tokens) == c.decode(c.test) == "PQRST"
+
+
 @needs_real_data("shakespeare_char", "input.txt")
 def test_real_tiny_shakespeare():
     path = real_data("shakespeare_char", "input.txt")
     c = load_char_corpus("shakespeare_char")  # via $LRGYM_DATA_DIR, sha256-verified
     assert len(c.train) + len(c.val) == 1_115_394 and c.vocab_size == 65
     assert len(c.train) == 1_003_854  # nanoGPT's 90 % split
+    assert (len(c.val_tokens), len(c.test_tokens)) == (55_770, 55_770)  # 111,540 cut in half
     assert c.decode(c.train[:14]) == "First Citizen:"
     assert hashlib.sha256(path.read_bytes()).hexdigest().startswith("86c4e6aa")
 
