@@ -1,4 +1,7 @@
-"""Comparing a policy's training runs with an expert's on the same (held-out) seeds."""
+"""Comparing runs on the same seeds: a policy against its expert (LR agreement, best
+validation loss), and the statistics of the evaluation harness (IQMs with bootstrap CIs,
+paired differences, probability of improvement, Holm-corrected verdicts against a
+reference)."""
 
 from __future__ import annotations
 
@@ -168,3 +171,79 @@ def probability_of_improvement(
         "ci_low": float(np.ravel(interval["x"])[0]),
         "ci_high": float(np.ravel(interval["x"])[1]),
     }
+
+
+# -- many methods against one reference -----------------------------------------------------
+ALPHA = 0.05  # the family-wise error rate a verdict is held to
+MAX_EXACT = 16  # up to this many differences, all 2**n sign assignments are enumerated
+VERDICT_TEST = (
+    "two-sided sign-flip permutation test of the mean per-seed paired difference "
+    f"(exact up to {MAX_EXACT} seeds), Holm-adjusted over the methods compared"
+)
+
+
+def sign_flip_pvalue(
+    diffs: Sequence[float], *, seed: int = 0, n_resamples: int = 20_000, max_exact: int = MAX_EXACT
+) -> float:
+    """Two-sided p-value that paired per-seed differences have mean 0: a sign-flip
+    permutation test.
+
+    Under the null hypothesis the two methods are exchangeable on each seed, so each
+    difference is as likely to be negated. The p-value is the fraction of sign
+    assignments whose ``|mean|`` reaches the observed one: exact (all ``2**n``
+    assignments) for ``n <= max_exact`` differences, else ``(1 + hits) / (1 +
+    n_resamples)`` over ``n_resamples`` random assignments drawn from ``seed``. Five
+    differences of one sign give the smallest exact value, ``2 / 32 = 0.0625``.
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size == 0 or not np.isfinite(d).all():
+        raise ValueError(f"a sign-flip test needs finite differences, got {d.tolist()}")
+    exact = d.size <= max_exact
+    if exact:  # every assignment once, the observed one included
+        signs = 1.0 - 2.0 * ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1)
+    else:
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_resamples, d.size))
+    # a sum equal to the observed one up to rounding reaches it
+    hits = int((np.abs(signs @ d) >= abs(d.sum()) - 1e-12 * np.abs(d).sum()).sum())
+    return hits / len(signs) if exact else (1 + hits) / (1 + n_resamples)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni step-down adjusted p-values, in the order given.
+
+    The ``i``-th smallest of ``m`` p-values is multiplied by ``m - i + 1``, kept at least
+    as large as the adjusted values below it, and capped at 1; rejecting where the
+    adjusted value is below ``alpha`` holds the family-wise error rate at ``alpha``.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    steps = np.maximum.accumulate((p.size - np.arange(p.size)) * p[order])
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(steps, 1.0)
+    return adjusted.tolist()
+
+
+def verdicts(
+    diffs: dict[str, Sequence[float]], *, alpha: float = ALPHA, seed: int = 0
+) -> dict[str, dict[str, float | str]]:
+    """Every method against one reference, corrected for comparing them all.
+
+    Args:
+        diffs: per method, its per-seed losses minus the reference's on the same seeds.
+        alpha: the family-wise error rate.
+        seed: seed of the sign-flip test's random assignments (used past ``MAX_EXACT`` seeds).
+
+    Returns:
+        Per method: ``p_value`` (:func:`sign_flip_pvalue`), ``p_holm`` (:func:`holm` over
+        all the methods given) and ``verdict``: ``better`` (lower loss) or ``worse`` when
+        ``p_holm < alpha``, else ``not resolved``.
+    """
+    names = list(diffs)
+    p = [sign_flip_pvalue(diffs[m], seed=seed) for m in names]
+    out: dict[str, dict[str, float | str]] = {}
+    for m, p_m, p_adj in zip(names, p, holm(p), strict=True):
+        mean = float(np.mean(diffs[m]))
+        resolved = p_adj < alpha and mean != 0.0
+        verdict = ("better" if mean < 0 else "worse") if resolved else "not resolved"
+        out[m] = {"p_value": p_m, "p_holm": p_adj, "verdict": verdict}
+    return out

@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import math
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -110,6 +111,10 @@ def _file_sha1(path: str, mtime_ns: int, size: int) -> str:
 
 
 # The hand-designed schedules and the optimizers users pick instead, by name.
+MethodName = Literal[
+    "constant", "cosine", "cosine_untuned", "cosine_warmup", "linear_warmup", "polynomial",
+    "wsd", "schedulefree", "prodigy_cosine",
+]  # fmt: skip
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -134,15 +139,24 @@ METHODS: dict[str, Method] = {
 }
 
 
+def _policy_spec(spec: str) -> tuple[str, str]:
+    """The name and path of ``"name=path"`` or of a path (named after the file)."""
+    name, sep, path = spec.partition("=")
+    return (name, path) if sep else (Path(spec).stem, spec)
+
+
+def policy_name(spec: str) -> str:
+    """The method name a policy ``"name=path"`` or path gets (the file is not read)."""
+    return _policy_spec(spec)[0]
+
+
 def policy_method(spec: str) -> Method:
     """A saved policy as a method: ``"name=path"`` or a path (named after the file).
 
     It runs at the base LR its file records (a policy sets multipliers of the base LR it
     was trained with), or at the env's when the file records none.
     """
-    name, sep, path = spec.partition("=")
-    if not sep:
-        name, path = Path(spec).stem, spec
+    name, path = _policy_spec(spec)
     if not Path(path).is_file():
         raise ValueError(f"policy file {path!r} does not exist")
     base_lr = read_policy_file(path).env.get("trainee_options", {}).get("base_lr")
@@ -280,7 +294,7 @@ class Grid:
         final_seeds: final-evaluation seeds (``agents.seeds.FINAL_EVALUATION``).
         tuning_seeds: tuning seeds (``agents.seeds.BASELINE_TUNING``).
         lr_factors: the tuning grid, as multiples of the env's base LR.
-        reference: the method that paired differences are taken against.
+        reference: the method that paired differences are taken against (one of ``methods``).
     """
 
     envs: tuple[str, ...]
@@ -295,6 +309,11 @@ class Grid:
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names) or not names:
             raise ValueError(f"method names must be unique and non-empty: {names}")
+        if self.reference not in names:
+            raise ValueError(
+                f"reference={self.reference!r} is not a method of the grid; valid: "
+                + ", ".join(names)
+            )
         if not self.envs:
             raise ValueError("no env to evaluate on")
         check_seeds(self.final_seeds, self.tuning_seeds)
@@ -429,12 +448,37 @@ class RunStore:
         return [done[s.key] for s in specs]
 
 
+def new_run_folder(root: str | Path, env: str, exp: str) -> Path:
+    """A new, empty ``root/{env}__{exp}__{unix time}`` folder (cleanrl's layout); another
+    one made in the same second gets ``-1``, ``-2``... after its time."""
+    name, i = f"{env}__{exp}__{int(time.time())}", 0
+    while True:
+        path = Path(root) / (f"{name}-{i}" if i else name)
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            i += 1
+
+
+def _registered(stored: dict[str, Any] | None, grid: Grid, has_runs: bool) -> dict[str, Any]:
+    """The pre-registered methods, name -> digest: the methods of the invocation that
+    first ran anything in the folder. A folder written before this record existed gives
+    its stored methods' names, with their digests unknown (None)."""
+    if stored is None or not has_runs:
+        return {m.name: m.digest for m in grid.methods}
+    if "preregistered" in stored:
+        return stored["preregistered"]
+    return {m["name"]: None for m in stored.get("methods", [])}
+
+
 def open_folder(folder: str | Path, grid: Grid) -> Path:
     """Create ``folder`` for ``grid``, or reopen it when it holds the same grid.
 
     The methods may differ (a run's file name identifies its method's definition, so
     adding a method to a finished grid runs only the new method's runs); the envs,
-    options, seeds, LR grid and reference may not.
+    options, seeds, LR grid and reference may not. ``grid.json`` also records the
+    pre-registered methods (:func:`added_after_results`).
 
     Raises:
         ValueError: the folder holds another grid (naming the differing fields).
@@ -442,17 +486,29 @@ def open_folder(folder: str | Path, grid: Grid) -> Path:
     folder = Path(folder)
     path = folder / "grid.json"
     current = grid.to_json()
-    if path.exists():
-        stored = json.loads(path.read_text())
-        keys = (current.keys() | stored.keys()) - {"methods"}
+    stored = json.loads(path.read_text()) if path.exists() else None
+    if stored is not None:
+        keys = (current.keys() | stored.keys()) - {"methods", "preregistered"}
         diff = sorted(k for k in keys if current.get(k) != stored.get(k))
         if diff:
             raise ValueError(
                 f"{folder} holds another grid (differs in {', '.join(diff)}): resume it with "
                 "the same arguments, or pass another --out"
             )
-    write_json(path, current)
+    has_runs = any((folder / "runs").glob("*.json"))
+    write_json(path, current | {"preregistered": _registered(stored, grid, has_runs)})
     return folder
+
+
+def added_after_results(folder: str | Path, grid: Grid) -> list[str]:
+    """The methods of ``grid`` that were not pre-registered in ``folder`` (opened with
+    :func:`open_folder`): added, or redefined, after the folder held results."""
+    registered = json.loads((Path(folder) / "grid.json").read_text())["preregistered"]
+    return [
+        m.name
+        for m in grid.methods
+        if m.name not in registered or registered[m.name] not in (None, m.digest)
+    ]
 
 
 def env_base_lrs(grid: Grid) -> dict[str, float]:
@@ -476,9 +532,11 @@ def run_grid(
     """Run the whole grid (resuming from ``folder``): tuning, then the final runs.
 
     Returns ``{"tuning": choose_base_lrs(...), "final": [final runs], "tune": [tuning
-    runs], "base_lrs": {env: default base LR}}``.
+    runs], "base_lrs": {env: default base LR}, "preregistered": [method names],
+    "added_after_results": [method names]}``.
     """
     store = RunStore(open_folder(folder, grid))
+    added = added_after_results(folder, grid)
     base_lrs = env_base_lrs(grid)
     untuned = final_specs(grid, {}, tuned=False)
     first = store.run(
@@ -503,4 +561,6 @@ def run_grid(
         "final": first[len(tune_runs) :] + tuned,
         "tune": tune_runs,
         "base_lrs": base_lrs,
+        "preregistered": [m.name for m in grid.methods if m.name not in added],
+        "added_after_results": added,
     }

@@ -5,6 +5,12 @@ test losses with a stratified bootstrap 95% CI; per-seed paired differences agai
 the reference method (tuned cosine) with a bootstrap CI; the probability that a
 method's run beats a reference run. A run that diverged scores its trainee's loss at
 initialisation (the run trained nothing), so diverging never looks good.
+
+Many methods are compared with one reference, so a method is called better or worse
+than it only when its sign-flip test's p-value stays below 0.05 after Holm's correction
+over all the methods compared in that env (``agents.evaluation.verdicts``); the results
+say how many were compared. A method added to a grid folder after it held results is
+labelled ``added_after_results`` (``(added)`` in tables and plots).
 """
 
 from __future__ import annotations
@@ -15,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluation import iqm, iqm_interval, paired_difference, probability_of_improvement
+from agents.evaluation import (
+    ALPHA,
+    VERDICT_TEST,
+    iqm,
+    iqm_interval,
+    paired_difference,
+    probability_of_improvement,
+    verdicts,
+)
 from agents.plots import Panel, save_intervals, save_panels
 from trainees.files import atomic_write_text, write_csv, write_json
 
@@ -76,8 +90,9 @@ def target_loss(
 def summarize(
     runs: Sequence[dict[str, Any]], *, reference: str, target: float | None, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """One row per method of one env's final runs: IQMs with CIs, paired differences and
-    the probability of improvement against ``reference``, and the other metrics."""
+    """One row per method of one env's final runs: IQMs with CIs, paired differences, the
+    probability of improvement and the Holm-corrected verdict (``p_value``, ``p_holm``,
+    ``verdict``) against ``reference``, and the other metrics."""
     methods = list(dict.fromkeys(r["method"] for r in runs))
     by = {
         m: sorted((r for r in runs if r["method"] == m), key=lambda r: r["seed"]) for m in methods
@@ -116,7 +131,32 @@ def summarize(
         row["wall_seconds"] = float(np.mean([r["wall_seconds"] for r in rs]))
         row["test_split"] = rs[0].get("test_split")
         rows.append(row)
+    compared = {r["method"]: r["delta_test_loss"]["diffs"] for r in rows if "delta_test_loss" in r}
+    found = verdicts(compared, seed=seed) if compared else {}
+    for row in rows:
+        row |= found.get(row["method"], {})
     return rows
+
+
+def n_compared(rows: Sequence[dict[str, Any]]) -> int:
+    """How many methods of an env were compared with the reference (Holm's ``m``)."""
+    return sum("verdict" in r for r in rows)
+
+
+def label(row: dict[str, Any]) -> str:
+    """A method's name in tables and plots: ``(added)`` after a method added to the grid
+    folder after it held results."""
+    return row["method"] + (" (added)" if row.get("added_after_results") else "")
+
+
+def comparison_note(rows: Sequence[dict[str, Any]], reference: str) -> str:
+    """The sentence that says how many methods a table compares, on how many seeds."""
+    n = n_compared(rows)
+    seeds = next((r["n"] for r in rows if r["method"] == reference), 0)
+    return (
+        f"{n} method{'s' * (n != 1)} compared with {reference} on the same {seeds} seeds; "
+        f"a verdict holds after Holm's correction at {ALPHA:g}."
+    )
 
 
 def _ci(x: dict[str, float] | None, key: str = "iqm", fmt: str = ".4f") -> str:
@@ -126,7 +166,8 @@ def _ci(x: dict[str, float] | None, key: str = "iqm", fmt: str = ".4f") -> str:
 
 
 def markdown(rows: Sequence[dict[str, Any]], *, env: str, reference: str) -> str:
-    """The table of one env: a row per method."""
+    """The table of one env, a row per method, below the sentence that says how many
+    methods were compared with ``reference``."""
     acc = any("test_accuracy" in r for r in rows)
     head = ["method", "base LR", "test loss IQM [95% CI]"]
     head += ["test acc. IQM [95% CI]"] if acc else []
@@ -134,6 +175,8 @@ def markdown(rows: Sequence[dict[str, Any]], *, env: str, reference: str) -> str
         "best val IQM",
         f"Δ test loss vs {reference} [95% CI]",
         f"P(better than {reference})",
+        "Holm p",
+        "verdict",
         "steps to target",
         "diverged",
         "s/run",
@@ -142,18 +185,21 @@ def markdown(rows: Sequence[dict[str, Any]], *, env: str, reference: str) -> str
     for r in rows:
         stt = r["steps_to_target"]
         steps = "—" if stt["median"] is None else f"{stt['median']:.0f} ({stt['reached']}/{r['n']})"
-        cells = [r["method"], f"{r['base_lr']:.3g}", _ci(r["test_loss"])]
+        cells = [label(r), f"{r['base_lr']:.3g}", _ci(r["test_loss"])]
         cells += [_ci(r.get("test_accuracy"))] if acc else []
         cells += [
             f"{r['best_val_loss']['iqm']:.4f}",
             _ci(r.get("delta_test_loss"), "mean", "+.4f"),
             _ci(r.get("p_improvement"), "p", ".2f"),
+            f"{r['p_holm']:.3g}" if "p_holm" in r else "—",
+            r.get("verdict", "—"),
             steps,
             str(r["diverged"]),
             f"{r['wall_seconds']:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return f"### {env}\n\n" + "\n".join(lines) + "\n"
+    note = f"{comparison_note(rows, reference)}\n\n" if n_compared(rows) else ""
+    return f"### {env}\n\n{note}" + "\n".join(lines) + "\n"
 
 
 def _median_curves(runs: Sequence[dict[str, Any]], key: str) -> tuple[list, list, list, list]:
@@ -171,11 +217,12 @@ def plot_env(
     folder: Path, env: str, runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]
 ) -> list[Path]:
     """CI bars of the test loss per method; median LR schedules; median validation
-    curves with interquartile bands (each PNG with its CSV)."""
+    curves with interquartile bands (each PNG with its CSV; methods named by :func:`label`)."""
     bars = [
-        (r["method"], r["test_loss"]["iqm"], r["test_loss"]["ci_low"], r["test_loss"]["ci_high"])
+        (label(r), r["test_loss"]["iqm"], r["test_loss"]["ci_low"], r["test_loss"]["ci_high"])
         for r in rows
     ]
+    names = {r["method"]: label(r) for r in rows}
     paths = [
         save_intervals(
             folder / f"test_loss_{env}",
@@ -192,10 +239,11 @@ def plot_env(
         mine = [r for r in runs if r["method"] == method]
         steps, mid, _, _ = _median_curves(mine, "lr")
         if steps:
-            lr.series[method] = (steps, mid)
+            name = names.get(method, method)
+            lr.series[name] = (steps, mid)
             steps, mid, lo, hi = _median_curves(mine, "val_loss")
-            val.series[method] = (steps, mid)
-            val.bands[method] = (steps, lo, hi)
+            val.series[name] = (steps, mid)
+            val.bands[name] = (steps, lo, hi)
     paths.append(save_panels(folder / f"curves_{env}", [lr, val], title=env))
     return paths
 
@@ -210,11 +258,13 @@ def write_report(
 ) -> dict[str, Any]:
     """Write ``results.json``, ``runs.csv``, ``results.md`` and ``plots/`` for a finished grid.
 
-    ``result`` is what ``agents.harness.run_grid`` returns; ``extra`` goes into
-    ``results.json`` as it is. Returns the results dict.
+    ``result`` is what ``agents.harness.run_grid`` returns (its ``added_after_results``
+    names the methods to label); ``extra`` goes into ``results.json`` as it is. Returns
+    the results dict.
     """
     folder = Path(folder)
     reference = grid_json["reference"]
+    added = list(result.get("added_after_results", []))
     envs: dict[str, Any] = {}
     md = []
     for env in grid_json["envs"]:
@@ -225,7 +275,12 @@ def write_report(
         )
         target = target_loss(result["tuning"], result["tune"], env, reference)
         rows = summarize(runs, reference=reference, target=target, seed=seed)
+        for row in rows:
+            row["added_after_results"] = row["method"] in added
         envs[env] = {
+            "n_compared": n_compared(rows),
+            "alpha": ALPHA,
+            "verdict_test": VERDICT_TEST,
             "target_val_loss": target,
             "methods": rows,
             "tuning": result["tuning"].get(env, {}),
@@ -235,13 +290,23 @@ def write_report(
         if "val" in envs[env]["test_split"]:
             md.append("This dataset has no test split: its whole validation split stands in.\n")
         plot_env(folder / "plots", env, runs, rows)
-    results = {"grid": grid_json, "base_lrs": result["base_lrs"], "envs": envs} | (extra or {})
+    if added:
+        md.append(
+            f"(added): added to this grid folder after it held results: {', '.join(added)}.\n"
+        )
+    results = {
+        "grid": grid_json,
+        "base_lrs": result["base_lrs"],
+        "preregistered": result.get("preregistered"),
+        "added_after_results": added,
+        "envs": envs,
+    } | (extra or {})
     write_json(folder / "results.json", results)
     write_csv(
         folder / "runs.csv",
         [
             {k: r.get(k) for k in SCALARS if k != "steps_to_target"}
-            | {"env_id": r["env_id"]}
+            | {"env_id": r["env_id"], "added_after_results": r["method"] in added}
             | {"steps_to_target": steps_to_target(r, envs[r["env_id"]]["target_val_loss"])}
             for r in result["final"]
         ],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from typing import get_args
 
 import gymnasium as gym
 import numpy as np
@@ -11,20 +13,24 @@ import pytest
 import agents.harness as harness
 from agents import seeds
 from agents.backends import LocalBackend, RayBackend, make_backend
+from agents.evaluation import holm, sign_flip_pvalue
 from agents.harness import (
     METHODS,
     Grid,
     Method,
+    MethodName,
     RunSpec,
+    added_after_results,
     choose_base_lrs,
     execute,
     final_specs,
+    new_run_folder,
     open_folder,
     run_grid,
     tuning_specs,
 )
 from agents.policy import PolicyConfig, make_policy, save_policy
-from agents.report import loss_score, steps_to_target, summarize, write_report
+from agents.report import loss_score, markdown, steps_to_target, summarize, write_report
 from envs.rollout import run_episode
 from experts.policy import SchedulePolicy
 from experts.schedules import Cosine
@@ -111,7 +117,7 @@ def test_a_policy_file_runs_and_records_a_transfer(tmp_path):
     path = save_policy(policy, tmp_path / "q.pt", PolicyConfig(), env=env.unwrapped, gamma=0.99)
     method = harness.policy_method(str(path))
     assert method.name == "q" and method.base_lr == 0.02
-    grid = Grid(envs=(QUAD,), methods=(method,), options=OPTS, final_seeds=(10_000,))
+    grid = Grid(envs=(QUAD,), methods=(method,), options=OPTS, final_seeds=(10_000,), reference="q")
     (spec,) = final_specs(grid, {}, tuned=False)
     assert execute(spec)["base_lr"] == 0.02
 
@@ -166,6 +172,56 @@ def test_a_resumed_grid_skips_finished_runs(tmp_path, monkeypatch):
     assert len(executed) == 4 and all("__wsd-" in k for k in executed)
     with pytest.raises(ValueError, match=r"holds another grid \(differs in lr_factors"):
         open_folder(tmp_path, small_grid(lr_factors=(1.0,)))
+
+
+def test_a_method_added_after_results_is_labelled(tmp_path):
+    first = run_grid(small_grid(), tmp_path, LocalBackend(workers=0), progress=False)
+    assert first["added_after_results"] == [] and first["preregistered"] == ["cosine", "constant"]
+    grid = small_grid(METHODS["cosine"], METHODS["constant"], METHODS["wsd"])
+    for _ in range(2):  # the record of the first invocation is kept, not overwritten
+        result = run_grid(grid, tmp_path, LocalBackend(workers=0), progress=False)
+        assert result["added_after_results"] == ["wsd"]
+    assert set(json.loads((tmp_path / "grid.json").read_text())["preregistered"]) == {
+        "cosine", "constant",
+    }  # fmt: skip
+    out = write_report(tmp_path, grid.to_json(), result)
+    rows = {r["method"]: r for r in out["envs"][QUAD]["methods"]}
+    assert {m: r["added_after_results"] for m, r in rows.items()} == {
+        "cosine": False, "constant": False, "wsd": True,
+    }  # fmt: skip
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["added_after_results"] == ["wsd"]
+    md = (tmp_path / "results.md").read_text()
+    assert "| wsd (added) |" in md and "| constant |" in md and "constant (added)" not in md
+    bars = (tmp_path / "plots" / f"test_loss_{QUAD}.csv").read_text()
+    assert "wsd (added)" in bars and "constant (added)" not in bars
+    assert "wsd (added)" in (tmp_path / "plots" / f"curves_{QUAD}.csv").read_text()
+
+
+def test_methods_set_before_any_result_are_preregistered(tmp_path):
+    open_folder(tmp_path, small_grid())  # nothing ran: the next invocation may change them
+    grid = small_grid(METHODS["cosine"], METHODS["wsd"])
+    open_folder(tmp_path, grid)
+    assert added_after_results(tmp_path, grid) == []
+
+
+def test_reference_must_be_a_method_of_the_grid():
+    with pytest.raises(
+        ValueError,
+        match=r"reference='cosinus' is not a method of the grid; valid: cosine, constant",
+    ):
+        small_grid(reference="cosinus")
+
+
+def test_method_names_are_a_literal_of_the_methods():
+    assert get_args(MethodName) == tuple(METHODS)
+
+
+def test_new_run_folders_are_fresh(tmp_path):
+    a, b = (new_run_folder(tmp_path / "evaluate", QUAD, "evaluate") for _ in range(2))
+    assert a != b and a.is_dir() and b.is_dir() and not any(a.iterdir())
+    for path in (a, b):
+        assert re.fullmatch(rf"{QUAD}__evaluate__\d+(-\d+)?", path.name)
 
 
 def test_local_and_ray_backends_give_identical_runs(tmp_path):
@@ -238,6 +294,16 @@ def test_write_report_files(tmp_path):
     assert saved["envs"][QUAD]["methods"][1]["delta_test_loss"]["mean"] == pytest.approx(-0.1)
     md = (tmp_path / "results.md").read_text()
     assert "| new | 0.1 |" in md and "-0.1000 [-0.1000, -0.1000]" in md
+    # 4 differences of one sign: the exact sign-flip p-value is 2/16, not resolved
+    assert saved["envs"][QUAD]["n_compared"] == 1
+    new_row = saved["envs"][QUAD]["methods"][1]
+    assert (new_row["p_value"], new_row["p_holm"]) == (0.125, 0.125)
+    assert (
+        new_row["verdict"] == "not resolved" and "verdict" not in saved["envs"][QUAD]["methods"][0]
+    )
+    assert "1 method compared with cosine on the same 4 seeds; a verdict holds after Holm's " \
+        "correction at 0.05." in md  # fmt: skip
+    assert "| Holm p | verdict |" in md and "| 0.125 | not resolved |" in md
     assert len((tmp_path / "runs.csv").read_text().splitlines()) == 9
     for name in ("test_loss", "curves"):
         assert (tmp_path / "plots" / f"{name}_{QUAD}.png").stat().st_size > 1000
@@ -258,3 +324,47 @@ def test_fast_iqm_and_improvement_equal_rliables():
         assert _improvement(x, y) == pytest.approx(
             metrics.probability_of_improvement(x, y), rel=1e-12
         )
+
+
+# -- many methods against one reference ------------------------------------------------------
+def test_holm_by_hand():
+    # sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1: 0.04, 0.09, 0.08 -> 0.09 (monotone), 0.5
+    assert holm([0.01, 0.04, 0.03, 0.5]) == [0.04, 0.09, 0.09, 0.5]
+    assert holm([0.6, 0.7]) == [1.0, 1.0]  # 1.2 capped at 1, and 0.7 raised to it
+    assert holm([0.02]) == [0.02] and holm([]) == []
+
+
+def test_sign_flip_pvalue_by_hand():
+    assert sign_flip_pvalue([0.1, 0.2, 0.3, 0.4, 0.5]) == 2 / 32  # only all + and all -
+    assert sign_flip_pvalue([-1.0] * 5) == 2 / 32
+    # +-1 +-1 +-2 with observed sum 2: |sum| >= 2 in 6 of the 8 assignments
+    assert sign_flip_pvalue([1.0, -1.0, 2.0]) == 6 / 8
+    assert sign_flip_pvalue([0.0, 0.0, 0.0]) == 1.0
+    # Monte Carlo past max_exact: seeded, near the exact value, never 0
+    d = np.random.default_rng(1).normal(0.3, 1.0, size=12)
+    mc = sign_flip_pvalue(d, max_exact=0, n_resamples=20_000, seed=3)
+    assert mc == sign_flip_pvalue(d, max_exact=0, n_resamples=20_000, seed=3)
+    assert mc == pytest.approx(sign_flip_pvalue(d), abs=0.01)
+    assert sign_flip_pvalue([1.0] * 20, n_resamples=999) >= 1 / 1000
+
+
+def test_verdicts_hold_after_holms_correction():
+    ref = [final_run("cosine", s, 1.0 + 0.1 * i) for i, s in enumerate(range(10_000, 10_006))]
+
+    def method(name, delta):
+        return [final_run(name, r["seed"], r["test_loss"] + delta) for r in ref]
+
+    # one method, 6 lower losses: p = 2/64 < 0.05, better
+    rows = {r["method"]: r for r in summarize(ref + method("a", -0.05), reference="cosine",
+                                               target=None)}  # fmt: skip
+    assert (rows["a"]["p_value"], rows["a"]["p_holm"], rows["a"]["verdict"]) == (
+        2 / 64, 2 / 64, "better",
+    )  # fmt: skip
+    # the same method among three of equal p: Holm triples the smallest, not resolved
+    runs = ref + method("a", -0.05) + method("b", -0.05) + method("c", 0.2)
+    rows = {r["method"]: r for r in summarize(runs, reference="cosine", target=None)}
+    assert [rows[m]["p_holm"] for m in "abc"] == [0.09375, 0.09375, 0.09375]
+    assert {rows[m]["verdict"] for m in "abc"} == {"not resolved"}
+    assert "verdict" not in rows["cosine"]
+    md = markdown(list(rows.values()), env=QUAD, reference="cosine")
+    assert "3 methods compared with cosine on the same 6 seeds" in md
