@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, fields
-from typing import Any, Literal, get_args
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from envs.actions import ContinuousLogMultiplier, DiscreteFactors
 from envs.observation import FEATURES
-from envs.options import env_signature
+from envs.options import ACTION_TYPES, ActionType, env_signature
 from envs.render import RENDER_MODES, RenderHistory, render_ansi, render_rgb
 from envs.rewards import (
     LOSS_CAP,
@@ -25,9 +25,6 @@ from envs.rewards import (
 from envs.signals import TrainingSignals
 from trainees import StepStats, Trainee, make_trainee
 from trainees.factory import trainee_options
-
-ActionType = Literal["continuous", "discrete"]
-ACTION_TYPES: tuple[str, ...] = get_args(ActionType)
 
 
 @dataclass(frozen=True)

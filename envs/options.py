@@ -1,7 +1,10 @@
 """Building envs from a script's options, and the signature a policy file keeps of its env.
 
 :class:`EnvOptions` is the one way scripts turn their arguments into ``gym.make``
-keyword arguments (a field left at None keeps the registered id's default).
+keyword arguments (a field left at None keeps the registered id's default); its
+fields with a fixed set of values are ``Literal`` types taken from where those values
+are defined (rewards, trainees), so a script's ``--help`` lists them and its parser
+refuses any other. :func:`check_env_ids` refuses an unregistered env id.
 :func:`env_signature` records what a policy depends on; :func:`signature_mismatches`
 says how two signatures differ.
 """
@@ -11,12 +14,26 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import gymnasium as gym
 
+from envs.rewards import RewardName
+from trainees.data.chars import CorpusName
+from trainees.image import ImageDatasetName
+from trainees.language import GPTPreset
+
 if TYPE_CHECKING:
     from envs.lrschedule_env import EnvConfig
+
+# defined here, not in envs.lrschedule_env (which imports this module), so that the
+# annotations below resolve at run time, when tyro reads them
+ActionType = Literal["continuous", "discrete"]
+ACTION_TYPES: tuple[str, ...] = get_args(ActionType)
+# every trainee's datasets: the image trainees', then the GPT's corpora
+DatasetName = Literal[ImageDatasetName, CorpusName]
+DATASETS: tuple[str, ...] = get_args(DatasetName)
+ENV_ID_PREFIX = "LRSchedule-"
 
 
 @dataclass(frozen=True)
@@ -37,17 +54,17 @@ class EnvOptions:
         reward: reward preset (stability | neg_val_loss | val_improvement | best_minus_val).
     """
 
-    dataset: str | None = None
-    preset: str | None = None
+    dataset: DatasetName | None = None
+    preset: GPTPreset | None = None
     data_dir: str | None = None
     total_steps: int | None = None
     base_lr: float | None = None
     steps_per_action: int | None = None
     eval_every: int | None = None
     window: int | None = None
-    action_type: str | None = None
+    action_type: ActionType | None = None
     initial_lr_mult: float | None = None
-    reward: str | None = None
+    reward: RewardName | None = None
 
     def kwargs(self) -> dict[str, Any]:
         """The options that are set, as ``gym.make`` keyword arguments."""
@@ -56,6 +73,25 @@ class EnvOptions:
     def make(self, env_id: str, **overrides: Any) -> gym.Env:
         """``gym.make(env_id, **self.kwargs(), **overrides)``; errors name the valid values."""
         return gym.make(env_id, **(self.kwargs() | overrides))
+
+
+def lrschedule_ids() -> tuple[str, ...]:
+    """The registered ``LRSchedule-*`` env ids, in registration order."""
+    return tuple(i for i in gym.registry if i.startswith(ENV_ID_PREFIX))
+
+
+def check_env_ids(*env_ids: str) -> None:
+    """Refuse any id that is not registered with gymnasium.
+
+    Raises:
+        ValueError: naming the unknown ids and the registered ``LRSchedule-*`` ids.
+    """
+    unknown = [i for i in env_ids if i not in gym.registry]
+    if unknown:
+        raise ValueError(
+            f"unknown env id(s) {', '.join(map(repr, unknown))}; "
+            f"registered: {', '.join(lrschedule_ids())}"
+        )
 
 
 # trainee options that describe the machine, not the task: not part of a signature

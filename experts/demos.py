@@ -3,7 +3,8 @@
 A demonstration folder holds ``trajectories.npz`` (observations, actions, rewards and
 episode lengths), ``infos.json`` and ``meta.json`` naming the expert, its parameters,
 the env and the seeds, so BC can be re-run without re-training trainees. They load
-back as imitation's ``TrajectoryWithRew``. (imitation's own ``serialize`` goes through
+back as imitation's ``TrajectoryWithRew``, and are reused only for the same expert,
+env (id and options) and seeds (:func:`check_saved`). (imitation's own ``serialize`` goes through
 Hugging Face ``datasets``/``pyarrow``, whose current releases need NumPy 2, which
 gymnasium 0.29 does not support.)
 """
@@ -15,7 +16,7 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -25,6 +26,9 @@ from envs.rollout import Episode, run_episodes
 from experts.policy import SchedulePolicy
 from experts.schedules import Schedule, make_schedule
 from trainees.files import atomic_write_bytes
+
+# the names of ``experts.schedules.SCHEDULES``, as a type (tests keep the two equal)
+ExpertName = Literal["constant", "linear_warmup", "cosine", "polynomial", "wsd"]
 
 
 def to_trajectory(episode: Episode) -> TrajectoryWithRew:
@@ -98,6 +102,46 @@ def load_demonstrations(folder: str | Path) -> tuple[list[TrajectoryWithRew], di
     return trajectories, json.loads(meta_path.read_text())
 
 
+def check_saved(
+    folder: str | Path,
+    *,
+    expert: str,
+    seeds: Sequence[int],
+    env_id: str,
+    env_kwargs: dict[str, Any],
+) -> None:
+    """Refuse saved demonstrations in ``folder`` that are not what a run asks for.
+
+    They must be of the same expert, the same env id and options, and exactly
+    ``seeds`` (the same seeds, in order, so the same number). A folder without
+    demonstrations passes (they will be collected there).
+
+    Raises:
+        ValueError: naming each difference, with the stored and the expected value.
+    """
+    meta_path = Path(folder) / "meta.json"
+    if not meta_path.is_file():
+        return
+    meta = json.loads(meta_path.read_text())
+    expected = {"expert": expert, "env_id": env_id, "env_kwargs": _jsonable(env_kwargs),
+                "seeds": list(seeds)}  # fmt: skip
+    diffs = [
+        f"{key}: stored {meta.get(key)!r}, expected {value!r}"
+        for key, value in expected.items()
+        if meta.get(key) != value
+    ]
+    if diffs:
+        raise ValueError(
+            f"saved demonstrations in {folder} do not match this run ({'; '.join(diffs)}); "
+            "use another demonstrations folder, or arguments that match the stored ones"
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
 def collect_or_load(
     folder: str | Path,
     policy: SchedulePolicy,
@@ -110,23 +154,20 @@ def collect_or_load(
 ) -> list[TrajectoryWithRew]:
     """An expert's demonstrations on ``seeds``: collected and saved in ``folder``.
 
-    Demonstrations already in ``folder`` are reused as they are (their seeds are in its
-    ``meta.json``).
+    Demonstrations already in ``folder`` are reused when they are of the same expert,
+    env and seeds (:func:`check_saved`).
 
     Raises:
-        ValueError: ``folder`` holds demonstrations of another env or other options.
+        ValueError: ``folder`` holds demonstrations of another expert, env, options or
+            seeds.
     """
     folder = Path(folder)
     if not seeds:
         return []
     if (folder / "meta.json").is_file():
-        trajs, meta = load_demonstrations(folder)
-        if (meta["env_id"], meta["env_kwargs"]) != (env_id, env_kwargs):
-            raise ValueError(
-                f"{folder} holds demonstrations of {meta['env_id']} {meta['env_kwargs']}, "
-                f"not of {env_id} {env_kwargs}"
-            )
-        return trajs
+        check_saved(folder, expert=policy.schedule.name, seeds=seeds, env_id=env_id,
+                    env_kwargs=env_kwargs)  # fmt: skip
+        return load_demonstrations(folder)[0]
     desc = f"demos {policy.schedule.name}"
     episodes = run_episodes(env, policy, seeds, desc=desc, progress=progress)
     save_demonstrations(folder, episodes, expert=policy.schedule, env_id=env_id,
@@ -154,3 +195,23 @@ def collect_experts(
         out[name] = collect_or_load(Path(folder) / name, expert, env, seeds, env_id=env_id,
                                     env_kwargs=env_kwargs, progress=progress)  # fmt: skip
     return out
+
+
+def check_saved_experts(
+    folder: str | Path,
+    experts: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+) -> None:
+    """:func:`check_saved` for each expert's folder, ``folder/<expert>`` (as collected).
+
+    Raises:
+        ValueError: an expert's saved demonstrations differ from what is asked.
+    """
+    if not seeds:
+        return  # none are asked for: none are loaded
+    for name in experts:
+        check_saved(Path(folder) / name, expert=name, seeds=seeds, env_id=env_id,
+                    env_kwargs=env_kwargs)  # fmt: skip

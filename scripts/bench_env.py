@@ -5,6 +5,7 @@ ratio of their wall times (median of alternating runs in one process) is the cos
 of the env's observation, reward and bookkeeping. Goal: <= 1.03. Writes JSON::
 
     python scripts/bench_env.py                 # MLP on MNIST, GPT tiny on tiny Shakespeare
+    python scripts/bench_env.py --env LRSchedule-MLP-v0 --dataset digits --total-steps 500
 """
 
 from __future__ import annotations
@@ -12,18 +13,23 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import gymnasium as gym
 import torch
 import tyro
 from torch import nn
 
-from envs.options import EnvOptions
+from common.cli import parse
+from envs.options import EnvOptions, check_env_ids
 from envs.rollout import run_episode
 from experts.policy import SchedulePolicy
 from experts.schedules import Constant
 from trainees import TorchTrainee
 from trainees.files import write_json
+from trainees.image import ImageDatasetName
+
+EnvIds = Annotated[tuple[str, ...], tyro.conf.arg(aliases=("--envs", "--env-ids"))]
 
 
 @dataclass(frozen=True)
@@ -31,18 +37,21 @@ class Args:
     """Benchmark env overhead.
 
     Attributes:
-        env_ids: registered ids to measure.
+        env: registered ids to measure.
         repeats: alternating (env, plain) pairs per id; the median of each is reported.
         total_steps: optimizer steps per episode (None: the id's default).
-        image_dataset: dataset of the MLP / ResNet ids (mnist | digits).
+        dataset: dataset of the MLP / ResNet ids (mnist | digits).
         out: JSON file to write.
     """
 
-    env_ids: tuple[str, ...] = ("LRSchedule-MLP-v0", "LRSchedule-GPT-v0")
+    env: EnvIds = ("LRSchedule-MLP-v0", "LRSchedule-GPT-v0")
     repeats: int = 5
     total_steps: int | None = None
-    image_dataset: str = "mnist"
+    dataset: Annotated[ImageDatasetName, tyro.conf.arg(aliases=("--image-dataset",))] = "mnist"
     out: str = "runs/bench/env.json"
+
+    def __post_init__(self) -> None:
+        check_env_ids(*self.env)
 
 
 def env_episode(env: gym.Env, seed: int) -> float:
@@ -76,9 +85,7 @@ def plain_loop(trainee: TorchTrainee, eval_every: int, seed: int) -> float:
 def bench(env_id: str, args: Args) -> dict:
     """Alternate env episodes and plain loops on one trainee; report medians and their ratio."""
     image = env_id in ("LRSchedule-MLP-v0", "LRSchedule-ResNet18-v0")
-    options = EnvOptions(
-        total_steps=args.total_steps, dataset=args.image_dataset if image else None
-    )
+    options = EnvOptions(total_steps=args.total_steps, dataset=args.dataset if image else None)
     env = options.make(env_id)
     inner = env.unwrapped
     env_episode(env, 0)  # warm-up: allocator, caches, lazy imports
@@ -106,7 +113,7 @@ def bench(env_id: str, args: Args) -> dict:
 def main(args: Args) -> dict:
     """Measure every id and write the JSON."""
     report = {"args": asdict(args), "torch": torch.__version__, "results": {}}
-    for env_id in args.env_ids:
+    for env_id in args.env:
         report["results"][env_id] = r = bench(env_id, args)
         print(
             f"{env_id:24s} env {r['env_median_s']:7.2f} s  plain {r['plain_median_s']:7.2f} s  "
@@ -119,4 +126,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(parse(Args))

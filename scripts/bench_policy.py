@@ -18,7 +18,8 @@ import tyro
 
 from agents.evaluation import inference_cost
 from agents.policy import load_policy, read_policy_file
-from envs.options import EnvOptions, make_from_signature
+from common.cli import parse
+from envs.options import EnvOptions, check_env_ids, make_from_signature
 from envs.rollout import run_episode
 from trainees.files import write_json
 
@@ -43,6 +44,12 @@ class Args:
     episodes: int = 1
     out: str = "runs/bench/policy.json"
 
+    def __post_init__(self) -> None:
+        if not self.policy:
+            raise ValueError("--policy is required: a file written by train_bc.py")
+        if self.env is not None:
+            check_env_ids(self.env)
+
 
 def make_env(args: Args) -> gym.Env:
     """The policy's own env, or ``args.env``, with ``args.options`` on top."""
@@ -53,8 +60,6 @@ def make_env(args: Args) -> gym.Env:
 
 def main(args: Args) -> dict:
     """Run the episodes and write the JSON."""
-    if not args.policy:
-        raise ValueError("--policy is required: a file written by train_bc.py")
     env = make_env(args)
     policy = load_policy(args.policy, env, allow_mismatch=args.allow_mismatch, device="cpu")
     runs = [run_episode(env, policy, seed) for seed in range(args.episodes)]
@@ -72,4 +77,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(parse(Args))

@@ -10,6 +10,7 @@ writes a JSON::
 
     python scripts/bench_scheduler.py                       # GPT-tiny and the MLP
     python scripts/bench_scheduler.py --policy runs/.../policies/bc_cosine.pt
+    python scripts/bench_scheduler.py --env LRSchedule-MLP-v0 --dataset digits
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ import tyro
 
 from agents.overhead import scheduler_overhead
 from agents.policy import PolicyConfig, make_policy, save_policy
-from envs.options import EnvOptions
+from common.cli import parse
+from envs.options import EnvOptions, check_env_ids
 from trainees.files import write_json
+
+EnvIds = Annotated[tuple[str, ...], tyro.conf.arg(aliases=("--envs", "--env-ids"))]
 
 
 @dataclass(frozen=True)
@@ -33,22 +37,25 @@ class Args:
     """Benchmark the scheduler's overhead.
 
     Attributes:
-        env_ids: registered ids whose trainees are measured.
+        env: registered ids whose trainees are measured.
         options: env options (None keeps each id's default).
         policy: a policy file (None: a fresh default-size policy per env).
         out: JSON file to write.
     """
 
-    env_ids: tuple[str, ...] = ("LRSchedule-GPT-v0", "LRSchedule-MLP-v0")
+    env: EnvIds = ("LRSchedule-GPT-v0", "LRSchedule-MLP-v0")
     options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvOptions)
     policy: str | None = None
     out: str = "runs/bench/scheduler.json"
+
+    def __post_init__(self) -> None:
+        check_env_ids(*self.env)
 
 
 def main(args: Args) -> dict:
     """Measure each id and write the JSON."""
     report = {"args": asdict(args), "torch_threads": torch.get_num_threads(), "results": {}}
-    for env_id in args.env_ids:
+    for env_id in args.env:
         env = args.options.make(env_id)
         inner = env.unwrapped
         policy = args.policy
@@ -77,4 +84,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(parse(Args))

@@ -3,6 +3,7 @@
 Writes a JSON (default ``runs/bench/trainees.json``)::
 
     python scripts/bench_trainees.py            # MNIST and tiny Shakespeare via $LRGYM_DATA_DIR
+    python scripts/bench_trainees.py --trainees quadratic mlp --dataset digits --timed-steps 5
 """
 
 from __future__ import annotations
@@ -11,12 +12,21 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from typing import Annotated, Literal
 
 import torch
 import tyro
 
-from trainees import GPTTrainee, TorchTrainee, make_trainee
+from common.cli import parse
+from trainees import GPT_PRESETS, TRAINEES, GPTTrainee, TorchTrainee, make_trainee
 from trainees.files import write_json
+from trainees.image import ImageDatasetName
+
+# a trainee, or the GPT in one of its presets (tests keep this equal to BENCHMARKS)
+BenchName = Literal["quadratic", "mlp", "resnet18", "gpt-tiny", "gpt-small"]
+BENCHMARKS: tuple[str, ...] = tuple(t for t in TRAINEES if t != "gpt") + tuple(
+    f"gpt-{p}" for p in GPT_PRESETS
+)
 
 
 @dataclass(frozen=True)
@@ -25,29 +35,34 @@ class Args:
 
     Attributes:
         trainees: which benchmarks to run (quadratic, mlp, resnet18, gpt-tiny, gpt-small).
-        image_dataset: dataset of the image trainees (mnist | digits).
-        steps: timed optimizer steps per trainee.
+        dataset: dataset of the image trainees (mnist | digits).
+        timed_steps: timed optimizer steps per trainee.
         warmup: untimed steps first.
         slow_steps: timed steps for trainees slower than 1 s/step (gpt-small on a CPU).
         gen_tokens: tokens generated for the inference-speed figure of the GPT presets.
         out: JSON file to write.
     """
 
-    trainees: tuple[str, ...] = ("quadratic", "mlp", "resnet18", "gpt-tiny", "gpt-small")
-    image_dataset: str = "mnist"
-    steps: int = 20
+    trainees: tuple[BenchName, ...] = ("quadratic", "mlp", "resnet18", "gpt-tiny", "gpt-small")
+    dataset: Annotated[ImageDatasetName, tyro.conf.arg(aliases=("--image-dataset",))] = "mnist"
+    timed_steps: Annotated[int, tyro.conf.arg(aliases=("--steps",))] = 20
     warmup: int = 3
     slow_steps: int = 3
     gen_tokens: int = 100
     out: str = "runs/bench/trainees.json"
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.trainees) - set(BENCHMARKS))
+        if unknown:
+            raise ValueError(f"--trainees {unknown} invalid; valid: {', '.join(BENCHMARKS)}")
 
-def build(name: str, image_dataset: str) -> TorchTrainee:
+
+def build(name: str, dataset: str) -> TorchTrainee:
     """The trainee a benchmark name stands for."""
     if name.startswith("gpt-"):
         return make_trainee("gpt", preset=name.removeprefix("gpt-"))
     if name in ("mlp", "resnet18"):
-        return make_trainee(name, dataset=image_dataset)
+        return make_trainee(name, dataset=dataset)
     return make_trainee(name)
 
 
@@ -65,10 +80,10 @@ def time_steps(trainee: TorchTrainee, n: int) -> list[float]:
 
 def bench(name: str, args: Args) -> dict:
     """Time one trainee."""
-    trainee = build(name, args.image_dataset)
+    trainee = build(name, args.dataset)
     trainee.reset(0)
     warm = time_steps(trainee, args.warmup)
-    n = args.slow_steps if statistics.median(warm) > 1.0 else args.steps
+    n = args.slow_steps if statistics.median(warm) > 1.0 else args.timed_steps
     times = time_steps(trainee, n)
     t0 = time.perf_counter()
     trainee.evaluate()
@@ -91,7 +106,7 @@ def bench(name: str, args: Args) -> dict:
 
 def main(args: Args) -> dict:
     """Run the benchmarks and write the JSON."""
-    device = build("quadratic", args.image_dataset).device
+    device = build("quadratic", args.dataset).device
     report = {
         "args": asdict(args),
         "machine": {
@@ -116,4 +131,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(parse(Args))

@@ -7,8 +7,8 @@ methods interleaved; the median is reported. Writes JSON and a plot of steps/s a
 K (one line per method, one panel per env id) with its data as CSV::
 
     python scripts/bench_vec_env.py                          # MLP-MNIST and GPT-tiny, K up to 32
-    python scripts/bench_vec_env.py --ks 1 8 --env-ids LRSchedule-MLP-v0
-    python scripts/bench_vec_env.py --ks 1 8 --env-ids LRSchedule-MLP-v0 --profile  # + step profile
+    python scripts/bench_vec_env.py --ks 1 8 --env LRSchedule-MLP-v0 --env-steps 8
+    python scripts/bench_vec_env.py --ks 1 8 --env LRSchedule-MLP-v0 --env-steps 8 --profile
     python scripts/bench_vec_env.py --ks 1 8 32 128 --max-subproc-k 16    # on a GPU
 
 An id whose trainee has no batched form (GPT) measures only the single and subprocess
@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -28,9 +29,18 @@ import torch
 import tyro
 
 from agents.plots import Panel, save_panels
+from common.cli import parse
+from envs.options import check_env_ids
 from envs.throughput import METHODS, add_speedups, describe_step_profile, measure_methods
-from trainees.batched import BATCHED_TRAINEES
+from trainees.batched import BATCHED_OPTIMIZERS, BATCHED_TRAINEES
 from trainees.files import write_json
+from trainees.image import ImageDatasetName
+
+EnvIds = Annotated[tuple[str, ...], tyro.conf.arg(aliases=("--envs", "--env-ids"))]
+# envs.throughput.METHODS and trainees.batched.BATCHED_OPTIMIZERS as types (tests keep
+# them equal)
+VecMethod = Literal["batched", "single", "subproc"]
+BatchedOptimizer = Literal["adamw", "adamw_fused"]
 
 
 @dataclass(frozen=True)
@@ -38,14 +48,14 @@ class Args:
     """Benchmark vectorised envs.
 
     Attributes:
-        env_ids: registered ids to measure.
+        env: registered ids to measure.
         ks: numbers of envs.
         methods: batched (one BatchedTrainee), single (DummyVecEnv), subproc (SubprocVecEnv).
-        env_steps: timed env steps per measurement, per id (MLP, GPT); each env step is
+        env_steps: timed env steps per measurement, one per id (MLP, GPT); each env step is
             ``steps_per_action`` optimizer steps.
         repeats: measurements per (method, K); the median is reported.
         max_subproc_k: largest K measured with SubprocVecEnv.
-        image_dataset: dataset of the MLP id.
+        dataset: dataset of the MLP id (mnist | digits).
         optimizer: the trainees' optimizer (``adamw`` or ``adamw_fused``, the two with a
             batched form); None: the id's default (``adamw``).
         memory: also measure memory per env (a fresh process per in-process method and K).
@@ -58,22 +68,37 @@ class Args:
         out: JSON file; the plot goes beside it.
     """
 
-    env_ids: tuple[str, ...] = ("LRSchedule-MLP-v0", "LRSchedule-GPT-v0")
+    env: EnvIds = ("LRSchedule-MLP-v0", "LRSchedule-GPT-v0")
     ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[VecMethod, ...] = METHODS
     env_steps: tuple[int, ...] = (8, 1)
     repeats: int = 3
     max_subproc_k: int = 8
-    image_dataset: str = "mnist"
-    optimizer: str | None = None
+    dataset: Annotated[ImageDatasetName, tyro.conf.arg(aliases=("--image-dataset",))] = "mnist"
+    optimizer: BatchedOptimizer | None = None
     memory: bool = True
     floor: bool = True
     profile: bool = False
     out: str = "runs/bench/vec_env.json"
 
+    def __post_init__(self) -> None:
+        check_env_ids(*self.env)
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"--methods {unknown} invalid; valid: {', '.join(METHODS)}")
+        if self.optimizer not in (None, *BATCHED_OPTIMIZERS):
+            raise ValueError(
+                f"--optimizer {self.optimizer!r} is invalid; valid: {', '.join(BATCHED_OPTIMIZERS)}"
+            )
+        if len(self.env_steps) != len(self.env):
+            raise ValueError(
+                f"--env-steps {' '.join(map(str, self.env_steps))} needs one value per env id "
+                f"({len(self.env)}: {' '.join(self.env)})"
+            )
+
 
 def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
-    options = {"dataset": args.image_dataset} if "MLP" in env_id else {}
+    options = {"dataset": args.dataset} if "MLP" in env_id else {}
     if args.optimizer is not None:
         options["optimizer"] = args.optimizer
     trainee = gym.spec(env_id).kwargs["trainee"]
@@ -103,12 +128,8 @@ def bench(env_id: str, env_steps: int, args: Args) -> list[dict]:
 
 def main(args: Args) -> dict:
     """Measure every id, then write the JSON and the plot."""
-    if len(args.env_steps) != len(args.env_ids):
-        raise ValueError(
-            f"env_steps={args.env_steps} needs one value per env id ({len(args.env_ids)})"
-        )
     rows = []
-    for env_id, steps in zip(args.env_ids, args.env_steps, strict=True):
+    for env_id, steps in zip(args.env, args.env_steps, strict=True):
         rows += bench(env_id, steps, args)
     add_speedups(rows)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -122,7 +143,7 @@ def main(args: Args) -> dict:
     }
     write_json(args.out, report)
     panels = []
-    for env_id in args.env_ids:
+    for env_id in args.env:
         panel = Panel(env_id, "K (envs)", "optimizer steps / s (all envs)", logx=True, logy=True)
         for m in args.methods:
             pts = [
@@ -146,4 +167,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(parse(Args))

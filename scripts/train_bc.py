@@ -8,6 +8,11 @@ policy against its expert(s) on held-out seeds::
     python scripts/train_bc.py                                   # MLP on MNIST
     python scripts/train_bc.py --env LRSchedule-GPT-v0 --demo-episodes 4
     python scripts/train_bc.py --dataset digits --total-steps 640  # env options: see --help
+    python scripts/train_bc.py --demos runs/demos        # reuse (or save) demonstrations there
+
+Arguments are checked before any work starts: an unknown env id, expert, reward or
+dataset, or saved demonstrations (``--demos``) of another env, expert or seeds, is
+refused in one line (exit status 2).
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ from agents.plots import save_episode_schedules
 from agents.policy import PolicyConfig
 from agents.seeds import take
 from agents.tensorboard import log_hyperparameters
-from envs.options import EnvOptions
+from common.cli import parse
+from envs.options import EnvOptions, check_env_ids
 from envs.rollout import run_episodes
-from experts.demos import collect_experts
+from experts.demos import ExpertName, check_saved_experts, collect_experts
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
 from trainees.files import run_dir, write_json
@@ -51,7 +57,8 @@ class Args:
         critic_epochs: epochs of critic fitting.
         batch_size: BC minibatch size.
         lr: Adam learning rate for BC and the critic.
-        demos: folder of saved demonstrations to reuse (collected there if missing).
+        demos: folder of saved demonstrations to reuse (collected there if missing); they
+            must be of this env, its options and the seeds this run asks for.
         seed: seed of BC training.
         out: root folder of run directories.
         progress: show progress bars.
@@ -59,7 +66,7 @@ class Args:
 
     env: str = "LRSchedule-MLP-v0"
     options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvOptions)
-    experts: tuple[str, ...] = ("linear_warmup", "cosine", "polynomial")
+    experts: tuple[ExpertName, ...] = ("linear_warmup", "cosine", "polynomial")
     combined: bool = True
     demo_episodes: int = 8
     selection_episodes: int = 2
@@ -73,6 +80,25 @@ class Args:
     out: str = "runs"
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        check_env_ids(self.env)
+        unknown = sorted(set(self.experts) - set(SCHEDULES))
+        if unknown:
+            raise ValueError(f"--experts {unknown} invalid; valid: {', '.join(SCHEDULES)}")
+        sets = self.demo_sets(Path(self.demos or "demos"))  # checks the numbers of seeds
+        take("held_out", self.eval_episodes)
+        if self.demos is not None:
+            for folder, seeds in sets:
+                check_saved_experts(folder, self.experts, seeds, env_id=self.env,
+                                    env_kwargs=self.options.kwargs())  # fmt: skip
+
+    def demo_sets(self, root: Path) -> tuple[tuple[Path, list[int]], tuple[Path, list[int]]]:
+        """The demonstrations' and the selection demonstrations' folders and seeds."""
+        return (
+            (root, take("demonstrations", self.demo_episodes)),
+            (root / "selection", take("model_selection", self.selection_episodes)),
+        )
+
 
 # imitation 1.0.1's BC logs float(tensor) on a tensor that requires grad: harmless, noisy
 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
@@ -80,18 +106,14 @@ warnings.filterwarnings("ignore", message="Converting a tensor with requires_gra
 
 def main(args: Args) -> dict:
     """Collect demonstrations, clone, evaluate; write policies, metrics, plots."""
-    unknown = sorted(set(args.experts) - set(SCHEDULES))
-    if unknown:
-        raise ValueError(f"--experts {unknown} invalid; valid: {', '.join(SCHEDULES)}")
     folder = run_dir(args.out, args.env, "train_bc", args.seed)
     env = args.options.make(args.env)
     print(f"run folder {folder}")
     root = Path(args.demos) if args.demos else folder / "demos"
     demos, held = (
-        collect_experts(sub, args.experts, env, take(role, n), env_id=args.env,
+        collect_experts(sub, args.experts, env, seeds, env_id=args.env,
                         env_kwargs=args.options.kwargs(), progress=args.progress)
-        for sub, role, n in ((root, "demonstrations", args.demo_episodes),
-                             (root / "selection", "model_selection", args.selection_episodes))
+        for sub, seeds in args.demo_sets(root)
     )  # fmt: skip
     datasets = {name: (demos[name], held[name]) for name in args.experts}
     if args.combined and len(args.experts) > 1:
@@ -141,4 +163,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(parse(Args))

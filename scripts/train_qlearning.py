@@ -4,6 +4,9 @@ The table persists across episodes (training runs) and is saved to ``qtable.npz`
 ``--table`` continues from a saved one::
 
     python scripts/train_qlearning.py --episodes 5
+
+An unknown env id, or a reward other than neg_val_loss or val_improvement, is refused
+in one line (exit status 2) before any work starts.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from tqdm import tqdm
 from agents.experiment import qlearning_options
 from agents.qlearning import QLearningAgent, QLearningConfig, learn_episode
 from agents.tensorboard import log_hyperparameters
-from envs.options import EnvOptions
+from common.cli import parse
+from envs.options import EnvOptions, check_env_ids
 from trainees.files import run_dir, write_json
+
+QLEARNING_REWARDS = ("neg_val_loss", "val_improvement")  # rewards of the tabular agent
 
 
 @dataclass(frozen=True)
@@ -54,12 +60,18 @@ class Args:
     seed: int = 0
     out: str = "runs"
 
+    def __post_init__(self) -> None:
+        check_env_ids(self.env)
+        if self.options.reward not in (None, *QLEARNING_REWARDS):
+            raise ValueError(
+                f"--reward {self.options.reward!r} is invalid for Q-learning; "
+                f"valid: {', '.join(QLEARNING_REWARDS)}"
+            )
+
 
 def main(args: Args) -> dict:
     """Learn over ``episodes`` training runs; log to TensorBoard; save the table."""
     reward = args.options.reward or "neg_val_loss"
-    if reward not in ("neg_val_loss", "val_improvement"):
-        raise ValueError(f"--reward {reward!r} is invalid; valid: neg_val_loss, val_improvement")
     options = qlearning_options(
         args.options, reward=reward, interval=args.interval,
         initial_lr_mult=args.options.initial_lr_mult or 1.0,
@@ -101,4 +113,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(parse(Args))

@@ -1,14 +1,20 @@
 """Train one trainee at a constant learning rate and report its losses.
 
-The plain training run that every learned schedule is compared with. ``make demo``
-runs it on the bundled digits data, offline::
+The plain training run that every learned schedule is compared with. By default the
+MLP on the bundled digits data, offline; ``--dataset`` defaults to the trainee's
+(digits for the image trainees, tiny Shakespeare for the GPT)::
 
-    python scripts/train_trainee.py --trainee mlp --dataset digits --steps 300
+    python scripts/train_trainee.py --trainee mlp --dataset digits --total-steps 300
+    python scripts/train_trainee.py --trainee gpt --total-steps 200
+
+A dataset the trainee does not take (``--trainee gpt --dataset mnist``) is refused in
+one line (exit status 2), before any work starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import matplotlib
 
@@ -19,8 +25,21 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from agents.tensorboard import log_hyperparameters
+from common.cli import parse
+from envs.options import DatasetName
 from trainees import TRAINEES, make_trainee
+from trainees.data.chars import CORPORA
+from trainees.factory import TraineeName
 from trainees.files import run_dir, write_csv, write_json
+
+# the datasets each trainee takes, its default first: the bundled digits for the image
+# trainees (offline), the GPT's own default corpus; the quadratic takes none
+TRAINEE_DATASETS: dict[str, tuple[str, ...]] = {
+    "quadratic": (),
+    "mlp": ("digits", "mnist"),
+    "resnet18": ("digits", "mnist"),
+    "gpt": CORPORA,
+}
 
 
 @dataclass(frozen=True)
@@ -29,46 +48,61 @@ class Args:
 
     Attributes:
         trainee: which model to train.
-        dataset: its dataset (mnist | digits for images; shakespeare_char | enwik8 | text8 for gpt).
-        steps: optimizer steps.
+        dataset: its dataset (mnist | digits for images; shakespeare_char | enwik8 | text8 for
+            gpt; none for quadratic). None: the trainee's default (digits; shakespeare_char).
+        total_steps: optimizer steps (the training budget).
         lr_mult: learning rate as a multiple of the trainee's base_lr.
         eval_every: optimizer steps between validation evaluations.
         seed: seed of the run.
         out: root folder for run directories.
     """
 
-    trainee: str = "mlp"
-    dataset: str | None = "digits"
-    steps: int = 300
+    trainee: TraineeName = "mlp"
+    dataset: DatasetName | None = None
+    total_steps: Annotated[int, tyro.conf.arg(aliases=("--steps",))] = 300
     lr_mult: float = 1.0
     eval_every: int = 50
     seed: int = 0
     out: str = "runs"
 
+    def __post_init__(self) -> None:
+        if self.trainee not in TRAINEES:
+            raise ValueError(f"--trainee {self.trainee!r} is invalid; valid: {', '.join(TRAINEES)}")
+        valid = TRAINEE_DATASETS[self.trainee]
+        if self.dataset is not None and self.dataset not in valid:
+            raise ValueError(
+                f"--dataset {self.dataset!r} is not a dataset of trainee {self.trainee!r}; "
+                f"valid: {', '.join(valid) if valid else 'none (omit --dataset)'}"
+            )
+
+    @property
+    def dataset_name(self) -> str | None:
+        """The dataset trained on: ``dataset``, else the trainee's default (None: none)."""
+        return self.dataset or next(iter(TRAINEE_DATASETS[self.trainee]), None)
+
 
 def main(args: Args) -> dict:
     """Train, log to TensorBoard, write ``losses.csv`` (every step), ``losses.png``, ``metrics.json``."""
-    if args.trainee not in TRAINEES:
-        raise ValueError(f"--trainee {args.trainee!r} is invalid; valid: {', '.join(TRAINEES)}")
-    options = {"total_steps": args.steps}
-    if args.trainee != "quadratic" and args.dataset is not None:
-        options["dataset"] = args.dataset
+    dataset = args.dataset_name
+    options = {"total_steps": args.total_steps} | ({"dataset": dataset} if dataset else {})
     trainee = make_trainee(args.trainee, **options)
     trainee.reset(args.seed)
     lr = args.lr_mult * trainee.base_lr
-    folder = run_dir(args.out, f"{args.trainee}-{args.dataset}", "train_trainee", args.seed)
+    label = f"{args.trainee}-{dataset}" if dataset else args.trainee
+    folder = run_dir(args.out, label, "train_trainee", args.seed)
     writer = SummaryWriter(folder)
     log_hyperparameters(writer, args)
     rows = [{"step": 0, "train_loss": "", "val_loss": trainee.evaluate()}]  # one per step
     print(f"step {0:5d}  val {rows[0]['val_loss']:.4f}")
-    for step in tqdm(range(1, args.steps + 1), desc=f"{args.trainee} lr={lr:.2e}", leave=False):
+    steps = range(1, args.total_steps + 1)
+    for step in tqdm(steps, desc=f"{args.trainee} lr={lr:.2e}", leave=False):
         stats = trainee.train_step(lr)
         writer.add_scalar("train/loss", stats.loss, step)
         rows.append({"step": step, "train_loss": stats.loss, "val_loss": ""})
         if not stats.finite:
             print(f"step {step:5d}  training diverged (non-finite loss or gradient)")
             break
-        if step % args.eval_every == 0 or step == args.steps:
+        if step % args.eval_every == 0 or step == args.total_steps:
             rows[-1]["val_loss"] = val = trainee.evaluate()
             writer.add_scalar("val/loss", val, step)
             tqdm.write(f"step {step:5d}  train {stats.loss:.4f}  val {val:.4f}")
@@ -76,13 +110,15 @@ def main(args: Args) -> dict:
     evals = [r for r in rows if r["val_loss"] != ""]
     metrics = {
         "args": asdict(args),
+        "dataset": dataset,
         "final_train_loss": rows[-1]["train_loss"],
         "best_val_loss": min(r["val_loss"] for r in evals),
         "run_dir": str(folder),
     }
     write_csv(folder / "losses.csv", rows)
     write_json(folder / "metrics.json", metrics)
-    _plot(rows, folder / "losses.png", f"{args.trainee} on {args.dataset}, lr={lr:.2e}")
+    title = f"{args.trainee} on {dataset}" if dataset else args.trainee
+    _plot(rows, folder / "losses.png", f"{title}, lr={lr:.2e}")
     print(f"best val loss {metrics['best_val_loss']:.4f}; results in {folder}")
     return metrics
 
@@ -103,4 +139,4 @@ def _plot(rows: list[dict], path, title: str) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(parse(Args))

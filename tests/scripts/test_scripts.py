@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import get_args, get_type_hints
 
 import pytest
+
+from common.cli import parse
+from envs.rewards import REWARDS
+from experts.schedules import SCHEDULES
+from trainees import TRAINEES
+from trainees.data.chars import CORPORA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,8 +74,11 @@ def test_bad_argument_is_a_clear_error(tmp_path):
         [sys.executable, str(ROOT / "scripts" / "train_trainee.py"), "--trainee", "lstm"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert proc.returncode != 0
-    assert "--trainee 'lstm' is invalid; valid: quadratic, mlp, resnet18, gpt" in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "train_trainee.py: error: invalid choice 'lstm' for --trainee; "
+        "valid: quadratic, mlp, resnet18, gpt\n"
+    )
 
 
 @pytest.mark.slow
@@ -134,7 +146,8 @@ def test_train_bc_end_to_end_tiny(tmp_path):
     # the saved demonstrations are reused by a second run
     run_script(
         "train_bc.py", "--env", "LRSchedule-Quadratic-v0", "--total-steps", "64",
-        "--experts", "cosine", "--demos", str(folder / "demos"), "--eval-episodes", "1",
+        "--experts", "cosine", "--demos", str(folder / "demos"), "--demo-episodes", "2",
+        "--eval-episodes", "1",
         "--epochs", "1", "--critic-epochs", "1", "--out", str(tmp_path / "again"), "--no-progress",
     )  # fmt: skip
 
@@ -212,9 +225,9 @@ def test_evaluate_writes_results_and_resumes(tmp_path):
     path = save_policy(policy, tmp_path / "p.pt", PolicyConfig(), env=env.unwrapped, gamma=0.99)
     out = tmp_path / "eval"
     args = (
-        "--envs", "LRSchedule-Quadratic-v0", "--options.total-steps", "64",
+        "--env", "LRSchedule-Quadratic-v0", "--total-steps", "64",
         "--methods", "cosine", "constant", "schedulefree", "--policies", f"rand={path}",
-        "--final-seeds", "3", "--tuning-seeds", "1", "--lr-factors", "0.5", "1",
+        "--n-final-seeds", "3", "--n-tuning-seeds", "1", "--lr-factors", "0.5", "1",
         "--workers", "0", "--out", str(out), "--no-progress",
     )  # fmt: skip
     stdout = run_script("evaluate.py", *args)
@@ -224,6 +237,11 @@ def test_evaluate_writes_results_and_resumes(tmp_path):
     assert rows["rand"]["base_lr"] == 0.05 and rows["rand"]["n"] == 3
     assert rows["cosine"]["base_lr"] in (0.025, 0.05)  # the tuned one of the two
     assert "delta_test_loss" in rows["constant"] and "delta_test_loss" not in rows["cosine"]
+    assert results["envs"]["LRSchedule-Quadratic-v0"]["n_compared"] == 3
+    assert {rows[m]["verdict"] for m in ("constant", "schedulefree", "rand")} <= {
+        "better", "worse", "not resolved",
+    }  # fmt: skip
+    assert "3 methods compared with cosine on the same 3 seeds" in stdout
     assert results["timing"]["runs"] == 3 * 2 + 4 * 3  # 3 tuned x 2 LRs x 1 seed + finals
     with open(out / "runs.csv") as f:
         assert len(list(csv.DictReader(f))) == 12
@@ -235,6 +253,43 @@ def test_evaluate_writes_results_and_resumes(tmp_path):
     assert len(finished) == 18
     run_script("evaluate.py", *args)  # resumed: nothing runs again
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == finished
+
+
+def run_evaluate(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``scripts/evaluate.py`` run from ``cwd`` (where its default run folders go)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate.py"), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_evaluate_makes_a_new_run_folder_by_default(tmp_path):
+    args = (  # the old flag names still work, as aliases
+        "--envs", "LRSchedule-Quadratic-v0", "--total-steps", "64", "--methods", "cosine",
+        "--final-seeds", "2", "--tuning-seeds", "1", "--lr-factors", "1", "--workers", "0",
+        "--no-progress",
+    )  # fmt: skip
+    for _ in range(2):
+        proc = run_evaluate(tmp_path, *args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    folders = sorted((tmp_path / "runs" / "evaluate").iterdir())
+    assert len(folders) == 2  # the same command twice: two experiments, neither refused
+    for folder in folders:
+        assert folder.name.startswith("LRSchedule-Quadratic-v0__evaluate__")
+        assert len(list((folder / "runs").glob("*.json"))) == 1 + 2
+
+
+def test_evaluate_refuses_a_reference_that_is_not_a_method(tmp_path):
+    proc = run_evaluate(
+        tmp_path, "--envs", "LRSchedule-Quadratic-v0", "--methods", "cosine", "constant",
+        "--reference", "cosinus", "--final-seeds", "2", "--tuning-seeds", "1", "--lr-factors",
+        "1", "--workers", "0", "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "'cosinus'" in proc.stderr and "valid: cosine, constant" in proc.stderr
+    assert not (tmp_path / "runs").exists()  # refused before any work
 
 
 @pytest.mark.slow
@@ -259,3 +314,209 @@ def test_bench_scheduler_times_both_loops(tmp_path):
         assert run["control_ms_per_step"] == pytest.approx(
             run["after_backward_ms_per_step"] + run["after_optimizer_ms_per_step"]
         )
+
+
+# --- arguments: checked before any work starts; one vocabulary of flags -------------------
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` as a module (scripts/ is not a package)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # tyro and dataclasses look the module up by name
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def shakespeare_only(tmp_path: Path, corpus_dir: str) -> Path:
+    """A data folder holding only a (small) prepared tiny Shakespeare."""
+    data = tmp_path / "data"
+    (data / "shakespeare_char").mkdir(parents=True)
+    for name in ("train.bin", "val.bin", "meta.pkl"):
+        (data / "shakespeare_char" / name).symlink_to(Path(corpus_dir) / name)
+    return data
+
+
+def refused(script: str, argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """The one line ``parse`` prints when it refuses ``argv`` (exit status 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse(load_script(script).Args, argv=argv)
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    return line
+
+
+def test_script_literals_equal_their_registries():
+    from agents.experiment import RUN_TYPES
+    from envs.throughput import METHODS
+    from trainees import TRAINEES, GPTConfig, MLPConfig, ResNet18Config
+    from trainees.batched import BATCHED_OPTIMIZERS
+
+    assert get_args(load_script("run_experiment").RunType) == tuple(RUN_TYPES)
+    bench = load_script("bench_trainees")
+    assert get_args(bench.BenchName) == bench.BENCHMARKS
+    vec = load_script("bench_vec_env")
+    assert get_args(vec.VecMethod) == METHODS
+    assert get_args(vec.BatchedOptimizer) == BATCHED_OPTIMIZERS
+    datasets = load_script("train_trainee").TRAINEE_DATASETS
+    assert tuple(datasets) == TRAINEES and datasets["quadratic"] == ()
+    for name, config in (("mlp", MLPConfig), ("resnet18", ResNet18Config), ("gpt", GPTConfig)):
+        assert set(datasets[name]) == set(get_args(get_type_hints(config)["dataset"]))
+
+
+# each renamed flag's new spelling and its old one (kept as an alias for one release)
+RENAMED = [
+    ("bench_env", "env", ["--env", "LRSchedule-Quadratic-v0", "LRSchedule-MLP-v0"],
+     ["--env-ids", "LRSchedule-Quadratic-v0", "LRSchedule-MLP-v0"]),
+    ("bench_env", "env", ["--env", "LRSchedule-Quadratic-v0"],
+     ["--envs", "LRSchedule-Quadratic-v0"]),
+    ("bench_env", "dataset", ["--dataset", "digits"], ["--image-dataset", "digits"]),
+    ("bench_scheduler", "env", ["--env", "LRSchedule-Quadratic-v0"],
+     ["--env-ids", "LRSchedule-Quadratic-v0"]),
+    ("bench_vec_env", "env", ["--env", "LRSchedule-Quadratic-v0", "--env-steps", "2"],
+     ["--env-ids", "LRSchedule-Quadratic-v0", "--env-steps", "2"]),
+    ("bench_vec_env", "dataset", ["--dataset", "digits"], ["--image-dataset", "digits"]),
+    ("bench_trainees", "dataset", ["--dataset", "digits"], ["--image-dataset", "digits"]),
+    ("bench_trainees", "timed_steps", ["--timed-steps", "3"], ["--steps", "3"]),
+    ("train_trainee", "total_steps", ["--total-steps", "60"], ["--steps", "60"]),
+    ("run_experiment", "n_seeds", ["--n-seeds", "2"], ["--seeds", "2"]),
+    ("run_experiment", "dataset", ["--dataset", "enwik8", "text8"],
+     ["--datasets", "enwik8", "text8"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("script, field, new, old", RENAMED)
+def test_renamed_flags_parse_in_both_spellings(script, field, new, old):
+    args_type = load_script(script).Args
+    default = getattr(parse(args_type, argv=[]), field)
+    value = getattr(parse(args_type, argv=new), field)
+    assert value != default
+    assert getattr(parse(args_type, argv=old), field) == value
+
+
+@pytest.mark.parametrize(
+    "script, argv, words",
+    [
+        ("train_bc", ["--env", "LRSchedule-MPL-v0"], ["'LRSchedule-MPL-v0'", "LRSchedule-MLP-v0"]),
+        ("train_qlearning", ["--env", "GPT"], ["'GPT'", "LRSchedule-GPT-v0"]),
+        ("train_qlearning", ["--reward", "stability"], ["'stability'", "neg_val_loss"]),
+        ("bench_env", ["--env", "LRSchedule-Quadratic-v0", "Nope-v1"], ["'Nope-v1'"]),
+        ("bench_scheduler", ["--env-ids", "Nope-v1"], ["'Nope-v1'", "LRSchedule-GPT-v0"]),
+        ("bench_policy", ["--policy", "p.pt", "--env", "Nope-v1"], ["'Nope-v1'"]),
+        ("bench_vec_env", ["--env", "LRSchedule-MLP-v0"], ["--env-steps", "one value per"]),
+        ("bench_vec_env", ["--methods", "threads"], ["'threads'", "subproc"]),
+        ("bench_trainees", ["--trainees", "gpt"], ["'gpt'", "gpt-tiny"]),
+        ("run_experiment", ["--runs", "sarsa"], ["'sarsa'", "qlearning_eps_decay"]),
+        ("run_experiment", ["--dataset", "wikitext"], ["'wikitext'", "enwik8"]),
+        ("train_trainee", ["--trainee", "gpt", "--dataset", "mnist"],
+         ["'mnist'", "'gpt'", "shakespeare_char, enwik8, text8"]),
+        ("train_trainee", ["--trainee", "mlp", "--dataset", "enwik8"], ["'enwik8'", "digits"]),
+    ],
+)  # fmt: skip
+def test_bad_names_are_refused_before_any_work(script, argv, words, capsys):
+    line = refused(script, argv, capsys)
+    assert ": error: " in line and all(w in line for w in words), line
+
+
+@pytest.mark.slow
+def test_train_trainee_dataset_defaults_to_the_trainees(tmp_path, corpus_dir, monkeypatch):
+    train_trainee = load_script("train_trainee")
+    parsed = {t: parse(train_trainee.Args, argv=["--trainee", t]) for t in TRAINEES}
+    assert {t: a.dataset_name for t, a in parsed.items()} == {
+        "quadratic": None, "mlp": "digits", "resnet18": "digits", "gpt": "shakespeare_char",
+    }  # fmt: skip
+    monkeypatch.setenv("LRGYM_DATA_DIR", str(shakespeare_only(tmp_path, corpus_dir)))
+    args = parse(train_trainee.Args, argv=["--trainee", "gpt", "--total-steps", "2",
+                                           "--out", str(tmp_path)])  # fmt: skip
+    metrics = train_trainee.main(args)
+    assert metrics["dataset"] == "shakespeare_char"
+    assert Path(metrics["run_dir"]).name.startswith("gpt-shakespeare_char__train_trainee__0__")
+
+
+def test_train_bc_refuses_saved_demonstrations_of_other_seeds(tmp_path, capsys):
+    import gymnasium as gym
+
+    from experts.demos import collect_experts
+
+    env_id, kwargs = "LRSchedule-Quadratic-v0", {"total_steps": 32}
+    env = gym.make(env_id, **kwargs)
+    collect_experts(tmp_path / "demos", ["cosine"], env, [0, 1], env_id=env_id, env_kwargs=kwargs)
+    collect_experts(tmp_path / "demos" / "selection", ["cosine"], env, [500], env_id=env_id,
+                    env_kwargs=kwargs)  # fmt: skip
+    base = ["--env", env_id, "--total-steps", "32", "--experts", "cosine",
+            "--demos", str(tmp_path / "demos"), "--out", str(tmp_path / "runs")]  # fmt: skip
+    train_bc = load_script("train_bc")
+    parse(train_bc.Args, argv=[*base, "--demo-episodes", "2", "--selection-episodes", "1"])
+    line = refused("train_bc", [*base, "--selection-episodes", "1"], capsys)  # 8 asked
+    assert "seeds: stored [0, 1], expected [0, 1, 2, 3, 4, 5, 6, 7]" in line
+    line = refused("train_bc", [*base, "--demo-episodes", "2"], capsys)  # 2 selection asked
+    assert "seeds: stored [500], expected [500, 501]" in line
+    line = refused(
+        "train_bc",
+        [
+            *base[:2],
+            "--total-steps",
+            "64",
+            *base[4:],
+            "--demo-episodes",
+            "2",
+            "--selection-episodes",
+            "1",
+        ],
+        capsys,
+    )
+    assert "env_kwargs: stored {'total_steps': 32}, expected {'total_steps': 64}" in line
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [["--reward", "nope"], ["--experts", "cosine", "nope"]])
+def test_train_bc_argument_error_is_one_line_exit_2_and_no_run(tmp_path, argv):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_bc.py"), "--env",
+         "LRSchedule-Quadratic-v0", *argv, "--out", str(tmp_path / "runs")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("train_bc.py: error: ") and "'nope'" in lines[0]
+    valid = REWARDS if argv[0] == "--reward" else tuple(SCHEDULES)
+    assert all(name in lines[0] for name in valid), lines[0]
+    assert not (tmp_path / "runs").exists() and proc.stdout == ""
+
+
+@pytest.mark.slow
+def test_run_experiment_skips_missing_corpora_without_downloading(
+    tmp_path, corpus_dir, no_download, monkeypatch, capsys
+):
+    run_experiment = load_script("run_experiment")
+    monkeypatch.setenv("LRGYM_DATA_DIR", str(shakespeare_only(tmp_path, corpus_dir)))
+    argv = ["--runs", "baseline_cosine", "--n-seeds", "1", "--total-steps", "16",
+            "--interval", "16", "--out", str(tmp_path / "runs")]  # fmt: skip
+    args = parse(run_experiment.Args, argv=argv)
+    assert args.dataset == CORPORA and not args.download  # every corpus, by default
+    report = run_experiment.main(args)  # no_download fails the test on any download
+    assert set(report) == {"shakespeare_char"}
+    out = capsys.readouterr().out
+    assert "skipping enwik8" in out and "skipping text8" in out and "--download" in out
+
+
+def test_run_experiment_downloads_only_with_the_flag(tmp_path, monkeypatch, capsys):
+    run_experiment = load_script("run_experiment")
+    monkeypatch.delenv("LRGYM_OFFLINE", raising=False)
+    monkeypatch.setenv("LRGYM_DATA_DIR", str(tmp_path / "empty"))
+    urls = []
+
+    def unreachable(url, target, md5):
+        urls.append(url)
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr("trainees.data.resolve._download", unreachable)
+    argv = ["--dataset", "text8", "--runs", "baseline_cosine", "--out", str(tmp_path / "runs")]
+    assert run_experiment.main(parse(run_experiment.Args, argv=argv)) == {}
+    assert urls == []
+    assert run_experiment.main(parse(run_experiment.Args, argv=[*argv, "--download"])) == {}
+    assert urls == ["http://mattmahoney.net/dc/text8.zip"]
+    assert "skipping text8" in capsys.readouterr().out
