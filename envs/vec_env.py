@@ -149,6 +149,7 @@ class BatchedVecEnv(DummyVecEnv):
             env.spec = spec
             envs.append(env)
         self.lockstep = envs  # the envs whose step phases run here, in lockstep
+        self.episode_seeds = episode_seeds
         if episode_seeds is not None:
             envs = [SeededEpisodes(env, episode_seeds, k) for k, env in enumerate(envs)]
         super().__init__([lambda env=env: env for env in envs])
@@ -239,5 +240,4 @@ def make_batched_vec_env(
     vec = BatchedVecEnv(batched, env_id, render_mode, schedule, **env_kwargs)
     if schedule is None:
         vec.seed(seed)
-    vec.episode_seeds = schedule
     return VecMonitor(vec)

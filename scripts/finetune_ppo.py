@@ -30,14 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-import gymnasium as gym
 import tyro
 
 from agents.policy import read_policy_file
 from agents.ppo import FinetuneConfig, finetune
 from agents.seeds import rl_training_block
 from common.cli import ArgumentError, fail, given_flags, parse
-from envs.options import EnvOptions
+from envs.options import EnvOptions, check_env_ids
 from experts.schedules import SCHEDULES
 from trainees.files import run_dir, write_json
 
@@ -95,9 +94,11 @@ class Args:
             raise ArgumentError(
                 f"--expert {self.expert!r} is invalid; valid: {', '.join(SCHEDULES)}"
             )
-        if self.env is not None and self.env not in gym.registry:
-            valid = ", ".join(k for k in gym.registry if k.startswith("LRSchedule-"))
-            raise ArgumentError(f"--env {self.env!r} is not a registered id; valid: {valid}")
+        if self.env is not None:
+            try:
+                check_env_ids(self.env)
+            except ValueError as e:
+                raise ArgumentError(f"--env {self.env!r} is not a registered id: {e}") from None
         for name in ("total_timesteps", "n_envs", "eval_rollouts", "eval_episodes",
                      "checkpoint_rollouts", "report_episodes"):  # fmt: skip
             if getattr(self, name) < 1:
