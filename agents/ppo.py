@@ -453,6 +453,7 @@ class _Job:
     episode_seeds: EpisodeSeeds | None = None
     best_return: float = -np.inf
     best_state: dict[str, torch.Tensor] | None = None
+    handled: int = 0  # rollouts whose evaluation and checkpoint are done (or restored)
 
     @property
     def best_path(self) -> Path:
@@ -481,8 +482,9 @@ class _Job:
 
     def between_rollouts(self, model: FinetunedPPO) -> None:
         r = model.rollouts_done
-        if r == 0:
+        if r <= self.handled:  # the start, or a resume's first rollout: already done
             return
+        self.handled = r
         if r % self.eval_every == 0:
             self.evaluate(model)
         if r % self.checkpoint_every == 0:
@@ -501,6 +503,7 @@ class _Job:
         """Continue from a checkpoint's ``extra``: history, best policy, episode seeds."""
         self.history, self.best_return = list(extra["history"]), float(extra["best_return"])
         self.best_state = extra.get("best_state")
+        self.handled = model.rollouts_done
         if self.episode_seeds is not None and extra.get("episode_seeds") is not None:
             self.episode_seeds.load_state_dict(extra["episode_seeds"])
         if self.best_state is not None:  # ppo_best.pt as of the checkpoint, not of a lost stretch

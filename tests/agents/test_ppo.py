@@ -264,6 +264,8 @@ def test_after_a_crash_ppo_best_holds_a_policy_of_the_resumed_history(
     started = metrics["training_seeds"]["started"]
     more = finetune(bc_file, tmp_path, total_timesteps=256, resume=True, **kwargs)
     assert more["total_timesteps"] == 256 and more["history"][:4] == history
+    # the checkpoint's rollout was evaluated before the crash: not again after the resume
+    assert [h["timesteps"] for h in more["history"]] == [0, 64, 128, 192, 256]
     assert all(b > a for a, b in zip(started, more["training_seeds"]["started"], strict=True))
 
 
