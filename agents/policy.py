@@ -23,8 +23,8 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from agents.transformer import WindowTransformer
-from envs.options import STRUCTURAL, signature_mismatches
-from trainees.files import atomic_write_bytes
+from common.files import atomic_write_bytes
+from envs.signature import STRUCTURAL, signature_mismatches
 
 FORMAT = "lrschedule-gym-policy/2"  # /2: records the env, the discount and the version
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from common.files import atomic_write_bytes
 from envs.observation import FEATURES
 from envs.rollout import Episode, Transition, run_episode
-from trainees.files import atomic_write_bytes
 
 LOG_VAL = FEATURES.index("log_val_loss")
 LOG_LR = FEATURES.index("log_lr_multiplier")

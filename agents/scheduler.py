@@ -31,10 +31,10 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from agents.policy import load_policy
 from envs.actions import ContinuousLogMultiplier, DiscreteFactors
-from envs.lrschedule_env import EnvConfig
+from envs.config import EnvConfig
 from envs.rollout import Policy
 from envs.signals import TrainingSignals
-from trainees.base import GradNormPool
+from trainees.gradnorm import GradNormPool
 
 _DEFAULTS = EnvConfig()
 # settings a scheduler takes from a policy file's env (or from its keyword arguments)

@@ -7,12 +7,14 @@ entry point, and should not import stable-baselines3 with it.
 
 from typing import Any
 
-from envs.lrschedule_env import ACTION_TYPES, EnvConfig, LRScheduleEnv
+from envs.config import ACTION_TYPES, EnvConfig
+from envs.lrschedule_env import LRScheduleEnv
 from envs.observation import FEATURES
-from envs.options import EnvOptions, make_from_signature
+from envs.options import EnvOptions
 from envs.registration import ENV_SPECS, register_envs
 from envs.rewards import REWARDS
 from envs.rollout import Episode, Transition, run_episode, run_episodes
+from envs.signature import make_from_signature
 
 __all__ = [
     "ACTION_TYPES",

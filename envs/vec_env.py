@@ -1,7 +1,7 @@
 """K episodes whose training runs step together: a stable-baselines3 ``VecEnv``.
 
 :class:`BatchedVecEnv` serves K :class:`~envs.lrschedule_env.LRScheduleEnv` episodes
-over one :class:`~trainees.batched.BatchedTrainee`: each ``step`` applies the K actions,
+over one :class:`~trainees.batched.trainee.BatchedTrainee`: each ``step`` applies the K actions,
 then runs the K models' optimizer steps as one vectorised step each, and evaluates the
 models that are due together. Each env's observations, rewards and infos are those of
 a single ``LRScheduleEnv`` given the same seed and actions (only float reassociation
@@ -29,8 +29,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from envs.lrschedule_env import ENV_OPTIONS, LRScheduleEnv
-from trainees.batched import (
+from envs.config import ENV_OPTIONS
+from envs.lrschedule_env import LRScheduleEnv
+from trainees.batched.trainee import (
     BATCHED_OPTIMIZERS,
     BATCHED_TRAINEES,
     BatchedTrainee,
@@ -46,7 +47,7 @@ class EpisodeSeeds:
     each env has started, so a resumed job continues the sequence (fresh episodes).
 
     Args:
-        block: the seeds to draw from (e.g. ``agents.seeds.rl_training_block(seed)``).
+        block: the seeds to draw from (e.g. ``common.seeds.rl_training_block(seed)``).
         n_envs: the envs that share the block.
     """
 

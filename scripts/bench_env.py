@@ -21,12 +21,12 @@ import tyro
 from torch import nn
 
 from common.cli import parse
+from common.files import write_json
 from envs.options import EnvOptions, check_env_ids
 from envs.rollout import run_episode
 from experts.policy import SchedulePolicy
 from experts.schedules import Constant
 from trainees import TorchTrainee
-from trainees.files import write_json
 from trainees.image import ImageDatasetName
 
 EnvIds = Annotated[tuple[str, ...], tyro.conf.arg(aliases=("--envs", "--env-ids"))]

@@ -16,12 +16,13 @@ import gymnasium as gym
 import torch
 import tyro
 
-from agents.evaluation import inference_cost
 from agents.policy import load_policy, read_policy_file
 from common.cli import parse
-from envs.options import EnvOptions, check_env_ids, make_from_signature
+from common.files import write_json
+from envs.options import EnvOptions, check_env_ids
 from envs.rollout import run_episode
-from trainees.files import write_json
+from envs.signature import make_from_signature
+from evaluation.compare import inference_cost
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Cost of the drop-in LearnedLRScheduler per optimizer step, as a fraction of the trainee's.
 
 Trains each trainee for four whole runs in a plain PyTorch loop
-(``agents.overhead.scheduler_overhead``): one driven by the scheduler (a policy file,
+(``benchmarks.overhead.scheduler_overhead``): one driven by the scheduler (a policy file,
 or by default a freshly built transformer policy of the default size: inference costs
 the same trained or not), whose ``observe(loss, max_norm=...)`` also clips, one with
 ``clip_grad_norm_`` and a cosine ``LambdaLR``, and both again without clipping. Reports
@@ -23,11 +23,11 @@ from typing import Annotated
 import torch
 import tyro
 
-from agents.overhead import scheduler_overhead
 from agents.policy import PolicyConfig, make_policy, save_policy
+from benchmarks.overhead import scheduler_overhead
 from common.cli import parse
+from common.files import write_json
 from envs.options import EnvOptions, check_env_ids
-from trainees.files import write_json
 
 EnvIds = Annotated[tuple[str, ...], tyro.conf.arg(aliases=("--envs", "--env-ids"))]
 

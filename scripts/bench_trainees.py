@@ -18,8 +18,8 @@ import torch
 import tyro
 
 from common.cli import parse
+from common.files import write_json
 from trainees import GPT_PRESETS, TRAINEES, GPTTrainee, TorchTrainee, make_trainee
-from trainees.files import write_json
 from trainees.image import ImageDatasetName
 
 # a trainee, or the GPT in one of its presets (tests keep this equal to BENCHMARKS)

@@ -1,8 +1,8 @@
 """Throughput of K envs: the batched vec env vs K single envs in turn vs SubprocVecEnv(K).
 
-Optimizer steps per second summed over the K envs (``envs.throughput.measure_throughput``:
+Optimizer steps per second summed over the K envs (``benchmarks.throughput.measure_throughput``:
 reset, a warm-up step, then timed env steps at the base LR) and memory per env
-(``envs.throughput.memory_per_env``). Each (method, K) is measured ``repeats`` times,
+(``benchmarks.throughput.memory_per_env``). Each (method, K) is measured ``repeats`` times,
 methods interleaved; the median is reported. Writes JSON and a plot of steps/s against
 K (one line per method, one panel per env id) with its data as CSV::
 
@@ -28,16 +28,16 @@ import numpy as np
 import torch
 import tyro
 
-from agents.plots import Panel, save_panels
+from benchmarks.throughput import METHODS, add_speedups, describe_step_profile, measure_methods
 from common.cli import parse
+from common.files import write_json
+from common.plots import Panel, save_panels
 from envs.options import check_env_ids
-from envs.throughput import METHODS, add_speedups, describe_step_profile, measure_methods
-from trainees.batched import BATCHED_OPTIMIZERS, BATCHED_TRAINEES
-from trainees.files import write_json
+from trainees.batched.trainee import BATCHED_OPTIMIZERS, BATCHED_TRAINEES
 from trainees.image import ImageDatasetName
 
 EnvIds = Annotated[tuple[str, ...], tyro.conf.arg(aliases=("--envs", "--env-ids"))]
-# envs.throughput.METHODS and trainees.batched.BATCHED_OPTIMIZERS as types (tests keep
+# benchmarks.throughput.METHODS and trainees.batched.trainee.BATCHED_OPTIMIZERS as types (tests keep
 # them equal)
 VecMethod = Literal["batched", "single", "subproc"]
 BatchedOptimizer = Literal["adamw", "adamw_fused"]
@@ -60,10 +60,10 @@ class Args:
             batched form); None: the id's default (``adamw``).
         memory: also measure memory per env (a fresh process per in-process method and K).
         floor: also time, alone, the matrix products, the AdamW update and the evaluations
-            of one batched step (``envs.throughput.batched_floor``): the throughput that the
+            of one batched step (``benchmarks.throughput.batched_floor``): the throughput that the
             batched method cannot exceed on this machine.
         profile: also profile the single and the batched optimizer step
-            (``envs.throughput.step_profile``): time inside kernels, in matrix products,
+            (``benchmarks.throughput.step_profile``): time inside kernels, in matrix products,
             and outside kernels (Python, dispatch); CPU only.
         out: JSON file; the plot goes beside it.
     """

@@ -1,4 +1,4 @@
-"""Learned schedules against tuned baselines on unseen seeds (``agents.harness``).
+"""Learned schedules against tuned baselines on unseen seeds (``evaluation.harness``).
 
 Each method (saved policies, the expert schedules with their base LR tuned on the tuning
 seeds, Schedule-Free AdamW, Prodigy with cosine) trains the env's trainee on every final
@@ -28,20 +28,15 @@ from typing import Annotated, Literal, get_args
 import tyro
 from torch.utils.tensorboard import SummaryWriter
 
-from agents import seeds
-from agents.backends import make_backend
-from agents.harness import (
-    METHODS,
-    Grid,
-    MethodName,
-    new_run_folder,
-    policy_method,
-    policy_name,
-    run_grid,
-)
-from agents.report import loss_score, write_report
+from common import seeds
 from common.cli import parse
 from envs.options import EnvOptions, check_env_ids
+from evaluation.backends import make_backend
+from evaluation.grid import Grid
+from evaluation.harness import run_grid
+from evaluation.methods import METHODS, MethodName, policy_method, policy_name
+from evaluation.report import loss_score, write_report
+from evaluation.store import new_run_folder
 
 
 @dataclass(frozen=True)
@@ -52,7 +47,7 @@ class Args:
         env: registered env ids (alias ``--envs``).
         options: env options for every env, as top-level flags (``--total-steps``,
             ``--dataset``, ...; None keeps the id's default).
-        methods: named methods (``agents.harness.METHODS``).
+        methods: named methods (``evaluation.methods.METHODS``).
         policies: saved policy files, as ``name=path`` or ``path`` (named after the file).
         n_final_seeds: how many final-evaluation seeds (10000, 10001, ...; alias
             ``--final-seeds``).

@@ -33,12 +33,13 @@ from typing import Annotated, Literal
 import tyro
 
 from agents.policy import read_policy_file
-from agents.ppo import FinetuneConfig, finetune
-from agents.seeds import rl_training_block
+from agents.ppo import FinetuneConfig
 from common.cli import ArgumentError, fail, given_flags, parse
+from common.files import run_dir, write_json
+from common.seeds import rl_training_block
 from envs.options import EnvOptions, check_env_ids
+from experiments.ppo_job import finetune
 from experts.schedules import SCHEDULES
-from trainees.files import run_dir, write_json
 
 RESUME_FLAGS = ("--resume", "--total-timesteps", "--progress", "--device")
 

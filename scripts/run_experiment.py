@@ -28,20 +28,20 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.experiment import RUN_TYPES, markdown_table, mean_curves, run_options, summarize
-from agents.plots import Panel, save_panels
 from agents.qlearning import QLearningAgent, QLearningConfig, learn_episode
 from common.cli import parse
+from common.files import atomic_write_text, run_dir, write_csv, write_json
+from common.plots import Panel, save_panels
 from envs.options import EnvOptions
 from envs.rollout import run_episode
+from experiments.qlearning import RUN_TYPES, markdown_table, mean_curves, run_options, summarize
 from experts.policy import SchedulePolicy
 from experts.schedules import Cosine
 from trainees.data.chars import CORPORA, CorpusName
 from trainees.data.resolve import OFFLINE_ENV, DatasetNotFoundError
-from trainees.files import atomic_write_text, run_dir, write_csv, write_json
 from trainees.language import GPTPreset
 
-# the names of agents.experiment.RUN_TYPES, as a type (tests keep the two equal)
+# the names of experiments.qlearning.RUN_TYPES, as a type (tests keep the two equal)
 RunType = Literal[
     "baseline_cosine", "qlearning", "qlearning_low_initial_lr", "qlearning_improvement",
     "qlearning_eps_decay",
@@ -58,7 +58,7 @@ class Args:
         download: download a corpus that is not present locally (as the GPT trainee does
             by default, unless ``$LRGYM_OFFLINE`` is set).
         preset: GPT preset (None: small on a GPU, tiny on a CPU).
-        runs: run types (``agents.experiment.RUN_TYPES``).
+        runs: run types (``experiments.qlearning.RUN_TYPES``).
         n_seeds: training runs per run type (seeds 0, 1, ...).
         total_steps: optimizer steps per training run.
         interval: optimizer steps between evaluations, where the Q-agent acts.

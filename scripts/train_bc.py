@@ -26,18 +26,18 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.bc import BCConfig, clone_policy
-from agents.evaluation import compare, inference_cost
-from agents.plots import save_episode_schedules
 from agents.policy import PolicyConfig
-from agents.seeds import take
-from agents.tensorboard import log_hyperparameters
 from common.cli import parse
+from common.files import run_dir, write_json
+from common.plots import save_episode_schedules
+from common.seeds import take
+from common.tensorboard import log_hyperparameters
 from envs.options import EnvOptions, check_env_ids
 from envs.rollout import run_episodes
+from evaluation.compare import compare, inference_cost
 from experts.demos import ExpertName, check_saved_experts, collect_experts
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
-from trainees.files import run_dir, write_json
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.experiment import qlearning_options
 from agents.qlearning import QLearningAgent, QLearningConfig, learn_episode
-from agents.tensorboard import log_hyperparameters
 from common.cli import parse
+from common.files import run_dir, write_json
+from common.tensorboard import log_hyperparameters
 from envs.options import EnvOptions, check_env_ids
-from trainees.files import run_dir, write_json
+from experiments.qlearning import qlearning_options
 
 QLEARNING_REWARDS = ("neg_val_loss", "val_improvement")  # rewards of the tabular agent
 

@@ -24,13 +24,13 @@ import tyro
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.tensorboard import log_hyperparameters
 from common.cli import parse
+from common.files import run_dir, write_csv, write_json
+from common.tensorboard import log_hyperparameters
 from envs.options import DatasetName
 from trainees import TRAINEES, make_trainee
 from trainees.data.chars import CORPORA
 from trainees.factory import TraineeName
-from trainees.files import run_dir, write_csv, write_json
 
 # the datasets each trainee takes, its default first: the bundled digits for the image
 # trainees (offline), the GPT's own default corpus; the quadratic takes none

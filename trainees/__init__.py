@@ -1,11 +1,12 @@
 """What is trained: the Trainee contract and the MLP, ResNet-18, GPT and synthetic trainees."""
 
-from trainees.base import N_GRAD_BUCKETS, StepStats, TorchTrainee, Trainee, TraineeConfig
+from trainees.base import N_GRAD_BUCKETS, StepStats, Trainee, TraineeConfig
 from trainees.factory import TRAINEES, make_trainee
 from trainees.image import MLPConfig, MLPTrainee, ResNet18Config, ResNet18Trainee
 from trainees.language import GPT_PRESETS, GPTConfig, GPTTrainee
 from trainees.optimizers import OPTIMIZERS, make_optimizer
 from trainees.quadratic import QuadraticConfig, QuadraticTrainee
+from trainees.torch_trainee import TorchTrainee
 
 __all__ = [
     "GPT_PRESETS",

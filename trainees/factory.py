@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from trainees.base import TorchTrainee
 from trainees.image import MLPConfig, MLPTrainee, ResNet18Config, ResNet18Trainee
 from trainees.language import GPTConfig, GPTTrainee
 from trainees.quadratic import QuadraticConfig, QuadraticTrainee
+from trainees.torch_trainee import TorchTrainee
 
 TraineeName = Literal["quadratic", "mlp", "resnet18", "gpt"]
 TRAINEES: tuple[str, ...] = get_args(TraineeName)

@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainees.base import TorchTrainee, TraineeConfig, _check
+from trainees.base import TraineeConfig, _check
 from trainees.data.digits import load_digits
 from trainees.data.images import ImageDataset
 from trainees.data.mnist import load_mnist
-from trainees.resnet import ResNet18
+from trainees.models.resnet import ResNet18
+from trainees.torch_trainee import TorchTrainee
 
 ImageDatasetName = Literal["mnist", "digits"]
 IMAGE_DATASETS: tuple[str, ...] = get_args(ImageDatasetName)
@@ -86,7 +87,7 @@ class ImageTrainee(TorchTrainee):
         super().__init__(config)
         self.data = dataset or load_image_dataset(config.dataset, config.data_dir)
         # uint8 on the device, normalised per batch (4x less memory than float32); the
-        # replicas of trainees.batched share these tensors
+        # replicas of trainees.batched.trainee share these tensors
         self._train_x = torch.tensor(self.data.train_x).to(self.device)
         self._train_y = torch.tensor(self.data.train_y).to(self.device)
         n_eval = min(config.eval_samples, len(self.data.val_x))

@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainees.base import TorchTrainee, TraineeConfig, _check
+from trainees.base import TraineeConfig, _check
 from trainees.data.chars import CORPORA, CharCorpus, CorpusName, load_char_corpus
-from trainees.gpt import GPT, GPTModelConfig
+from trainees.models.gpt import GPT, GPTModelConfig
+from trainees.torch_trainee import TorchTrainee
 
 GPTPreset = Literal["tiny", "small"]
 GPT_PRESETS: tuple[str, ...] = get_args(GPTPreset)

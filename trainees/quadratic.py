@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainees.base import TorchTrainee, TraineeConfig, _check
+from trainees.base import TraineeConfig, _check
+from trainees.torch_trainee import TorchTrainee
 
 
 @dataclass(frozen=True)

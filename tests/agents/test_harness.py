@@ -10,28 +10,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import agents.harness as harness
-from agents import seeds
-from agents.backends import LocalBackend, RayBackend, make_backend
-from agents.evaluation import holm, sign_flip_pvalue
-from agents.harness import (
-    METHODS,
-    Grid,
-    Method,
-    MethodName,
-    RunSpec,
-    added_after_results,
-    choose_base_lrs,
-    execute,
-    final_specs,
-    new_run_folder,
-    open_folder,
-    run_grid,
-    tuning_specs,
-)
+import evaluation.store as store_module
 from agents.policy import PolicyConfig, make_policy, save_policy
-from agents.report import loss_score, markdown, steps_to_target, summarize, write_report
+from common import seeds
+from common.stats import holm, sign_flip_pvalue
 from envs.rollout import run_episode
+from evaluation.backends import LocalBackend, RayBackend, make_backend
+from evaluation.grid import Grid, choose_base_lrs, final_specs, tuning_specs
+from evaluation.harness import run_grid
+from evaluation.methods import METHODS, Method, MethodName, policy_method
+from evaluation.report import loss_score, markdown, steps_to_target, summarize, write_report
+from evaluation.runs import RunSpec, execute
+from evaluation.store import added_after_results, new_run_folder, open_folder
 from experts.policy import SchedulePolicy
 from experts.schedules import Cosine
 from trainees.quadratic import QuadraticTrainee
@@ -104,18 +94,18 @@ def test_a_policy_file_runs_and_records_a_transfer(tmp_path):
     env = gym.make(QUAD, **OPTS)
     policy = make_policy(env.observation_space, env.action_space, PolicyConfig(), seed=0)
     path = save_policy(policy, tmp_path / "p.pt", PolicyConfig(), env=env.unwrapped, gamma=0.99)
-    method = harness.policy_method(f"rand={path}")
+    method = policy_method(f"rand={path}")
     same = execute(RunSpec("final", QUAD, tuple(OPTS.items()), method, None, 10_000))
     assert same["method"] == "rand" and same["policy_env_mismatches"] == []
     other = {**OPTS, "eval_every": 32}
     moved = execute(RunSpec("final", QUAD, tuple(other.items()), method, None, 10_000))
     assert moved["policy_env_mismatches"] == ["eval_every: policy 16, env 32"]
     with pytest.raises(ValueError, match="does not exist"):
-        harness.policy_method("nothing.pt")
+        policy_method("nothing.pt")
     # a policy trained at another base LR runs at that LR: it sets multipliers of it
     env = gym.make(QUAD, **OPTS, base_lr=0.02)
     path = save_policy(policy, tmp_path / "q.pt", PolicyConfig(), env=env.unwrapped, gamma=0.99)
-    method = harness.policy_method(str(path))
+    method = policy_method(str(path))
     assert method.name == "q" and method.base_lr == 0.02
     grid = Grid(envs=(QUAD,), methods=(method,), options=OPTS, final_seeds=(10_000,), reference="q")
     (spec,) = final_specs(grid, {}, tuned=False)
@@ -160,7 +150,7 @@ def test_a_resumed_grid_skips_finished_runs(tmp_path, monkeypatch):
         executed.append(spec.key)
         return execute(spec, threads)
 
-    monkeypatch.setattr(harness, "execute", counting)
+    monkeypatch.setattr(store_module, "execute", counting)
     again = run_grid(grid, tmp_path, LocalBackend(workers=0), progress=False)
     assert executed == [victim]
     assert [without_timing(r) for r in again["final"]] == [
@@ -313,7 +303,7 @@ def test_write_report_files(tmp_path):
 def test_fast_iqm_and_improvement_equal_rliables():
     from rliable import metrics
 
-    from agents.evaluation import _improvement, iqm
+    from common.stats import _improvement, iqm
 
     rng = np.random.default_rng(0)
     for n in (1, 3, 8, 10, 13):

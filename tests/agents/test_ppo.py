@@ -18,23 +18,18 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from agents import ppo as ppo_module
-from agents import seeds
+from agents.checkpoint import load_checkpoint, save_checkpoint
 from agents.policy import PolicyConfig, load_policy, make_policy, read_policy_file, save_policy
-from agents.ppo import (
-    FinetuneConfig,
-    FinetunedPPO,
-    finetune,
-    load_checkpoint,
-    policy_digest,
-    save_checkpoint,
-)
+from agents.ppo import FinetuneConfig, FinetunedPPO
+from common import seeds
 from envs import LRScheduleEnv, make_batched_vec_env
 from envs.vec_env import EpisodeSeeds
-from trainees.batched import TraineeSlot
+from experiments import ppo_job as ppo_module
+from experiments.ppo_job import finetune, policy_digest
+from trainees.batched.trainee import TraineeSlot
 
 ENV = "LRSchedule-Quadratic-v0"
-SUMMARISE = ppo_module.summarise
+SUMMARIZE = ppo_module.summarize_episodes
 ROOT = Path(__file__).resolve().parents[2]
 # small rollouts: 2 envs x 32 steps, one minibatch, so a test takes seconds
 SMALL = dict(n_steps=32, batch_size=64, n_epochs=2)
@@ -235,7 +230,9 @@ def test_after_a_crash_ppo_best_holds_a_policy_of_the_resumed_history(
     """Evaluations every rollout, checkpoints every 3: killed after rollout 5's evaluation."""
     score = iter(range(1000))  # every evaluation is a new best, so ppo_best.pt changes each time
     monkeypatch.setattr(
-        ppo_module, "summarise", lambda runs: SUMMARISE(runs) | {"mean_return": float(next(score))}
+        ppo_module,
+        "summarize_episodes",
+        lambda runs: SUMMARIZE(runs) | {"mean_return": float(next(score))},
     )
     between = ppo_module._Job.between_rollouts
 

@@ -95,8 +95,8 @@ def test_learning_episode_updates_table_and_bad_config():
 
 
 def test_experiment_summary_and_table():
-    from agents.experiment import markdown_table, mean_se, run_options, summarize
     from envs.options import EnvOptions
+    from experiments.qlearning import markdown_table, mean_se, run_options, summarize
 
     assert mean_se([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0 / np.sqrt(3)))
     runs = [
@@ -119,7 +119,7 @@ def test_experiment_summary_and_table():
 
 
 def test_experiment_mean_curves_average_seeds_per_run_type():
-    from agents.experiment import mean_curves
+    from experiments.qlearning import mean_curves
 
     rows = [
         {"run": "a", "seed": 0, "step": 16, "lr": 1.0},

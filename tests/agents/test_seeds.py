@@ -2,7 +2,7 @@
 
 import pytest
 
-from agents.seeds import RANGES, take
+from common.seeds import RANGES, take
 
 
 def test_seed_ranges_are_disjoint_and_named():

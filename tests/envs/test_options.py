@@ -7,8 +7,8 @@ import typing
 import pytest
 
 from common.cli import parse
-from envs.lrschedule_env import EnvConfig
-from envs.options import ACTION_TYPES, EnvOptions, check_env_ids, lrschedule_ids
+from envs.config import ACTION_TYPES, EnvConfig
+from envs.options import EnvOptions, check_env_ids, lrschedule_ids
 from envs.registration import ENV_SPECS
 from envs.rewards import PRESETS, REWARDS
 from trainees import GPT_PRESETS

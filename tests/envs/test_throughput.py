@@ -1,10 +1,10 @@
-"""envs.throughput: speed-ups over one single env, and one interleaved measurement."""
+"""benchmarks.throughput: speed-ups over one single env, and one interleaved measurement."""
 
 from __future__ import annotations
 
 import pytest
 
-from envs.throughput import add_speedups, describe_step_profile, measure_methods, step_profile
+from benchmarks.throughput import add_speedups, describe_step_profile, measure_methods, step_profile
 
 
 def test_speedups_are_over_the_single_env_of_the_same_id():

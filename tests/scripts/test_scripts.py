@@ -348,10 +348,10 @@ def refused(script: str, argv: list[str], capsys: pytest.CaptureFixture) -> str:
 
 
 def test_script_literals_equal_their_registries():
-    from agents.experiment import RUN_TYPES
-    from envs.throughput import METHODS
+    from benchmarks.throughput import METHODS
+    from experiments.qlearning import RUN_TYPES
     from trainees import TRAINEES, GPTConfig, MLPConfig, ResNet18Config
-    from trainees.batched import BATCHED_OPTIMIZERS
+    from trainees.batched.trainee import BATCHED_OPTIMIZERS
 
     assert get_args(load_script("run_experiment").RunType) == tuple(RUN_TYPES)
     bench = load_script("bench_trainees")

@@ -9,15 +9,10 @@ from torch import nn
 
 from tests.conftest import needs_real_data
 from trainees import make_trainee
-from trainees.base import TorchTrainee
-from trainees.batched import (
-    BATCHED_TRAINEES,
-    BatchedAdamW,
-    BatchedTrainee,
-    GroupedLinearStack,
-    grouped_product,
-    make_batched_trainee,
-)
+from trainees.batched.adamw import BatchedAdamW
+from trainees.batched.grouped import GroupedLinearStack, grouped_product
+from trainees.batched.trainee import BATCHED_TRAINEES, BatchedTrainee, make_batched_trainee
+from trainees.torch_trainee import TorchTrainee
 
 SEEDS = [11, 12, 13]
 

@@ -8,8 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.harness import METHODS, RunSpec, execute
 from envs.rollout import run_episode
+from evaluation.methods import METHODS
+from evaluation.runs import RunSpec, execute
 from experts.policy import SchedulePolicy
 from experts.schedules import Cosine
 from trainees.data.chars import prepare_bytes

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from trainees import MLPConfig, QuadraticConfig, make_trainee
-from trainees.batched import make_batched_trainee
+from trainees.batched.trainee import make_batched_trainee
 from trainees.optimizers import OPTIMIZERS, effective_lr, effective_lrs, make_optimizer
 
 DIGITS = dict(dataset="digits", batch_size=32)

@@ -21,6 +21,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from common.files import atomic_write_bytes
 from trainees.data.resolve import (
     DATA_DIR_ENV,
     DatasetError,
@@ -29,7 +30,6 @@ from trainees.data.resolve import (
     file_digest,
     resolve_file,
 )
-from trainees.files import atomic_write_bytes
 
 CorpusName = Literal["shakespeare_char", "enwik8", "text8"]
 CORPORA: tuple[str, ...] = get_args(CorpusName)

@@ -8,7 +8,7 @@ initialisation (the run trained nothing), so diverging never looks good.
 
 Many methods are compared with one reference, so a method is called better or worse
 than it only when its sign-flip test's p-value stays below 0.05 after Holm's correction
-over all the methods compared in that env (``agents.evaluation.verdicts``); the results
+over all the methods compared in that env (``evaluation.compare.verdicts``); the results
 say how many were compared. A method added to a grid folder after it held results is
 labelled ``added_after_results`` (``(added)`` in tables and plots).
 """
@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluation import (
+from common.files import atomic_write_text, write_csv, write_json
+from common.plots import Panel, save_intervals, save_panels
+from common.stats import (
     ALPHA,
     VERDICT_TEST,
     iqm,
@@ -30,8 +32,6 @@ from agents.evaluation import (
     probability_of_improvement,
     verdicts,
 )
-from agents.plots import Panel, save_intervals, save_panels
-from trainees.files import atomic_write_text, write_csv, write_json
 
 SCALARS = (
     "method",
@@ -258,7 +258,7 @@ def write_report(
 ) -> dict[str, Any]:
     """Write ``results.json``, ``runs.csv``, ``results.md`` and ``plots/`` for a finished grid.
 
-    ``result`` is what ``agents.harness.run_grid`` returns (its ``added_after_results``
+    ``result`` is what ``evaluation.harness.run_grid`` returns (its ``added_after_results``
     names the methods to label); ``extra`` goes into ``results.json`` as it is. Returns
     the results dict.
     """

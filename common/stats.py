@@ -1,7 +1,4 @@
-"""Comparing runs on the same seeds: a policy against its expert (LR agreement, best
-validation loss), and the statistics of the evaluation harness (IQMs with bootstrap CIs,
-paired differences, probability of improvement, Holm-corrected verdicts against a
-reference)."""
+"""Statistics of every comparison: paired differences with bootstrap CIs, IQM, probability of improvement (rliable), and sign-flip tests with Holm's correction."""
 
 from __future__ import annotations
 
@@ -9,53 +6,6 @@ import contextlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-
-from envs.rollout import Episode
-
-
-def mean_abs_log_lr_ratio(policy: Episode, expert: Episode) -> float:
-    """Mean over actions of ``|log(lr_policy / lr_expert)|`` for two runs of equal length."""
-    n = min(len(policy.lrs), len(expert.lrs))
-    return float(np.mean(np.abs(np.log(policy.lrs[:n] / expert.lrs[:n]))))
-
-
-def compare(policy_runs: Sequence[Episode], expert_runs: Sequence[Episode]) -> dict:
-    """LR agreement and best validation loss of a policy vs an expert, seed by seed.
-
-    ``within_spread`` is True when the policy's mean best validation loss differs from the
-    expert's by at most the expert's seed-to-seed standard deviation.
-    """
-    if [e.seed for e in policy_runs] != [e.seed for e in expert_runs]:
-        raise ValueError("policy and expert runs must use the same seeds in the same order")
-    ratios = [mean_abs_log_lr_ratio(p, e) for p, e in zip(policy_runs, expert_runs, strict=True)]
-    pol = np.array([e.best_val_loss for e in policy_runs])
-    exp = np.array([e.best_val_loss for e in expert_runs])
-    exp_std = float(exp.std(ddof=1)) if len(exp) > 1 else 0.0
-    return {
-        "seeds": [e.seed for e in policy_runs],
-        "mean_abs_log_lr_ratio": float(np.mean(ratios)),
-        "mean_abs_log_lr_ratio_per_seed": ratios,
-        "policy_best_val_loss": pol.tolist(),
-        "expert_best_val_loss": exp.tolist(),
-        "policy_best_val_mean": float(pol.mean()),
-        "expert_best_val_mean": float(exp.mean()),
-        "expert_best_val_std": exp_std,
-        "expert_best_val_range": [float(exp.min()), float(exp.max())],
-        "within_spread": bool(abs(pol.mean() - exp.mean()) <= exp_std),
-    }
-
-
-def inference_cost(runs: Sequence[Episode]) -> dict:
-    """Policy time per action vs the trainee's compute between actions."""
-    actions = sum(len(e.lrs) for e in runs)
-    policy_s = sum(e.policy_seconds for e in runs)
-    train_s = sum(float(e.final["total_train_time"]) for e in runs)
-    return {
-        "actions": actions,
-        "policy_ms_per_action": 1e3 * policy_s / actions,
-        "trainee_ms_per_action": 1e3 * train_s / actions,
-        "ratio": policy_s / train_s,
-    }
 
 
 def paired_difference(
@@ -175,7 +125,11 @@ def probability_of_improvement(
 
 # -- many methods against one reference -----------------------------------------------------
 ALPHA = 0.05  # the family-wise error rate a verdict is held to
+
+
 MAX_EXACT = 16  # up to this many differences, all 2**n sign assignments are enumerated
+
+
 VERDICT_TEST = (
     "two-sided sign-flip permutation test of the mean per-seed paired difference "
     f"(exact up to {MAX_EXACT} seeds), Holm-adjusted over the methods compared"

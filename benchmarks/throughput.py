@@ -25,7 +25,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from envs.vec_env import make_batched_vec_env
 from trainees.base import resolve_device
-from trainees.batched import grouped_product
+from trainees.batched.grouped import grouped_product
 
 METHODS = ("batched", "single", "subproc")
 
@@ -137,7 +137,7 @@ def batched_floor(env_id: str, k: int, options: dict, repeats: int = 30) -> dict
     Each part is timed alone (median of ``repeats``) at the shapes of the real step:
     ``products``, the matrix products of every linear layer (the forward product, the
     weight-gradient product, and the input-gradient product of every layer but the
-    first; ``trainees.batched.grouped_product``, as the step computes them);
+    first; ``trainees.batched.trainee.grouped_product``, as the step computes them);
     ``adamw``, one ``BatchedAdamW`` step of the K models; ``evaluation``, one
     evaluation of the K models divided by ``eval_every``. The real step also gathers
     the batches, applies activations and the loss, computes the gradient norms, clips,

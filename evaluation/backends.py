@@ -1,7 +1,7 @@
 """Where the runs of an evaluation grid execute: local processes or Ray tasks.
 
 A backend maps a picklable function over items and yields the results as they finish;
-the caller writes each one at once (``agents.harness.RunStore``). ``fn(item, threads)``
+the caller writes each one at once (``evaluation.store.RunStore``). ``fn(item, threads)``
 must be a pure function of its item for the backends to agree.
 """
 

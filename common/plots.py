@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from trainees.files import atomic_write_bytes, write_csv
+from common.files import atomic_write_bytes, write_csv
 
 
 @dataclass

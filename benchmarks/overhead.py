@@ -17,7 +17,7 @@ import torch
 
 from agents.scheduler import LearnedLRScheduler
 from envs.rollout import Policy
-from trainees.base import TorchTrainee
+from trainees.torch_trainee import TorchTrainee
 
 
 def scheduler_overhead(

@@ -1,0 +1,136 @@
+"""The methods a grid compares: expert schedules and optimizers (``METHODS``) and saved policy files, each with what it needs tuned."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from agents.policy import read_policy_file
+from experts.schedules import SCHEDULES, make_schedule
+from trainees.optimizers import OPTIMIZERS
+
+Kind = Literal["schedule", "policy"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """How a training run's learning rate is chosen.
+
+    Attributes:
+        name: the method's label in tables and file names.
+        kind: ``schedule`` (an expert schedule) or ``policy`` (a saved policy file).
+        schedule: the expert's name (``experts.schedules.SCHEDULES``), for ``schedule``.
+        params: the schedule's parameters.
+        policy: the policy file, for ``policy``.
+        optimizer: the trainees' optimizer (adamw | schedulefree | prodigy).
+        tune: tune the base LR on the tuning seeds (False: ``base_lr`` or the env's).
+        base_lr: a fixed base LR (Prodigy's 1.0); None keeps the env's.
+    """
+
+    name: str
+    kind: Kind = "schedule"
+    schedule: str | None = None
+    params: dict[str, float] = field(default_factory=dict)
+    policy: str | None = None
+    optimizer: str = "adamw"
+    tune: bool = True
+    base_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or "__" in self.name:
+            raise ValueError(f"method name {self.name!r} is invalid; expected a plain label")
+        if self.kind == "schedule":
+            if self.schedule not in SCHEDULES:
+                raise ValueError(
+                    f"method {self.name!r}: schedule={self.schedule!r} is invalid; valid: "
+                    + ", ".join(SCHEDULES)
+                )
+            make_schedule(self.schedule, **self.params)  # bad parameters fail here
+        elif self.kind == "policy":
+            if not self.policy:
+                raise ValueError(f"method {self.name!r} of kind 'policy' needs a policy file")
+        else:
+            raise ValueError(f"method kind {self.kind!r} is invalid; valid: schedule, policy")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"method {self.name!r}: optimizer={self.optimizer!r} is invalid; valid: "
+                + ", ".join(OPTIMIZERS)
+            )
+        if self.tune and self.base_lr is not None:
+            raise ValueError(f"method {self.name!r}: a tuned method takes no fixed base_lr")
+
+    @property
+    def digest(self) -> str:
+        """8 hex digits of the method's definition (and its policy file's bytes): a run
+        folder reuses a run only for the very same method."""
+        h = hashlib.sha1(json.dumps(dataclasses.asdict(self), sort_keys=True).encode())
+        if self.policy is not None:
+            stat = Path(self.policy).stat()
+            h.update(_file_sha1(self.policy, stat.st_mtime_ns, stat.st_size).encode())
+        return h.hexdigest()[:8]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha1(path: str, mtime_ns: int, size: int) -> str:
+    """SHA-1 of a file's bytes (cached while its modification time and size stay)."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+# The hand-designed schedules and the optimizers users pick instead, by name.
+MethodName = Literal[
+    "constant", "cosine", "cosine_untuned", "cosine_warmup", "linear_warmup", "polynomial",
+    "wsd", "schedulefree", "prodigy_cosine",
+]  # fmt: skip
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("constant", schedule="constant"),
+        Method("cosine", schedule="cosine"),
+        # cosine at the env's own base LR: what the BC policies imitate
+        Method("cosine_untuned", schedule="cosine", tune=False),
+        Method("cosine_warmup", schedule="cosine", params={"warmup": 0.05}),
+        Method("linear_warmup", schedule="linear_warmup"),
+        Method("polynomial", schedule="polynomial"),
+        Method("wsd", schedule="wsd"),
+        # Schedule-Free is run at a constant LR after a 5% linear warm-up, as its authors do
+        Method(
+            "schedulefree",
+            schedule="wsd",
+            params={"warmup": 0.05, "decay": 0.0},
+            optimizer="schedulefree",
+        ),
+        # Prodigy estimates the step size itself: lr=1.0 is its intended use, with cosine
+        Method("prodigy_cosine", schedule="cosine", optimizer="prodigy", tune=False, base_lr=1.0),
+    )
+}
+
+
+def _policy_spec(spec: str) -> tuple[str, str]:
+    """The name and path of ``"name=path"`` or of a path (named after the file)."""
+    name, sep, path = spec.partition("=")
+    return (name, path) if sep else (Path(spec).stem, spec)
+
+
+def policy_name(spec: str) -> str:
+    """The method name a policy ``"name=path"`` or path gets (the file is not read)."""
+    return _policy_spec(spec)[0]
+
+
+def policy_method(spec: str) -> Method:
+    """A saved policy as a method: ``"name=path"`` or a path (named after the file).
+
+    It runs at the base LR its file records (a policy sets multipliers of the base LR it
+    was trained with), or at the env's when the file records none.
+    """
+    name, path = _policy_spec(spec)
+    if not Path(path).is_file():
+        raise ValueError(f"policy file {path!r} does not exist")
+    base_lr = read_policy_file(path).env.get("trainee_options", {}).get("base_lr")
+    return Method(name, kind="policy", policy=path, tune=False, base_lr=base_lr)

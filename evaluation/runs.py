@@ -1,0 +1,136 @@
+"""One run of a method: its spec, and its execution as one env episode scored on the test split once it has ended."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import gymnasium as gym
+import torch
+
+from agents.policy import load_policy
+from envs.rollout import run_episode
+from evaluation.methods import Method
+from experts.policy import SchedulePolicy
+from experts.schedules import make_schedule
+
+
+# -- one run ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a method on an env at a base LR and seed.
+
+    Attributes:
+        phase: ``tune`` (a tuning seed) or ``final`` (a final-evaluation seed).
+        env_id: the registered env id.
+        options: ``gym.make`` options on top of the id's (dataset, total_steps, ...).
+        method: the method.
+        base_lr: the base LR of the run (None: the env's).
+        seed: the env seed.
+    """
+
+    phase: Literal["tune", "final"]
+    env_id: str
+    options: tuple[tuple[str, Any], ...]
+    method: Method
+    base_lr: float | None
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """A unique, file-name-safe identifier of the run."""
+        lr = "env" if self.base_lr is None else f"{self.base_lr:.6g}"
+        m = f"{self.method.name}-{self.method.digest}"
+        return f"{self.phase}__{self.env_id}__{m}__lr{lr}__s{self.seed}"
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """The ``gym.make`` options of the run's env."""
+        kwargs = dict(self.options)
+        if self.base_lr is not None:
+            kwargs["base_lr"] = self.base_lr
+        if self.method.optimizer != "adamw":
+            kwargs["optimizer"] = self.method.optimizer
+        return kwargs
+
+
+_ENVS: dict[tuple, gym.Env] = {}  # per worker process: data is loaded once per env
+
+
+def _env(spec: RunSpec) -> gym.Env:
+    kwargs = spec.env_kwargs()
+    key = (spec.env_id, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+    if key not in _ENVS:
+        if len(_ENVS) >= 4:  # a few datasets at most stay in memory
+            _ENVS.pop(next(iter(_ENVS))).close()
+        _ENVS[key] = gym.make(spec.env_id, **kwargs)
+    return _ENVS[key]
+
+
+def _policy(method: Method, env: gym.Env) -> tuple[Any, list[str]]:
+    """The method's policy for ``env``, and how the env differs from the policy's own."""
+    if method.kind == "schedule":
+        schedule = make_schedule(method.schedule, **method.params)
+        return SchedulePolicy(schedule, env.action_space), []
+    with warnings.catch_warnings(record=True) as caught:  # a transfer is recorded, not warned
+        warnings.simplefilter("always")
+        policy = load_policy(method.policy, env.unwrapped, allow_mismatch=True, device="cpu")
+    return policy, [str(w.message).split("transferred to another env: ")[-1] for w in caught]
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
+    """Run ``spec`` to the end of its episode; its metrics and curves as plain values.
+
+    The test split is evaluated once, after the episode has ended. Keys: the spec's
+    fields, ``test_loss`` (and ``test_accuracy`` or ``test_bits_per_char``),
+    ``test_split``, ``test_samples``, ``best_val_loss``, ``final_val_loss``, ``loss0``,
+    ``diverged``, ``wall_seconds``, ``train_seconds``, ``steps``, ``policy_env_mismatches``
+    and ``curve`` (optimizer step, LR and validation loss after each action). A
+    non-finite value is None.
+
+    Args:
+        spec: the run.
+        threads: torch intra-op threads (the same on every backend, for equal results).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        env = _env(spec)
+        policy, mismatches = _policy(spec.method, env)
+        episode = run_episode(env, policy, spec.seed)
+        test = env.unwrapped.trainee.test_metrics()  # the only read of the test split
+    finally:
+        torch.set_num_threads(previous)
+    final = episode.final
+    out: dict[str, Any] = {
+        "key": spec.key,
+        "phase": spec.phase,
+        "env_id": spec.env_id,
+        "method": spec.method.name,
+        "optimizer": spec.method.optimizer,
+        "base_lr": env.unwrapped.trainee.base_lr,
+        "seed": spec.seed,
+    }
+    for name, value in test.items():
+        out[name] = _finite(value) if isinstance(value, float) else value
+    out |= {
+        "best_val_loss": _finite(episode.best_val_loss),
+        "final_val_loss": _finite(float(episode.val_losses[-1])),
+        "loss0": float(env.unwrapped.loss0),
+        "diverged": episode.diverged,
+        "wall_seconds": episode.seconds,
+        "train_seconds": float(final["total_train_time"]),
+        "steps": int(final["step"]),
+        "policy_env_mismatches": mismatches,
+        "curve": {
+            "step": episode.steps.tolist(),
+            "lr": episode.lrs.tolist(),
+            "val_loss": [_finite(v) for v in episode.val_losses],
+        },
+    }
+    return out

@@ -1,0 +1,306 @@
+"""The PPO fine-tuning job: training from a BC policy file with held-out evaluations, checkpoints, resume, the final report and plots."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from agents.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from agents.policy import (
+    check_env,
+    make_policy,
+    read_policy_file,
+    save_policy,
+)
+from agents.ppo import FinetuneConfig, FinetunedPPO
+from common.files import write_json
+from common.plots import Panel, save_panels, schedule_panels
+from common.seeds import rl_training_block, take
+from envs.options import EnvOptions
+from envs.rollout import run_episodes
+from envs.signature import signature_kwargs
+from envs.vec_env import EpisodeSeeds, make_batched_vec_env
+from evaluation.compare import compare_to_start, summarize_episodes
+from experts.schedules import SCHEDULES
+
+
+class _Lifecycle(BaseCallback):
+    """Checkpoints and held-out evaluations between rollouts (after each ``train``)."""
+
+    def __init__(self, job: _Job) -> None:
+        super().__init__()
+        self.job = job
+
+    def _on_training_start(self) -> None:
+        if not self.job.history:  # the start: BC (a log_std reset changes no deterministic action)
+            self.job.evaluate(self.model)
+
+    def _on_rollout_start(self) -> None:
+        self.job.between_rollouts(self.model)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def policy_digest(policy: ActorCriticPolicy) -> str:
+    """SHA-1 of a policy's parameters and buffers (names, shapes and bytes, in order)."""
+    h = hashlib.sha1()
+    for name, t in policy.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class _Job:
+    """The state of one fine-tuning run that lives outside the model.
+
+    ``ppo_best.pt`` and the checkpoint agree: the checkpoint holds the best policy's
+    weights, and a resumed run rewrites ``ppo_best.pt`` from them, so the file never
+    holds a policy from a stretch that was lost. Every history entry records the
+    evaluated policy's digest (``policy_sha1``).
+    """
+
+    folder: Path
+    eval_env: gym.Env
+    eval_seeds: list[int]
+    eval_every: int
+    checkpoint_every: int
+    gamma: float
+    history: list[dict[str, Any]]
+    episode_seeds: EpisodeSeeds | None = None
+    best_return: float = -np.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    handled: int = 0  # rollouts whose evaluation and checkpoint are done (or restored)
+
+    @property
+    def best_path(self) -> Path:
+        return self.folder / "policies" / "ppo_best.pt"
+
+    def evaluate(self, model: FinetunedPPO) -> None:
+        runs = run_episodes(self.eval_env, model.policy, self.eval_seeds)
+        entry = {"timesteps": model.num_timesteps, "rollouts": model.rollouts_done,
+                 "policy_sha1": policy_digest(model.policy)} | summarize_episodes(runs)  # fmt: skip
+        self.history.append(entry)
+        for key in ("mean_return", "mean_best_val_loss"):
+            model.logger.record(f"eval/{key}", entry[key])
+        writer = _tb_writer(model)
+        if writer is not None:  # the LR schedule of the first evaluation seed
+            for step, lr in zip(runs[0].steps, runs[0].lrs, strict=True):
+                writer.add_scalar(f"eval_lr/timesteps_{model.num_timesteps}", lr, int(step))
+        model.logger.dump(model.num_timesteps)
+        if entry["mean_return"] > self.best_return:
+            self.best_return = entry["mean_return"]
+            self.best_state = {
+                k: v.detach().cpu().clone() for k, v in model.policy.state_dict().items()
+            }
+            save_policy(model.policy, self.best_path, model.policy_config, env=self.eval_env,
+                        gamma=self.gamma)  # fmt: skip
+        write_json(self.folder / "history.json", self.history)
+
+    def between_rollouts(self, model: FinetunedPPO) -> None:
+        r = model.rollouts_done
+        if r <= self.handled:  # the start, or a resume's first rollout: already done
+            return
+        self.handled = r
+        if r % self.eval_every == 0:
+            self.evaluate(model)
+        if r % self.checkpoint_every == 0:
+            self.checkpoint(model)
+
+    def checkpoint(self, model: FinetunedPPO) -> None:
+        """The model, the episode seeds and this job's history and best policy, atomically."""
+        seeds = self.episode_seeds
+        save_checkpoint(model, self.folder / CHECKPOINT, {
+            "history": self.history, "best_return": self.best_return,
+            "best_state": self.best_state,
+            "episode_seeds": seeds.state_dict() if seeds is not None else None,
+        })  # fmt: skip
+
+    def restore(self, model: FinetunedPPO, extra: dict[str, Any]) -> None:
+        """Continue from a checkpoint's ``extra``: history, best policy, episode seeds."""
+        self.history, self.best_return = list(extra["history"]), float(extra["best_return"])
+        self.best_state = extra.get("best_state")
+        self.handled = model.rollouts_done
+        if self.episode_seeds is not None and extra.get("episode_seeds") is not None:
+            self.episode_seeds.load_state_dict(extra["episode_seeds"])
+        if self.best_state is not None:  # ppo_best.pt as of the checkpoint, not of a lost stretch
+            best = make_policy(self.eval_env.observation_space, self.eval_env.action_space,
+                               model.policy_config)  # fmt: skip
+            best.load_state_dict(self.best_state)
+            save_policy(best, self.best_path, model.policy_config, env=self.eval_env,
+                        gamma=self.gamma)  # fmt: skip
+        write_json(self.folder / "history.json", self.history)
+
+
+def _tb_writer(model: PPO):
+    for fmt in model.logger.output_formats:
+        writer = getattr(fmt, "writer", None)
+        if writer is not None:
+            return writer
+    return None
+
+
+def expert_of(path: str | Path) -> str | None:
+    """The expert a ``bc_<expert>.pt`` file imitates, if its name says so."""
+    stem = Path(path).stem.removeprefix("bc_")
+    return stem if stem in SCHEDULES else None
+
+
+def finetune(
+    init: str | Path,
+    folder: str | Path,
+    *,
+    env_id: str | None = None,
+    options: EnvOptions | None = None,
+    total_timesteps: int = 20_000,
+    n_envs: int = 8,
+    seed: int = 0,
+    config: FinetuneConfig | None = None,
+    eval_every: int = 4,
+    eval_episodes: int = 4,
+    checkpoint_every: int = 4,
+    report_episodes: int = 8,
+    expert: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Fine-tune the BC policy ``init`` with PPO; write policies, metrics and plots to ``folder``.
+
+    Args:
+        init: the BC policy file.
+        folder: the run folder (``resume`` continues the run there).
+        env_id: train on this id instead of the policy file's env (a deliberate transfer;
+            with ``options`` on top of its defaults).
+        options: env options (on top of the policy file's env, or of ``env_id``'s).
+        total_timesteps: env steps of the whole run (all envs).
+        n_envs: envs in lockstep (a batched vec env where the trainee has one).
+        seed: the run's seed (0..89): SB3's global RNGs, and the block of
+            ``common.seeds.RL_TRAINING`` whose seeds start the training episodes
+            (``common.seeds.rl_training_block``): runs of different seeds never share an
+            episode, and none trains on a demonstration, selection, held-out, tuning or
+            final-evaluation seed.
+        config: PPO hyperparameters and safeguards.
+        eval_every: rollouts between held-out evaluations (model-selection seeds) that
+            keep the best policy.
+        eval_episodes: episodes per evaluation.
+        checkpoint_every: rollouts between checkpoints.
+        report_episodes: held-out seeds (``HELD_OUT``, disjoint from the selection seeds)
+            of the final comparison of PPO, its BC start and the expert.
+        expert: the expert of the comparison (default: from a ``bc_<expert>.pt`` name).
+        resume: continue from ``folder``'s checkpoint up to ``total_timesteps`` (which
+            may extend a finished run). The policy, optimizer, counters, RNG states,
+            history and best policy are the checkpoint's; training goes on with fresh
+            episodes (the next seeds of the block), not the ones running at the
+            checkpoint, so it is not bit-identical to an uninterrupted run.
+        progress: SB3's progress bar.
+        device: ``auto``, ``cpu`` or ``cuda``.
+
+    Returns:
+        The metrics written to ``folder/metrics.json``.
+
+    Raises:
+        ValueError: an invalid ``seed`` or ``expert``, before any work starts.
+        FileNotFoundError: ``resume`` without a checkpoint in ``folder``.
+    """
+    folder = Path(folder)
+    config = config or FinetuneConfig()
+    block = rl_training_block(seed)  # checked before any work, as the expert is
+    saved = read_policy_file(init)
+    expert = expert or expert_of(init)
+    if expert is not None and expert not in SCHEDULES:
+        raise ValueError(f"expert {expert!r} is invalid; valid: {', '.join(SCHEDULES)}")
+    checkpoint = folder / CHECKPOINT
+    if resume and not checkpoint.exists():
+        raise FileNotFoundError(f"no {CHECKPOINT} in {folder} to resume from")
+    if env_id is None:
+        env_id, kwargs = signature_kwargs(saved.env, options)
+    else:
+        kwargs = (options or EnvOptions()).kwargs()
+    eval_env = gym.make(env_id, **kwargs)
+    for mismatch in check_env(saved.env, eval_env, allow_mismatch=True, source=str(init)):
+        warnings.warn(f"fine-tuning {init} on another env: {mismatch}", stacklevel=2)
+    vec = make_batched_vec_env(env_id, n_envs, episode_seeds=block, **kwargs)
+    model = FinetunedPPO(vec, saved, config, seed=seed, device=device,
+                         tensorboard_log=str(folder / "tb"))  # fmt: skip
+    job = _Job(folder, eval_env, take("model_selection", eval_episodes), eval_every,
+               checkpoint_every, saved.gamma, history=[],
+               episode_seeds=vec.episode_seeds)  # fmt: skip
+    t0 = time.perf_counter()
+    if resume:  # fresh episodes: those running at the checkpoint are not continued
+        job.restore(model, load_checkpoint(model, checkpoint))
+        print(f"resumed {folder} at {model.num_timesteps} timesteps")
+    remaining = total_timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(remaining, callback=_Lifecycle(job), reset_num_timesteps=not resume,
+                    tb_log_name="ppo", progress_bar=progress)  # fmt: skip
+    if job.history[-1]["timesteps"] != model.num_timesteps:
+        job.evaluate(model)
+    seconds = time.perf_counter() - t0
+    final_path = save_policy(model.policy, folder / "policies" / "ppo_final.pt", saved.config,
+                             env=eval_env, gamma=saved.gamma)  # fmt: skip
+    job.checkpoint(model)
+    report = compare_to_start(init, folder, eval_env, report_episodes, expert)
+    metrics = {
+        "init": str(init),
+        "env_id": env_id,
+        "env_options": kwargs,
+        "expert": expert,
+        "seed": seed,
+        "n_envs": n_envs,
+        "total_timesteps": model.num_timesteps,
+        "vec_env": type(vec.unwrapped).__name__,
+        "training_seeds": vec.episode_seeds.state_dict(),
+        "config": asdict(config),
+        "seconds_this_session": seconds,
+        "history": job.history,
+        "train_log": model.train_log,
+        "final_policy": str(final_path),
+        "report": report,
+    }
+    write_json(folder / "metrics.json", metrics)
+    plot_run(folder, metrics, report)
+    return metrics
+
+
+def plot_run(folder: Path, metrics: dict[str, Any], report: dict[str, Any]) -> None:
+    """Return vs timesteps (BC start and expert as lines); LR and validation curves."""
+    history = metrics["history"]
+    ts = [h["timesteps"] for h in history]
+    progress = Panel("held-out return", "timesteps", "mean return (selection seeds)")
+    progress.series["PPO"] = (ts, [h["mean_return"] for h in history])
+    progress.hlines["BC start"] = history[0]["mean_return"]
+    runs = report["runs"]
+    if metrics["expert"] is not None:
+        progress.hlines[f"expert {metrics['expert']} (report seeds)"] = runs[
+            f"expert_{metrics['expert']}"
+        ]["mean_return"]
+    best_val = Panel("held-out best val loss", "timesteps", "mean best validation loss")
+    best_val.series["PPO"] = (ts, [h["mean_best_val_loss"] for h in history])
+    kl = Panel("distance from BC", "timesteps", "per rollout")
+    log = metrics["train_log"]
+    kl.series["KL(pi_BC || pi)"] = ([t["timesteps"] for t in log], [t["kl_bc"] for t in log])
+    kl.series["clip fraction"] = ([t["timesteps"] for t in log], [t["clip"] for t in log])
+    save_panels(folder / "plots" / "progress", [progress, best_val, kl])
+    curves = {
+        (f"ref:{name}" if name.startswith("expert") else name): (
+            s["steps"],
+            s["lrs"],
+            s["val_losses"],
+        )
+        for name, s in report["lr_schedules"].items()
+    }
+    save_panels(folder / "plots" / "schedules", schedule_panels(curves, report["seeds"][0]))
