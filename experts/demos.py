@@ -22,10 +22,10 @@ import gymnasium as gym
 import numpy as np
 from imitation.data.types import TrajectoryWithRew
 
+from common.files import atomic_write_bytes
 from envs.rollout import Episode, run_episodes
 from experts.policy import SchedulePolicy
 from experts.schedules import Schedule, make_schedule
-from trainees.files import atomic_write_bytes
 
 # the names of ``experts.schedules.SCHEDULES``, as a type (tests keep the two equal)
 ExpertName = Literal["constant", "linear_warmup", "cosine", "polynomial", "wsd"]
