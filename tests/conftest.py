@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 
+from agents.policy import PolicyConfig, make_policy, save_policy
 from trainees.data.chars import prepare_bytes
 
 TEXT = "KING:\nWhat say you, cousin? Speak, and speak the truth.\n" * 80
@@ -52,3 +54,19 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("corpus")
     prepare_bytes(TEXT.encode(), folder, (0.9, 0.1))
     return str(folder)
+
+
+PPO_ENV = "LRSchedule-Quadratic-v0"
+# small rollouts: 2 envs x 32 steps, one minibatch, so a PPO test takes seconds
+SMALL_PPO = dict(n_steps=32, batch_size=64, n_epochs=2)
+
+
+@pytest.fixture(scope="module")
+def bc_file(tmp_path_factory) -> Path:
+    """A policy file for the quadratic env (untrained: the tests need a start, not a good one)."""
+    env = gym.make(PPO_ENV)
+    config = PolicyConfig(log_std_init=-2.0)  # as a BC fit that narrowed its Gaussian
+    policy = make_policy(env.observation_space, env.action_space, config, seed=0)
+    return save_policy(
+        policy, tmp_path_factory.mktemp("bc") / "bc_cosine.pt", config, env=env, gamma=0.99
+    )
