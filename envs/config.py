@@ -38,8 +38,11 @@ class EnvConfig:
     eval_every: int = 64
     window: int = 512
     action_type: ActionType = "continuous"
+    # 1e-3 ... 100 x base_lr: from any base LR of the sensitivity sweep (reference x 2^k,
+    # k = -3..3) a policy reaches the reference LR with >= 12x to spare on either side
+    # (evaluation.sweep.check_action_bounds); until 2026-12 the maximum was 10.
     min_lr_mult: float = 1e-3
-    max_lr_mult: float = 10.0
+    max_lr_mult: float = 100.0
     factors: tuple[float, ...] = (0.9, 1.0, 1.1)
     initial_lr_mult: float = 1.0
     reward: RewardName = "stability"

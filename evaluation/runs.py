@@ -13,6 +13,7 @@ import torch
 from agents.policy import load_policy
 from envs.rollout import run_episode
 from evaluation.methods import Method
+from evaluation.range_test import RangeTest, range_test_steps, run_range_test
 from experts.policy import SchedulePolicy
 from experts.schedules import make_schedule
 
@@ -48,29 +49,46 @@ class RunSpec:
     def env_kwargs(self) -> dict[str, Any]:
         """The ``gym.make`` options of the run's env."""
         kwargs = dict(self.options)
-        if self.base_lr is not None:
-            kwargs["base_lr"] = self.base_lr
-        if self.method.optimizer != "adamw":
-            kwargs["optimizer"] = self.method.optimizer
+        m = self.method
+        if m.lr_option is not None:  # the run's LR is the option's; the base LR the method's
+            kwargs["base_lr"] = m.base_lr
+            kwargs["optimizer_options"] = m.optimizer_options | {m.lr_option: self.base_lr}
+        else:
+            if self.base_lr is not None:
+                kwargs["base_lr"] = self.base_lr
+            if m.optimizer_options:
+                kwargs["optimizer_options"] = dict(m.optimizer_options)
+        if m.optimizer != "adamw":
+            kwargs["optimizer"] = m.optimizer
         return kwargs
 
 
 _ENVS: dict[tuple, gym.Env] = {}  # per worker process: data is loaded once per env
 
 
-def _env(spec: RunSpec) -> gym.Env:
-    kwargs = spec.env_kwargs()
-    key = (spec.env_id, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+def _env(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
+    key = (env_id, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
     if key not in _ENVS:
         if len(_ENVS) >= 4:  # a few datasets at most stay in memory
             _ENVS.pop(next(iter(_ENVS))).close()
-        _ENVS[key] = gym.make(spec.env_id, **kwargs)
+        _ENVS[key] = gym.make(env_id, **kwargs)
     return _ENVS[key]
+
+
+def _after_range_test(spec: RunSpec, env: gym.Env) -> tuple[gym.Env, dict[str, Any]]:
+    """The range test on the run's initial weights, then the env of the rest of the run:
+    the budget less the test's steps, at the picked LR (``evaluation.range_test``)."""
+    total = env.unwrapped.trainee.config.total_steps
+    test = RangeTest(range_test_steps(total))
+    env.reset(seed=spec.seed)  # the trainee the episode starts from: same weights, data order
+    result = run_range_test(env.unwrapped.trainee, test)
+    kwargs = spec.env_kwargs() | {"total_steps": total - test.steps, "base_lr": result["lr"]}
+    return _env(spec.env_id, kwargs), result
 
 
 def _policy(method: Method, env: gym.Env) -> tuple[Any, list[str]]:
     """The method's policy for ``env``, and how the env differs from the policy's own."""
-    if method.kind == "schedule":
+    if method.kind in ("schedule", "range_test"):
         schedule = make_schedule(method.schedule, **method.params)
         return SchedulePolicy(schedule, env.action_space), []
     with warnings.catch_warnings(record=True) as caught:  # a transfer is recorded, not warned
@@ -89,8 +107,9 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
     The test split is evaluated once, after the episode has ended. Keys: the spec's
     fields, ``test_loss`` (and ``test_accuracy`` or ``test_bits_per_char``),
     ``test_split``, ``test_samples``, ``best_val_loss``, ``final_val_loss``, ``loss0``,
-    ``diverged``, ``wall_seconds``, ``train_seconds``, ``steps``, ``policy_env_mismatches``
-    and ``curve`` (optimizer step, LR and validation loss after each action). A
+    ``diverged``, ``wall_seconds``, ``train_seconds``, ``steps``, ``policy_env_mismatches``,
+    ``given_lr`` (the spec's LR, base LR or ``lr_option``), ``range_test`` and
+    ``budget_steps`` (a range-test method's) and ``curve`` (optimizer step, LR and validation loss after each action). A
     non-finite value is None.
 
     Args:
@@ -100,7 +119,10 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        env = _env(spec)
+        env = _env(spec.env_id, spec.env_kwargs())
+        range_test = None
+        if spec.method.kind == "range_test":
+            env, range_test = _after_range_test(spec, env)
         policy, mismatches = _policy(spec.method, env)
         episode = run_episode(env, policy, spec.seed)
         test = env.unwrapped.trainee.test_metrics()  # the only read of the test split
@@ -114,6 +136,7 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
         "method": spec.method.name,
         "optimizer": spec.method.optimizer,
         "base_lr": env.unwrapped.trainee.base_lr,
+        "given_lr": spec.base_lr,
         "seed": spec.seed,
     }
     for name, value in test.items():
@@ -133,4 +156,7 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
             "val_loss": [_finite(v) for v in episode.val_losses],
         },
     }
+    if range_test is not None:  # its steps were the budget's: steps + test steps = T
+        out["range_test"] = range_test
+        out["budget_steps"] = out["steps"] + range_test["steps"]
     return out

@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from trainees.optimizers import OPTIMIZERS, OptimizerName
+from trainees.optimizers import OPTIMIZER_OPTIONS, OPTIMIZERS, OptimizerName
 
 N_GRAD_BUCKETS = 4  # every trainee reports this many pooled gradient norms, shallow to deep
 
@@ -102,7 +102,12 @@ class TraineeConfig:
             averaged weights ``x``, with BatchNorm statistics gathered at ``y``, which
             schedulefree warns of); or ``prodigy`` (Prodigy, which estimates its step
             size: the learning rate multiplies that estimate, so ``base_lr=1.0`` is its
-            intended use). See ``trainees.optimizers``.
+            intended use); or one of the tuning-free optimizers (``dadapt_adam``, ``dog``,
+            ``ldog``, ``mechanic_adamw``, ``adam_hd``). See ``trainees.optimizers``.
+        optimizer_options: the optimizer's initial estimates (``trainees.optimizers.
+            OPTIMIZER_OPTIONS``: ``d0`` of Prodigy and D-Adaptation, ``reps_rel`` of DoG,
+            ``hypergrad_lr`` of Adam-HD), as ``{name: value}`` or ``((name, value), ...)``;
+            kept as a sorted tuple of pairs. Empty: the authors' defaults.
     """
 
     total_steps: int = 1000
@@ -113,8 +118,13 @@ class TraineeConfig:
     grad_clip: float = 1.0
     device: str | None = None
     optimizer: OptimizerName = "adamw"
+    optimizer_options: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        pairs = dict(self.optimizer_options)  # a dict or pairs: one canonical form
+        object.__setattr__(
+            self, "optimizer_options", tuple(sorted((k, float(v)) for k, v in pairs.items()))
+        )
         _check(self.total_steps >= 1, "total_steps", self.total_steps, "an integer >= 1")
         _check(math.isfinite(self.base_lr) and self.base_lr > 0, "base_lr", self.base_lr, "> 0")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
@@ -122,6 +132,12 @@ class TraineeConfig:
         _check(all(0 <= b < 1 for b in self.betas), "betas", self.betas, "each in [0, 1)")
         _check(self.grad_clip >= 0, "grad_clip", self.grad_clip, ">= 0 (0 disables)")
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+        valid = OPTIMIZER_OPTIONS.get(self.optimizer, ())
+        for name, value in self.optimizer_options:
+            _check(name in valid, "optimizer_options", dict(self.optimizer_options),
+                   f"options of optimizer {self.optimizer!r}: {', '.join(valid) or 'none'}")  # fmt: skip
+            _check(math.isfinite(value) and value > 0, f"optimizer_options[{name!r}]", value,
+                   "a finite number > 0")  # fmt: skip
         if self.device is not None:
             try:
                 torch.device(self.device)

@@ -176,6 +176,7 @@ class TorchTrainee(ABC):
             [g for g in groups if g["params"]],
             self.config.base_lr,
             betas=self.config.betas,
+            **dict(self.config.optimizer_options),
         )
         modes = (getattr(self.optimizer, m, None) for m in ("train", "eval"))
         self._optimizer_modes = all(callable(m) for m in modes)

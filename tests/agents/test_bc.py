@@ -131,7 +131,7 @@ MISMATCHES = [
         r"env_id: policy 'LRSchedule-Quadratic-v0', env 'LRSchedule-MLP-v0'; "
         r"trainee: policy 'quadratic', env 'mlp'",
     ),
-    ("LRSchedule-Quadratic-v0", dict(QUAD, max_lr_mult=5.0), r"max_lr_mult: policy 10.0, env 5.0"),
+    ("LRSchedule-Quadratic-v0", dict(QUAD, max_lr_mult=5.0), r"max_lr_mult: policy 100.0, env 5.0"),
     (
         "LRSchedule-Quadratic-v0",
         dict(QUAD, steps_per_action=16),

@@ -162,7 +162,7 @@ def test_observation_columns_and_bounds():
         assert obs[:, -1].sum() == min(1 + 8 * i, 20)
         assert obs[-1, 0] == pytest.approx(1 - 8 * i / 64)
         assert obs[-1, FEATURES.index("log_lr_multiplier")] == pytest.approx(
-            np.clip(np.float32(a), math.log(1e-3), math.log(10)), abs=1e-5
+            np.clip(np.float32(a), math.log(1e-3), math.log(100)), abs=1e-5
         )
         remaining = obs[obs[:, -1] == 1, 0]
         assert np.all(np.diff(remaining) < 0)  # oldest first

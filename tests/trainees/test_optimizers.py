@@ -389,3 +389,25 @@ def test_each_new_option_pickles_mid_run(name):
         take_step(o, lr)
     assert torch.equal(theta_of(opt), theta_of(restored))
     assert effective_lr(restored) == effective_lr(opt)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "key"),
+    [("prodigy", {"d0": 0.02}, "d0"), ("dadapt_adam", {"d0": 0.02}, "d0"),
+     ("dog", {"reps_rel": 1e-4}, "reps_rel"), ("adam_hd", {"hypergrad_lr": 1e-6}, "hypergrad_lr")],
+)  # fmt: skip
+def test_trainee_optimizer_options_reach_the_optimizer(name, options, key):
+    trainee = make_trainee("quadratic", total_steps=8, optimizer=name, base_lr=1.0,
+                           optimizer_options=options)  # fmt: skip
+    assert trainee.config.optimizer_options == tuple(options.items())
+    trainee.reset(0)
+    trainee.train_step(1.0)
+    group = trainee.optimizer.param_groups[0]
+    assert group.get(key, getattr(trainee.optimizer, key, None)) == options[key]
+
+
+def test_trainee_optimizer_options_are_checked_by_name_and_value():
+    with pytest.raises(ValueError, match=r"expected options of optimizer 'adamw': none"):
+        make_trainee("quadratic", optimizer_options={"d0": 1e-3})
+    with pytest.raises(ValueError, match=r"optimizer_options\['d0'\]=-1.0 is invalid"):
+        make_trainee("quadratic", optimizer="prodigy", optimizer_options={"d0": -1})

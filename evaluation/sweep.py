@@ -1,0 +1,305 @@
+"""The LR-sensitivity sweep: each method's test loss as a function of the base LR it is given.
+
+Every method that takes an LR runs at ``reference_lr · 2^k`` for each ``k`` (k = -3…3
+by default) on the final-evaluation seeds; a method that takes none (Prodigy or DoG at
+their authors' defaults, the LR range test) runs once per seed and is a horizontal band.
+The LR goes where the method says: the base LR of the schedule (cosine, Schedule-Free,
+Mechanic, Adam-HD) or an optimizer's initial estimate (``Method.lr_option``: Prodigy's
+and D-Adaptation's ``d0``). Runs are the harness's (``evaluation.runs.execute``), stored
+and resumed by its run store, on its backends; the statistics are ``common.stats``'.
+
+Each method is compared with the reference method (tuned cosine) at ``k = 0``, paired on
+seeds. Two summaries per method: the widest run of consecutive ``k`` over which it stays
+within ``+TOLERANCE`` of that reference (paired mean difference; and, less strictly, with
+the difference's CI reaching below ``+TOLERANCE``), and its worst difference over the sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common import seeds as seed_ranges
+from common.files import atomic_write_text, write_csv, write_json
+from common.plots import Panel, save_panels
+from common.stats import iqm_interval, paired_difference
+from evaluation.backends import Backend
+from evaluation.methods import METHODS, Method
+from evaluation.report import loss_score
+from evaluation.runs import RunSpec
+from evaluation.store import RunStore, added_after_results, open_folder
+
+TOLERANCE = 0.005  # test loss within which a method "holds" tuned cosine's quality
+K_VALUES = tuple(range(-3, 4))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One env's sweep: methods x LR factors ``2^k`` x final seeds.
+
+    Attributes:
+        env_id: the registered env id.
+        methods: the methods (``reference`` among them, taking an LR).
+        reference_lr: the LR at ``k = 0`` (``evaluation.reference_lrs``).
+        ks: the exponents of the LR factors.
+        final_seeds: final-evaluation seeds (``common.seeds.FINAL_EVALUATION`` only).
+        options: ``gym.make`` options (dataset, total_steps, preset, data_dir...).
+        reference: the method every other is compared with, at ``k = 0``.
+    """
+
+    env_id: str
+    methods: tuple[Method, ...]
+    reference_lr: float
+    ks: tuple[int, ...] = K_VALUES
+    final_seeds: tuple[int, ...] = tuple(seed_ranges.take("final_evaluation", 10))
+    options: dict[str, Any] = field(default_factory=dict)
+    reference: str = "cosine"
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.methods]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"method names must be unique and non-empty: {names}")
+        ref = {m.name: m for m in self.methods}.get(self.reference)
+        if ref is None or not ref.takes_lr:
+            raise ValueError(
+                f"reference={self.reference!r} must be a method of the sweep that takes an "
+                f"LR; methods: {', '.join(names)}"
+            )
+        if 0 not in self.ks or len(set(self.ks)) != len(self.ks):
+            raise ValueError(f"ks={self.ks} must be distinct integers including 0")
+        if not (math.isfinite(self.reference_lr) and self.reference_lr > 0):
+            raise ValueError(f"reference_lr={self.reference_lr} must be a finite number > 0")
+        final = seed_ranges.FINAL_EVALUATION
+        bad = sorted(s for s in self.final_seeds if s not in final)
+        if bad or not self.final_seeds:
+            raise ValueError(
+                f"final seeds {bad or '(none)'} are invalid: a sweep runs on final-evaluation "
+                f"seeds only ({final.start}..{final.stop - 1}), never on training or tuning ones"
+            )
+
+    def lr(self, k: int) -> float:
+        """The LR of factor ``2^k``."""
+        return self.reference_lr * 2.0**k
+
+    def specs(self) -> list[RunSpec]:
+        """Every run: LR-taking methods at each ``k``, the others once, on every seed."""
+        opts = tuple(sorted(self.options.items()))
+        out = []
+        for m in self.methods:
+            lrs = [self.lr(k) for k in self.ks] if m.takes_lr else [m.base_lr]
+            out += [RunSpec("final", self.env_id, opts, m, lr, s)
+                    for lr in lrs for s in self.final_seeds]  # fmt: skip
+        return out
+
+    def k_of(self, run: dict[str, Any]) -> int | None:
+        """The ``k`` of a run (None for a method that takes no LR)."""
+        lr = run["given_lr"]
+        if not {m.name: m for m in self.methods}[run["method"]].takes_lr or lr is None:
+            return None
+        return round(math.log2(lr / self.reference_lr))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain values, for the run folder's ``grid.json`` (a resume must find the same)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+
+
+def check_action_bounds(
+    min_lr_mult: float, max_lr_mult: float, ks: Sequence[int], spare: float = 2.0
+) -> dict[str, Any]:
+    """Whether a policy given base LR ``reference · 2^k`` can reach the reference LR.
+
+    It needs the multiplier ``2^-k`` inside ``[min_lr_mult, max_lr_mult]``, with a factor
+    ``spare`` to spare on either side. Returns ``ok``, and per ``k`` the needed multiplier
+    and the room on each side (``max / needed``, ``needed / min``).
+    """
+    rows = []
+    for k in ks:
+        need = 2.0 ** (-k)
+        rows.append({"k": k, "needed": need, "room_up": max_lr_mult / need,
+                     "room_down": need / min_lr_mult})  # fmt: skip
+    ok = all(r["room_up"] >= spare and r["room_down"] >= spare for r in rows)
+    return {"ok": ok, "spare": spare, "min_lr_mult": min_lr_mult, "max_lr_mult": max_lr_mult,
+            "ks": rows}  # fmt: skip
+
+
+def run_sweep(
+    sweep: Sweep,
+    folder: str | Path,
+    backend: Backend,
+    *,
+    progress: bool = True,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) ``sweep`` in ``folder``: the finished runs are not run again.
+
+    Returns ``{"runs": [...], "preregistered": [...], "added_after_results": [...]}``.
+    """
+    store = RunStore(open_folder(folder, sweep))
+    added = added_after_results(folder, sweep)
+    runs = store.run(sweep.specs(), backend, desc=f"sweep {sweep.env_id}", progress=progress,
+                     on_result=on_result)  # fmt: skip
+    return {
+        "runs": runs,
+        "preregistered": [m.name for m in sweep.methods if m.name not in added],
+        "added_after_results": added,
+    }
+
+
+def _widest(within: Sequence[bool], ks: Sequence[int]) -> list[int]:
+    """The longest run of consecutive ``ks`` (in order) where ``within`` holds."""
+    best: list[int] = []
+    cur: list[int] = []
+    for k, ok in zip(ks, within, strict=True):
+        cur = [*cur, k] if ok else []
+        best = cur if len(cur) > len(best) else best
+    return best
+
+
+def summarize_sweep(sweep: Sweep, runs: Sequence[dict[str, Any]], *, seed: int = 0) -> dict:
+    """Per method and ``k``: test-loss IQM with its CI and the paired difference with the
+    reference at ``k = 0``; per method the two summaries (module docstring)."""
+    ref_runs = sorted((r for r in runs if r["method"] == sweep.reference
+                       and sweep.k_of(r) == 0), key=lambda r: r["seed"])  # fmt: skip
+    ref = {r["seed"]: loss_score(r) for r in ref_runs}
+    methods = {}
+    for m in sweep.methods:
+        points = []
+        for k in sweep.ks if m.takes_lr else [None]:
+            rs = sorted((r for r in runs if r["method"] == m.name and sweep.k_of(r) == k),
+                        key=lambda r: r["seed"])  # fmt: skip
+            if not rs:
+                continue
+            scores = [loss_score(r) for r in rs]
+            if [r["seed"] for r in rs] != sorted(ref):
+                raise ValueError(f"{m.name} at k={k} and the reference differ in seeds")
+            delta = paired_difference(np.subtract(scores, [ref[r["seed"]] for r in rs]),
+                                      seed=seed)  # fmt: skip
+            points.append({"k": k, "lr": rs[0]["given_lr"], "test_loss": iqm_interval(scores, seed=seed),
+                           "delta": delta, "diverged": sum(bool(r["diverged"]) for r in rs),
+                           "n": len(rs)})  # fmt: skip
+        if not points:
+            continue
+        if m.takes_lr:
+            ks = [p["k"] for p in points]
+            by_mean = _widest([p["delta"]["mean"] <= TOLERANCE for p in points], ks)
+            by_ci = _widest([p["delta"]["ci_low"] <= TOLERANCE for p in points], ks)
+        else:  # one point: it holds over the whole sweep or over none of it
+            p = points[0]
+            by_mean = list(sweep.ks) if p["delta"]["mean"] <= TOLERANCE else []
+            by_ci = list(sweep.ks) if p["delta"]["ci_low"] <= TOLERANCE else []
+        worst = max(points, key=lambda p: p["delta"]["mean"])
+        methods[m.name] = {
+            "takes_lr": m.takes_lr,
+            "points": points,
+            "widest_within": by_mean,
+            "widest_within_ci": by_ci,
+            "worst_delta": {
+                "k": worst["k"],
+                **{x: worst["delta"][x] for x in ("mean", "ci_low", "ci_high")},
+            },
+        }
+    return {"reference": sweep.reference, "reference_lr": sweep.reference_lr,
+            "tolerance": TOLERANCE, "n_compared": len(methods) - 1, "methods": methods}  # fmt: skip
+
+
+def _fmt_ci(x: dict[str, float], key: str, signed: bool = False) -> str:
+    f = "+.4f" if signed else ".4f"
+    return f"{x[key]:{f}} [{x['ci_low']:{f}}, {x['ci_high']:{f}}]"
+
+
+def _span(ks: list[int]) -> str:
+    return f"{ks[0]}…{ks[-1]} ({len(ks)})" if ks else "none"
+
+
+def sweep_markdown(sweep: Sweep, summary: dict[str, Any], added: Sequence[str] = ()) -> str:
+    """The sweep's tables: test loss IQM [CI] and Δ vs the reference at k = 0, by k."""
+    head = "| method | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " |"
+    rule = "|---" * (len(sweep.ks) + 1) + "|"
+    loss, delta = [head, rule], [head, rule]
+    for name, s in summary["methods"].items():
+        label = name + (" (added)" if name in added else "")
+        by_k = {p["k"]: p for p in s["points"]}
+        cells = [by_k.get(k) for k in sweep.ks] if s["takes_lr"] else [by_k[None]] * len(sweep.ks)
+        loss.append(f"| {label} | " + " | ".join(
+            _fmt_ci(c["test_loss"], "iqm") if c else "—" for c in cells) + " |")  # fmt: skip
+        delta.append(f"| {label} | " + " | ".join(
+            _fmt_ci(c["delta"], "mean", signed=True) if c else "—" for c in cells) + " |")  # fmt: skip
+    summ = ["| method | widest k within +0.005 (mean) | widest k (CI) | worst Δ [95% CI] at k |",
+            "|---|---|---|---|"]  # fmt: skip
+    for name, s in summary["methods"].items():
+        w = s["worst_delta"]
+        at = "—" if w["k"] is None else f"{w['k']:+d}"
+        summ.append(f"| {name} | {_span(s['widest_within'])} | {_span(s['widest_within_ci'])} "
+                    f"| {_fmt_ci(w, 'mean', signed=True)} at {at} |")  # fmt: skip
+    ref = f"{summary['reference']} at k=0 (LR {summary['reference_lr']:.3g})"
+    return "\n".join([
+        f"## {sweep.env_id}: LR sensitivity\n",
+        f"LR = {summary['reference_lr']:.3g} x 2^k; {len(sweep.final_seeds)} final seeds "
+        f"({sweep.final_seeds[0]}…{sweep.final_seeds[-1]}); a method without an LR is one "
+        "column repeated.\n",
+        "### Test loss IQM [95% CI]\n", *loss, "",
+        f"### Δ test loss vs {ref}, paired on seeds [95% CI]\n", *delta, "",
+        f"### Summaries ({summary['n_compared']} methods compared with {ref})\n", *summ, "",
+    ])  # fmt: skip
+
+
+def plot_sweep(path: str | Path, sweep: Sweep, summary: dict[str, Any]) -> Path:
+    """Test loss against the LR factor (log2 axis), IQM with its CI band; a method without
+    an LR is a horizontal band. PNG and CSV."""
+    factors = [2.0**k for k in sweep.ks]
+    panel = Panel(f"{sweep.env_id}: test loss vs base LR", f"LR / {sweep.reference_lr:.3g}",
+                  "test loss (IQM, 95% CI)", logx=True)  # fmt: skip
+    for name, s in summary["methods"].items():
+        pts = s["points"]
+        if s["takes_lr"]:
+            xs = [2.0 ** p["k"] for p in pts]
+        else:
+            xs, pts = factors, [pts[0]] * len(factors)
+            name = f"ref:{name}" if name == sweep.reference else f"{name} (no LR)"
+        panel.series[name] = (xs, [p["test_loss"]["iqm"] for p in pts])
+        panel.bands[name] = (xs, [p["test_loss"]["ci_low"] for p in pts],
+                             [p["test_loss"]["ci_high"] for p in pts])  # fmt: skip
+    return save_panels(path, [panel])
+
+
+def write_sweep_report(
+    folder: str | Path, sweep: Sweep, result: dict[str, Any], *, extra: dict | None = None
+) -> dict[str, Any]:
+    """``results.json``, ``results.md``, ``runs.csv`` and ``plots/sweep.png`` (+ .csv)."""
+    folder = Path(folder)
+    summary = summarize_sweep(sweep, result["runs"])
+    added = result.get("added_after_results", [])
+    results = {"sweep": sweep.to_json(), "summary": summary,
+               "preregistered": result.get("preregistered"), "added_after_results": added,
+               } | (extra or {})  # fmt: skip
+    write_json(folder / "results.json", results)
+    write_csv(folder / "runs.csv", [
+        {"method": r["method"], "k": sweep.k_of(r), "given_lr": r["given_lr"],
+         "base_lr": r["base_lr"], "seed": r["seed"], "test_loss": r.get("test_loss"),
+         "best_val_loss": r.get("best_val_loss"), "diverged": r["diverged"],
+         "wall_seconds": r["wall_seconds"]} for r in result["runs"]
+    ])  # fmt: skip
+    atomic_write_text(folder / "results.md", sweep_markdown(sweep, summary, added))
+    plot_sweep(folder / "plots" / "sweep.png", sweep, summary)
+    return results
+
+
+def sweep_from_plan(plan: dict[str, Any], **overrides: Any) -> Sweep:
+    """A sweep from a pre-registration plan (``evaluation/plans/*.json``): env, options,
+    methods (names of ``METHODS``), ks, final seeds, reference LR; ``overrides`` on top
+    (e.g. ``data_dir`` into the options is passed as ``options=``)."""
+    unknown = [m for m in plan["methods"] if m not in METHODS]
+    if unknown:
+        raise ValueError(f"plan methods {unknown} are not methods; valid: {', '.join(METHODS)}")
+    kw = {"env_id": plan["env_id"], "methods": tuple(METHODS[m] for m in plan["methods"]),
+          "reference_lr": float(plan["reference_lr"]), "ks": tuple(plan["ks"]),
+          "final_seeds": tuple(plan["final_seeds"]), "options": dict(plan.get("options", {})),
+          "reference": plan.get("reference", "cosine")}  # fmt: skip
+    return Sweep(**(kw | overrides))

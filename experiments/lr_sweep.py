@@ -1,0 +1,81 @@
+"""The LR-sensitivity sweep job behind ``scripts/sweep_lr.py``: a pre-registered plan run
+(or resumed) on a backend, then its tables, plot and ``results.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from envs.config import EnvConfig
+from evaluation.backends import Backend
+from evaluation.methods import METHODS
+from evaluation.reference_lrs import REFERENCE_LRS
+from evaluation.sweep import (
+    check_action_bounds,
+    run_sweep,
+    sweep_from_plan,
+    write_sweep_report,
+)
+
+
+def read_plan(path: str | Path) -> tuple[dict[str, Any], str]:
+    """A plan file's contents and the SHA-1 of its bytes.
+
+    Raises:
+        FileNotFoundError: no such plan file.
+    """
+    import json
+
+    data = Path(path).read_bytes()
+    return json.loads(data), hashlib.sha1(data).hexdigest()
+
+
+def sweep_job(
+    plan_path: str | Path,
+    out: str | Path,
+    backend: Backend,
+    *,
+    add_methods: tuple[str, ...] = (),
+    progress: bool = True,
+    backend_name: str = "local",
+) -> dict[str, Any]:
+    """Run the sweep a plan pre-registers into ``out`` (resuming what is there).
+
+    Methods in ``add_methods`` run too and are labelled *added* (not pre-registered).
+
+    Raises:
+        ValueError: an unknown method, or a plan that is not a valid sweep.
+    """
+    plan, digest = read_plan(plan_path)
+    unknown = [m for m in add_methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--add-methods {unknown} are not methods; valid: {', '.join(METHODS)}")
+    extra = [m for m in add_methods if m not in plan["methods"]]
+    sweep = sweep_from_plan(plan | {"methods": [*plan["methods"], *extra]})
+    defaults = EnvConfig()
+    bounds = check_action_bounds(defaults.min_lr_mult, defaults.max_lr_mult, sweep.ks)
+    t0 = time.perf_counter()
+    before = sum(1 for _ in (Path(out) / "runs").glob("*.json"))
+    result = run_sweep(sweep, out, backend, progress=progress)
+    # pre-registered: the plan's methods (and only those the folder ran from the start)
+    result["added_after_results"] = sorted(set(result["added_after_results"]) | set(extra))
+    result["preregistered"] = [m for m in result["preregistered"] if m not in extra]
+    entry = REFERENCE_LRS.get(sweep.env_id)
+    info = {
+        "plan": str(plan_path),
+        "plan_sha1": digest,
+        "backend": {
+            "name": backend_name,
+            "workers": getattr(backend, "workers", None),
+            "threads": backend.threads,
+        },
+        "wall_seconds_this_invocation": time.perf_counter() - t0,
+        "runs_this_invocation": len(result["runs"]) - before,
+        "runs": len(result["runs"]),
+        "action_bounds": bounds,
+        "reference_lr_entry": dataclasses.asdict(entry) if entry else None,
+    }
+    return write_sweep_report(out, sweep, result, extra=info)

@@ -1,0 +1,59 @@
+"""The LR-sensitivity sweep of a pre-registered plan: every method from reference LR x 2^k.
+
+    python scripts/sweep_lr.py --plan evaluation/plans/lr_sweep_mlp_mnist.json \
+        --out runs/sweep/mlp_mnist --workers 2 --threads 1
+
+Interrupted, the same command resumes without re-running finished runs. Writes
+``results.md`` (tables), ``results.json``, ``runs.csv`` and ``plots/sweep.png`` (+ .csv).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from common.cli import parse
+from evaluation.backends import make_backend
+from experiments.lr_sweep import sweep_job
+
+
+@dataclass(frozen=True)
+class Args:
+    """Run (or resume) an LR-sensitivity sweep.
+
+    Attributes:
+        plan: the pre-registration file (``evaluation/plans/*.json``): env, options,
+            methods, k values, final seeds, reference LR.
+        out: the run folder (a resume reopens it).
+        add_methods: methods run beside the plan's, labelled as added.
+        backend: local (processes) or ray (one Ray task per run).
+        workers: local worker processes (Ray: CPUs), None for all cores.
+        threads: torch threads per run (the same on both backends).
+        ray_address: a Ray cluster's address (None starts a local instance).
+        progress: a progress bar.
+    """
+
+    plan: str
+    out: str
+    add_methods: tuple[str, ...] = ()
+    backend: Literal["local", "ray"] = "local"
+    workers: int | None = None
+    threads: int = 1
+    ray_address: str | None = None
+    progress: bool = True
+
+
+def main(args: Args) -> None:
+    backend = make_backend(args.backend, workers=args.workers, threads=args.threads,
+                           ray_address=args.ray_address)  # fmt: skip
+    try:
+        results = sweep_job(args.plan, args.out, backend, add_methods=args.add_methods,
+                            progress=args.progress, backend_name=args.backend)  # fmt: skip
+    finally:
+        backend.close()
+    print(f"{results['runs']} runs ({results['runs_this_invocation']} this time, "
+          f"{results['wall_seconds_this_invocation']:.0f} s): {args.out}/results.md")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(parse(Args))

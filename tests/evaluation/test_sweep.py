@@ -1,0 +1,181 @@
+"""The LR-sensitivity sweep: seeds, specs, resume, backends, summaries, action bounds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+import evaluation.store as store_module
+from common import seeds
+from envs.config import EnvConfig
+from evaluation.backends import LocalBackend, RayBackend
+from evaluation.methods import METHODS, Method
+from evaluation.reference_lrs import REFERENCE_LRS, reference_lr
+from evaluation.runs import RunSpec, execute
+from evaluation.sweep import (
+    Sweep,
+    check_action_bounds,
+    run_sweep,
+    summarize_sweep,
+    sweep_from_plan,
+)
+from experiments.lr_sweep import sweep_job
+
+QUAD = "LRSchedule-Quadratic-v0"
+TIMING = ("wall_seconds", "train_seconds")
+PLANS = Path(__file__).resolve().parents[2] / "evaluation" / "plans"
+
+
+def small(*names: str, **kw) -> Sweep:
+    names = names or ("cosine", "prodigy_cosine")
+    kw = dict(ks=(-1, 0, 1), final_seeds=(10_000, 10_001), options={"total_steps": 32}) | kw
+    return Sweep(QUAD, tuple(METHODS[n] for n in names), 0.01, **kw)
+
+
+def without_timing(run: dict) -> dict:
+    return {k: v for k, v in run.items() if k not in TIMING}
+
+
+def test_specs_cover_each_lr_method_at_each_k_and_the_others_once():
+    sweep = small("cosine", "prodigy_d0_cosine", "prodigy_cosine", "dog")
+    specs = sweep.specs()
+    assert len(specs) == (2 * 3 + 2) * 2  # 2 LR methods x 3 ks + 2 without, x 2 seeds
+    lrs = {(s.method.name, s.base_lr) for s in specs}
+    assert {lr for m, lr in lrs if m == "cosine"} == {0.005, 0.01, 0.02}
+    assert {lr for m, lr in lrs if m == "prodigy_d0_cosine"} == {0.005, 0.01, 0.02}
+    assert {lr for m, lr in lrs if m in ("prodigy_cosine", "dog")} == {1.0}
+    assert all(s.phase == "final" and s.seed in seeds.FINAL_EVALUATION for s in specs)
+
+
+@pytest.mark.parametrize("name", ["demonstrations", "model_selection", "held_out",
+                                  "baseline_tuning", "rl_training"])  # fmt: skip
+def test_a_sweep_never_runs_on_training_or_tuning_seeds(name):
+    seed = seeds.RANGES[name][0]
+    with pytest.raises(ValueError, match=rf"final seeds \[{seed}\] are invalid"):
+        small(final_seeds=(10_000, seed))
+
+
+def test_the_reference_must_take_an_lr_and_k0_must_be_swept():
+    with pytest.raises(ValueError, match="reference='prodigy_cosine' must be a method"):
+        small(reference="prodigy_cosine")
+    with pytest.raises(ValueError, match=r"ks=\(1, 2\) must be distinct integers including 0"):
+        small(ks=(1, 2))
+
+
+def test_the_swept_lr_of_an_lr_option_method_is_its_d0():
+    spec = RunSpec(
+        "final", QUAD, (("total_steps", 32),), METHODS["prodigy_d0_cosine"], 0.02, 10_000
+    )
+    assert spec.env_kwargs() == {"total_steps": 32, "base_lr": 1.0, "optimizer": "prodigy",
+                                 "optimizer_options": {"d0": 0.02}}  # fmt: skip
+    env = gym.make(QUAD, **spec.env_kwargs())
+    env.reset(seed=0)
+    env.step(env.action_space.sample() * 0)  # log multiplier 0: lr = base_lr = 1.0
+    group = env.unwrapped.trainee.optimizer.param_groups[0]
+    assert group["d0"] == 0.02 and group["lr"] == 1.0
+    with pytest.raises(ValueError, match="optimizer 'adamw' has no option 'd0'"):
+        Method("bad", schedule="cosine", tune=False, base_lr=1.0, lr_option="d0")
+
+
+def test_a_resumed_sweep_runs_only_what_is_missing(tmp_path, monkeypatch):
+    sweep = small()
+    first = run_sweep(sweep, tmp_path, LocalBackend(workers=0), progress=False)
+    assert len(first["runs"]) == (3 + 1) * 2 and first["added_after_results"] == []
+    victim = first["runs"][2]["key"]
+    (tmp_path / "runs" / f"{victim}.json").unlink()  # as if interrupted before this run
+    executed = []
+
+    def counting(spec, threads=1):
+        executed.append(spec.key)
+        return execute(spec, threads)
+
+    monkeypatch.setattr(store_module, "execute", counting)
+    again = run_sweep(sweep, tmp_path, LocalBackend(workers=0), progress=False)
+    assert executed == [victim]
+    assert [without_timing(r) for r in again["runs"]] == [without_timing(r) for r in first["runs"]]
+    with pytest.raises(ValueError, match=r"holds another grid \(differs in ks"):
+        run_sweep(small(ks=(0, 1)), tmp_path, LocalBackend(workers=0), progress=False)
+
+
+@pytest.mark.slow
+def test_ray_and_local_processes_give_the_same_values(tmp_path):
+    pytest.importorskip("ray")
+    sweep = small("cosine", "prodigy_d0_cosine", "range_test_cosine", ks=(0, 1))
+    local = run_sweep(sweep, tmp_path / "local", LocalBackend(workers=2), progress=False)
+    backend = RayBackend(threads=1, num_cpus=2)
+    try:
+        ray = run_sweep(sweep, tmp_path / "ray", backend, progress=False)
+    finally:
+        backend.close()
+    assert [without_timing(r) for r in local["runs"]] == [without_timing(r) for r in ray["runs"]]
+    assert len(ray["runs"]) == (2 * 2 + 1) * 2
+
+
+def run(method: str, lr: float | None, seed: int, loss: float) -> dict:
+    return {"method": method, "given_lr": lr, "seed": seed, "test_loss": loss,
+            "diverged": False, "loss0": 9.0}  # fmt: skip
+
+
+def test_summaries_by_hand():
+    sweep = small("cosine", "prodigy_cosine", ks=(-1, 0, 1))
+    runs = [run("cosine", 0.005, 10_000, 1.004), run("cosine", 0.005, 10_001, 2.004),
+            run("cosine", 0.01, 10_000, 1.0), run("cosine", 0.01, 10_001, 2.0),
+            run("cosine", 0.02, 10_000, 1.1), run("cosine", 0.02, 10_001, 2.1),
+            run("prodigy_cosine", 1.0, 10_000, 1.01), run("prodigy_cosine", 1.0, 10_001, 2.01)]  # fmt: skip
+    s = summarize_sweep(sweep, runs)
+    cos = s["methods"]["cosine"]
+    assert [p["delta"]["mean"] for p in cos["points"]] == pytest.approx([0.004, 0.0, 0.1])
+    assert cos["widest_within"] == [-1, 0] and cos["worst_delta"]["k"] == 1
+    assert cos["worst_delta"]["mean"] == pytest.approx(0.1)
+    assert [p["test_loss"]["iqm"] for p in cos["points"]] == pytest.approx([1.504, 1.5, 1.6])
+    prodigy = s["methods"]["prodigy_cosine"]  # no LR: one point, +0.01 > 0.005 everywhere
+    assert prodigy["widest_within"] == [] and prodigy["worst_delta"]["mean"] == pytest.approx(0.01)
+    assert s["n_compared"] == 1
+
+
+def test_a_diverged_run_scores_its_initial_loss():
+    sweep = small("cosine", ks=(0, 1))
+    runs = [run("cosine", 0.01, 10_000, 1.0), run("cosine", 0.01, 10_001, 2.0),
+            run("cosine", 0.02, 10_000, 1.0), run("cosine", 0.02, 10_001, 2.0) | {"diverged": True}]  # fmt: skip
+    point = summarize_sweep(sweep, runs)["methods"]["cosine"]["points"][1]
+    assert point["delta"]["diffs"] == [0.0, 7.0] and point["diverged"] == 1
+
+
+def test_action_bounds_reach_the_reference_from_every_sweep_point():
+    cfg = EnvConfig()
+    check = check_action_bounds(cfg.min_lr_mult, cfg.max_lr_mult, range(-3, 4))
+    assert check["ok"]
+    assert check["ks"][0] == {"k": -3, "needed": 8.0, "room_up": 12.5, "room_down": 8000.0}
+    assert not check_action_bounds(1e-3, 10.0, range(-3, 4))["ok"]  # the old maximum: 1.25x
+
+
+def test_plans_are_valid_sweeps_of_the_reference_lrs():
+    for path in sorted(PLANS.glob("lr_sweep_*.json")):
+        plan = json.loads(path.read_text())
+        sweep = sweep_from_plan(plan)
+        assert sweep.reference_lr == reference_lr(sweep.env_id).lr, path.name
+        assert plan["options"]["total_steps"] == REFERENCE_LRS[sweep.env_id].total_steps
+    assert {json.loads(p.read_text())["env_id"] for p in PLANS.glob("lr_sweep_*.json")} == set(
+        REFERENCE_LRS
+    )
+    with pytest.raises(ValueError, match="no reference LR for 'LRSchedule-Nope-v0'"):
+        reference_lr("LRSchedule-Nope-v0")
+
+
+def test_the_job_writes_tables_plot_and_labels_added_methods(tmp_path):
+    plan = {"env_id": QUAD, "options": {"total_steps": 32}, "reference_lr": 0.01, "ks": [0, 1],
+            "final_seeds": [10_000, 10_001], "methods": ["cosine", "prodigy_cosine"]}  # fmt: skip
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    out = tmp_path / "out"
+    results = sweep_job(tmp_path / "plan.json", out, LocalBackend(workers=0),
+                        add_methods=("dog",), progress=False)  # fmt: skip
+    assert results["added_after_results"] == ["dog"] and results["runs"] == (2 + 1 + 1) * 2
+    assert results["preregistered"] == ["cosine", "prodigy_cosine"]  # the plan's
+    md = (out / "results.md").read_text()
+    assert "| dog (added) |" in md and "k=+1" in md
+    assert (out / "plots" / "sweep.png").exists() and (out / "plots" / "sweep.csv").exists()
+    rows = (out / "plots" / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 2 * 3  # header; 3 methods x 2 ks x (IQM, CI low, CI high)
