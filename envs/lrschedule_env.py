@@ -125,7 +125,9 @@ class LRScheduleEnv(gym.Env):
     ## Version History
 
     - v0: initial version (rewards scaled by the budget and a divergence reward that
-      never pays; ``render_mode``).
+      never pays; ``render_mode``). 2026-12-01: the default ``max_lr_mult`` went from
+      10 to 100 (a policy file records the bounds it was trained with; loading it on an
+      env with other bounds says so).
     """
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}  # noqa: RUF012
