@@ -3,19 +3,27 @@
 A loop that uses ``LearnedLRScheduler`` lets ``observe(loss, max_norm=...)`` clip the
 gradients with the norms it reads, so the scheduler's calls replace what an ordinary
 loop already does after ``backward()``: ``clip_grad_norm_`` and an LR scheduler's
-``step()``. :func:`scheduler_overhead` times both loops on the same trainee and seed.
+``step()``. :func:`scheduler_overhead` times both loops on the same trainee and seed;
+:func:`benchmark_scheduler` (the job behind ``scripts/bench_scheduler.py``) does so for
+the trainees of several env ids.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import tempfile
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from agents.policy import PolicyConfig, make_policy, save_policy
 from agents.scheduler import LearnedLRScheduler
+from common.files import write_json
+from envs.options import EnvOptions
 from envs.rollout import Policy
 from trainees.torch_trainee import TorchTrainee
 
@@ -114,3 +122,50 @@ def scheduler_overhead(
             f"net_fraction{suffix}": (gross - base) / train_ms,
         }
     return out | {"runs": runs}
+
+
+def benchmark_scheduler(
+    env_ids: Sequence[str], out: str | Path, *, options: EnvOptions | None = None,
+    policy: str | None = None, record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`scheduler_overhead` of each id's trainee, its lines printed, into the JSON ``out``.
+
+    Args:
+        env_ids: registered ids whose trainees are measured (with their ``eval_every``
+            and ``steps_per_action``).
+        out: the JSON file to write.
+        options: env options (None keeps each id's default).
+        policy: a policy file (None: a freshly built policy of the default size per id;
+            inference costs the same trained or not).
+        record: the command's arguments, stored as the report's ``args``.
+
+    Returns:
+        The report written: ``args``, ``torch_threads`` and ``results`` by id.
+    """
+    options = options or EnvOptions()
+    report = {"args": dict(record or {}), "torch_threads": torch.get_num_threads(), "results": {}}
+    for env_id in env_ids:
+        env = options.make(env_id)
+        inner = env.unwrapped
+        file = policy
+        with tempfile.TemporaryDirectory() as tmp:
+            if file is None:
+                net = make_policy(env.observation_space, env.action_space, PolicyConfig())
+                file = str(save_policy(net, Path(tmp) / "p.pt", PolicyConfig(), env=env,
+                                       gamma=0.99))  # fmt: skip
+            r = scheduler_overhead(inner.trainee, file, eval_every=inner.config.eval_every,
+                                   steps_per_action=inner.config.steps_per_action)  # fmt: skip
+        report["results"][env_id] = r
+        for suffix in ("", "_unclipped"):
+            if f"fraction{suffix}" in r:
+                print(
+                    f"{env_id:22s}{suffix:11s} trainee {r['train_ms_per_step']:7.2f} ms/step  "
+                    f"scheduler {r['scheduler_ms_per_step' + suffix]:6.3f} ms/step = "
+                    f"{100 * r['fraction' + suffix]:.2f} %  (it replaces "
+                    f"{r['baseline_control_ms_per_step' + suffix]:6.3f} ms/step; net "
+                    f"{r['net_ms_per_step' + suffix]:+6.3f} ms/step = "
+                    f"{100 * r['net_fraction' + suffix]:+.2f} %)",
+                    flush=True,
+                )
+    write_json(out, report)
+    return report

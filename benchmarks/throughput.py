@@ -1,8 +1,8 @@
 """Measuring vectorised envs: optimizer steps per second and memory per env.
 
-``scripts/bench_vec_env.py`` compares three ways to run K envs with these: the batched
-vec env (``"batched"``), SB3's ``DummyVecEnv`` of single envs (``"single"``) and
-``SubprocVecEnv`` (``"subproc"``).
+:func:`benchmark_vec_envs` (the job behind ``scripts/bench_vec_env.py``) compares three
+ways to run K envs with these: the batched vec env (``"batched"``), SB3's
+``DummyVecEnv`` of single envs (``"single"``) and ``SubprocVecEnv`` (``"subproc"``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import multiprocessing
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -23,11 +23,18 @@ import torch
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
+from common.files import write_json
+from common.plots import Panel, save_panels
+from envs.options import check_env_ids
 from envs.vec_env import make_batched_vec_env
 from trainees.base import resolve_device
 from trainees.batched.grouped import grouped_product
+from trainees.batched.trainee import BATCHED_OPTIMIZERS, BATCHED_TRAINEES
 
 METHODS = ("batched", "single", "subproc")
+# METHODS and trainees.batched.trainee.BATCHED_OPTIMIZERS as types (tests keep them equal)
+VecMethod = Literal["batched", "single", "subproc"]
+BatchedOptimizer = Literal["adamw", "adamw_fused"]
 
 
 def measure_throughput(vec: VecEnv, n_steps: int, seed: int = 0) -> dict[str, float]:
@@ -337,3 +344,125 @@ def _memory_in_fresh_process(method: str, env_id: str, k: int, options: dict) ->
     vec = make_vec(method, env_id, k, options)
     measure_throughput(vec, 1)
     return (rss_bytes() - before) / k / 2**20
+
+
+# --- the job behind scripts/bench_vec_env.py -------------------------------------------
+
+
+def check_vec_args(
+    env_ids: Sequence[str], methods: Sequence[str], optimizer: str | None,
+    env_steps: Sequence[int],
+) -> None:  # fmt: skip
+    """Raise ValueError (naming the valid values) for what :func:`benchmark_vec_envs` refuses."""
+    check_env_ids(*env_ids)
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"--methods {unknown} invalid; valid: {', '.join(METHODS)}")
+    if optimizer not in (None, *BATCHED_OPTIMIZERS):
+        raise ValueError(
+            f"--optimizer {optimizer!r} is invalid; valid: {', '.join(BATCHED_OPTIMIZERS)}"
+        )
+    if len(env_steps) != len(env_ids):
+        raise ValueError(
+            f"--env-steps {' '.join(map(str, env_steps))} needs one value per env id "
+            f"({len(env_ids)}: {' '.join(env_ids)})"
+        )
+
+
+def measure_id(
+    env_id: str, env_steps: int, *, ks: Sequence[int], methods: Sequence[str] = METHODS,
+    max_subproc_k: int = 8, dataset: str = "mnist", optimizer: str | None = None,
+    repeats: int = 3, memory: bool = True, floor: bool = True, profile: bool = False,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """:func:`measure_methods` of one id at every K, one line per row.
+
+    The batched method is left out for an id whose trainee has no batched form, and
+    SubprocVecEnv above ``max_subproc_k``. ``dataset`` goes to the MLP id only;
+    ``optimizer`` (None: the id's default) to every id.
+    """
+    options = {"dataset": dataset} if "MLP" in env_id else {}
+    if optimizer is not None:
+        options["optimizer"] = optimizer
+    trainee = gym.spec(env_id).kwargs["trainee"]
+    rows = []
+    for k in ks:
+        chosen = [
+            m
+            for m in methods
+            if not (m == "batched" and trainee not in BATCHED_TRAINEES)
+            and not (m == "subproc" and k > max_subproc_k)
+        ]
+        for row in measure_methods(env_id, k, chosen, options, env_steps, repeats=repeats,
+                                   memory=memory, floor=floor, profile=profile):  # fmt: skip
+            rows.append(row)
+            ceiling = row.get("ceiling_steps_per_second")
+            print(
+                f"{env_id:20s} {row['method']:8s} K={k:3d} {row['steps_per_second']:8.0f} "
+                f"steps/s {row['memory_mb_per_env'] or 0:7.1f} MB/env"
+                + (f"  (floor: at most {ceiling:6.0f} steps/s)" if ceiling else ""),
+                flush=True,
+            )
+            if "step_profile" in row:
+                print(describe_step_profile(row["step_profile"]), flush=True)
+    return rows
+
+
+def plot_throughput(
+    path: str | Path, rows: Sequence[dict[str, Any]], env_ids: Sequence[str],
+    methods: Sequence[str], device: str,
+) -> None:  # fmt: skip
+    """Steps/s against K, a line per method (and the batched floor's ceiling), a panel per id."""
+    panels = []
+    for env_id in env_ids:
+        panel = Panel(env_id, "K (envs)", "optimizer steps / s (all envs)", logx=True, logy=True)
+        for m in methods:
+            pts = [
+                (r["k"], r["steps_per_second"])
+                for r in rows
+                if r["env_id"] == env_id and r["method"] == m
+            ]
+            if pts:
+                panel.series[m] = tuple(np.array(pts).T.tolist())
+        ceiling = [
+            (r["k"], r["ceiling_steps_per_second"])
+            for r in rows
+            if r["env_id"] == env_id and "ceiling_steps_per_second" in r
+        ]
+        if ceiling:  # what the batched method could reach if only its arithmetic cost
+            panel.series["batched floor's ceiling"] = tuple(np.array(ceiling).T.tolist())
+        panels.append(panel)
+    save_panels(path, panels, title=f"vectorised envs on {device}")
+
+
+def benchmark_vec_envs(
+    env_ids: Sequence[str], out: str | Path, *, env_steps: Sequence[int], ks: Sequence[int],
+    methods: Sequence[str] = METHODS, max_subproc_k: int = 8, dataset: str = "mnist",
+    optimizer: str | None = None, repeats: int = 3, memory: bool = True, floor: bool = True,
+    profile: bool = False, record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`measure_id` of every id (with its ``env_steps``), with speed-ups; JSON and plot.
+
+    Writes the JSON ``out`` and, beside it, the plot (:func:`plot_throughput`) as PNG
+    and CSV. ``record``: the command's arguments, stored as the report's ``args``.
+
+    Returns:
+        The report written: ``args``, ``torch``, ``device``, ``threads``, ``cpus``, ``rows``.
+    """
+    rows = []
+    for env_id, steps in zip(env_ids, env_steps, strict=True):
+        rows += measure_id(env_id, steps, ks=ks, methods=methods, max_subproc_k=max_subproc_k,
+                           dataset=dataset, optimizer=optimizer, repeats=repeats,
+                           memory=memory, floor=floor, profile=profile)  # fmt: skip
+    add_speedups(rows)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    report = {
+        "args": dict(record or {}),
+        "torch": torch.__version__,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "rows": rows,
+    }
+    write_json(out, report)
+    plot_throughput(Path(out).with_suffix(".png"), rows, env_ids, methods, device)
+    return report

@@ -32,6 +32,11 @@ class EnvConfig:
             falls (see ``envs.rewards.divergence_reward``); > 0.
         reward_loss_cap: normalised losses enter rewards clipped to ``[0, cap]``; >= 1.
         inference_tokens: tokens generated at episode end to measure a GPT's tokens/s.
+        base_lr_spread: task randomisation: each episode's base LR is drawn log-uniformly
+            from ``[base_lr / spread, base_lr * spread]`` (the trainee's ``base_lr`` is the
+            centre, e.g. a reference LR) by the env's ``np_random`` at ``reset()``; it goes
+            to ``info["base_lr"]``, never into the observation (which sees only
+            multipliers of it). 1 (default): every episode at the trainee's ``base_lr``.
     """
 
     steps_per_action: int = 32  # amortises env and policy cost over ~40 ms of MLP training
@@ -50,6 +55,7 @@ class EnvConfig:
     divergence_margin: float = 1.0
     reward_loss_cap: float = LOSS_CAP
     inference_tokens: int = 64
+    base_lr_spread: float = 1.0
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, valid: str) -> None:
@@ -73,6 +79,11 @@ class EnvConfig:
             f"in [min_lr_mult, max_lr_mult] = [{self.min_lr_mult}, {self.max_lr_mult}]",
         )
         check(self.reward in REWARDS, "reward", f"one of {REWARDS}")
+        check(
+            math.isfinite(self.base_lr_spread) and self.base_lr_spread >= 1,
+            "base_lr_spread",
+            "a finite number >= 1 (1: no randomisation)",
+        )
         check(
             math.isfinite(self.divergence_margin) and self.divergence_margin > 0,
             "divergence_margin",

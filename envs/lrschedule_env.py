@@ -39,7 +39,7 @@ class LRScheduleEnv(gym.Env):
     ## Action Space
 
     - ``action_type="continuous"`` (default): ``Box(log(min_lr_mult), log(max_lr_mult), (1,))``,
-      ``lr = base_lr * exp(a)``; by default ``lr`` is in ``[1e-3, 10] * base_lr``.
+      ``lr = base_lr * exp(a)``; by default ``lr`` is in ``[1e-3, 100] * base_lr``.
       Out-of-range values are clipped to the bounds; a NaN action raises ``ValueError``.
       (Wrap with ``gymnasium.wrappers.RescaleAction`` for a ``[-1, 1]`` space.)
     - ``action_type="discrete"``: ``Discrete(len(factors))``; action ``i`` multiplies the
@@ -157,6 +157,7 @@ class LRScheduleEnv(gym.Env):
         self.trainee_options = trainee_options
         self.config = cfg = EnvConfig(**env_options)
         self.trainee = trainee
+        self.base_lr = trainee.base_lr  # this episode's (drawn at reset with base_lr_spread)
         self.reward_fn = make_reward(cfg.reward, cfg.reward_params)
         if cfg.action_type == "continuous":
             self.actions = ContinuousLogMultiplier(cfg.min_lr_mult, cfg.max_lr_mult)
@@ -189,6 +190,10 @@ class LRScheduleEnv(gym.Env):
         super().reset(seed=seed)
         t0 = time.perf_counter()
         self.trainee.reset(int(self.np_random.integers(0, 2**31 - 1)))
+        self.base_lr = self.trainee.base_lr  # drawn after the trainee's seed: that one stays
+        if self.config.base_lr_spread > 1:  # task randomisation (EnvConfig.base_lr_spread)
+            half = math.log(self.config.base_lr_spread)
+            self.base_lr *= math.exp(float(self.np_random.uniform(-half, half)))
         loss0 = self.trainee.evaluate()
         self._train_time = time.perf_counter() - t0
         self.lr_mult = self.actions.initial_multiplier()
@@ -196,7 +201,7 @@ class LRScheduleEnv(gym.Env):
         self.prev_train = 1.0  # normalised: the first minibatch loss is compared with loss0
         self._last_losses: np.ndarray | None = None  # no minibatch yet
         self._done = False
-        self.history.reset(loss0, self.lr_mult * self.trainee.base_lr)
+        self.history.reset(loss0, self.lr_mult * self.base_lr)
         return obs, self._info(diverged=False)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -220,7 +225,7 @@ class LRScheduleEnv(gym.Env):
         self._action_steps = min(
             self.config.steps_per_action, self.trainee.total_steps - self.trainee.steps_done
         )
-        return self.lr_mult * self.trainee.base_lr
+        return self.lr_mult * self.base_lr
 
     def _record_step(self, stats: StepStats) -> bool:
         """Record one optimizer step's signals; returns whether an evaluation is due now."""
@@ -242,7 +247,7 @@ class LRScheduleEnv(gym.Env):
         """The step's observation, reward, termination and info (``train_seconds`` is timed)."""
         self._train_time += train_seconds
         diverged = self._diverged
-        lr = self.lr_mult * self.trainee.base_lr
+        lr = self.lr_mult * self.base_lr
         rows = self.signals.flush()
         obs = self.signals.observation()
         total, done_steps = self.trainee.total_steps, self.trainee.steps_done
@@ -303,7 +308,8 @@ class LRScheduleEnv(gym.Env):
 
     def _info(self, diverged: bool) -> dict[str, Any]:
         info = {
-            "lr": self.lr_mult * self.trainee.base_lr,
+            "lr": self.lr_mult * self.base_lr,
+            "base_lr": self.base_lr,
             "val_loss": float(self.signals.val_loss),
             "best_val_loss": float(self.signals.best_val),
             "step": self.trainee.steps_done,

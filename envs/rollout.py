@@ -67,6 +67,11 @@ class Episode:
         return np.array([i["lr"] for i in self.infos])
 
     @property
+    def base_lr(self) -> float | None:
+        """The episode's base LR (drawn at reset under task randomisation)."""
+        return self.infos[0].get("base_lr") if self.infos else None
+
+    @property
     def steps(self) -> np.ndarray:
         """Optimizer steps done after each action."""
         return np.array([i["step"] for i in self.infos])

@@ -61,6 +61,7 @@ def env_signature(
         "reward_params": dict(config.reward_params or {}),
         "reward_loss_cap": config.reward_loss_cap,
         "divergence_margin": config.divergence_margin,
+        "base_lr_spread": config.base_lr_spread,  # recorded: a policy's training tasks
     }
 
 

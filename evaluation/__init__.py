@@ -1,1 +1,34 @@
-"""evaluation"""
+"""Evaluation: methods x envs x seeds on local or Ray backends, resumable run folders, reports.
+Also the LR sweep. Public names load their module on first use: importing one loads no other."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "backends": ("Backend", "LocalBackend", "RayBackend", "make_backend"),
+    "compare": ("compare", "compare_to_start", "mean_abs_log_lr_ratio", "summarize_episodes"),
+    "grid": (
+        "Grid", "check_seeds", "choose_base_lrs", "env_base_lrs", "final_specs", "tuning_specs",
+    ),
+    "harness": ("run_grid",),
+    "methods": ("METHODS", "Method", "MethodName", "policy_method", "policy_name"),
+    "range_test": ("RangeTest", "pick_lr", "range_test_steps", "run_range_test", "smoothed_losses"),
+    "reference_lrs": ("REFERENCE_LRS", "ReferenceLR", "reference_lr"),
+    "report": ("loss_score", "markdown", "write_report"),
+    "runs": ("RunSpec", "execute"),
+    "store": ("RunStore", "added_after_results", "new_run_folder", "open_folder"),
+    "sweep": (
+        "K_VALUES", "TOLERANCE", "Sweep", "check_action_bounds", "plot_sweep", "run_sweep",
+        "summarize_sweep", "sweep_from_plan", "sweep_markdown", "write_sweep_report",
+    ),
+}  # fmt: skip
+_MODULE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_MODULE[name]}"), name)

@@ -54,19 +54,6 @@ def compare(policy_runs: Sequence[Episode], expert_runs: Sequence[Episode]) -> d
     }
 
 
-def inference_cost(runs: Sequence[Episode]) -> dict:
-    """Policy time per action vs the trainee's compute between actions."""
-    actions = sum(len(e.lrs) for e in runs)
-    policy_s = sum(e.policy_seconds for e in runs)
-    train_s = sum(float(e.final["total_train_time"]) for e in runs)
-    return {
-        "actions": actions,
-        "policy_ms_per_action": 1e3 * policy_s / actions,
-        "trainee_ms_per_action": 1e3 * train_s / actions,
-        "ratio": policy_s / train_s,
-    }
-
-
 def summarize_episodes(runs: list[Episode]) -> dict[str, Any]:
     """Mean return and best validation loss of evaluation episodes, with the per-seed values."""
     returns = [r.episode_return for r in runs]

@@ -1,13 +1,21 @@
-"""The PPO fine-tuning job: training from a BC policy file with held-out evaluations, checkpoints, resume, the final report and plots."""
+"""The PPO fine-tuning job: training from a BC policy file with held-out evaluations, checkpoints, resume, the final report and plots.
+
+:func:`finetune` is the training itself; :func:`finetune_run` (behind
+``scripts/finetune_ppo.py``) starts or resumes a run folder around it, with
+:func:`check_finetune_args` and :func:`resumed_args` for its arguments.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import time
 import warnings
+from collections.abc import Mapping, Set
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -24,10 +32,11 @@ from agents.policy import (
     save_policy,
 )
 from agents.ppo import FinetuneConfig, FinetunedPPO
-from common.files import write_json
+from common.cli import ArgumentError
+from common.files import run_dir, write_json
 from common.plots import Panel, save_panels, schedule_panels
 from common.seeds import rl_training_block, take
-from envs.options import EnvOptions
+from envs.options import EnvOptions, check_env_ids
 from envs.rollout import run_episodes
 from envs.signature import signature_kwargs
 from envs.vec_env import EpisodeSeeds, make_batched_vec_env
@@ -304,3 +313,121 @@ def plot_run(folder: Path, metrics: dict[str, Any], report: dict[str, Any]) -> N
         for name, s in report["lr_schedules"].items()
     }
     save_panels(folder / "plots" / "schedules", schedule_panels(curves, report["seeds"][0]))
+
+
+# --- the run folder around finetune() (scripts/finetune_ppo.py) ---------------------------
+
+RESUME_FLAGS = ("--resume", "--total-timesteps", "--progress", "--device")
+
+
+# the arguments that count something: each must be >= 1
+COUNT_ARGS = ("total_timesteps", "n_envs", "eval_rollouts", "eval_episodes",
+              "checkpoint_rollouts", "report_episodes")  # fmt: skip
+
+
+def check_finetune_args(args: Mapping[str, Any]) -> None:
+    """Raise ArgumentError for arguments a fine-tuning run refuses, naming the flag.
+
+    ``args`` are ``finetune_ppo.py``'s, by field name: neither ``init`` nor ``resume``;
+    an unknown ``expert`` or ``env``; one of the ``COUNT_ARGS`` below 1; a ``seed`` without
+    its block of RL training seeds.
+    """
+    if args["init"] is None and args["resume"] is None:
+        raise ArgumentError("give --init POLICY_FILE to start a run, or --resume RUN_DIR")
+    expert, env = args["expert"], args["env"]
+    if expert is not None and expert not in SCHEDULES:
+        raise ArgumentError(f"--expert {expert!r} is invalid; valid: {', '.join(SCHEDULES)}")
+    if env is not None:
+        try:
+            check_env_ids(env)
+        except ValueError as e:
+            raise ArgumentError(f"--env {env!r} is not a registered id: {e}") from None
+    for name in COUNT_ARGS:
+        if args[name] < 1:
+            raise ArgumentError(
+                f"--{name.replace('_', '-')} {args[name]} is invalid; expected >= 1"
+            )
+    try:
+        rl_training_block(args["seed"])
+    except ValueError as e:
+        raise ArgumentError(f"--seed: {e}") from None
+
+
+class _RunArgs(Protocol):
+    """What :func:`resumed_args` reads of a ``finetune_ppo.py`` ``Args`` (a frozen dataclass)."""
+
+    @property
+    def resume(self) -> str | None: ...
+    @property
+    def total_timesteps(self) -> int: ...
+    @property
+    def progress(self) -> bool: ...
+    @property
+    def device(self) -> str: ...
+
+
+A = TypeVar("A", bound=_RunArgs)
+
+
+def resumed_args(args: A, flags: Set[str]) -> A:
+    """The stored arguments of ``args.resume``'s run, with the flags a resume may change.
+
+    ``args`` is ``finetune_ppo.py``'s ``Args``; the stored ones (``args.json``) are
+    rebuilt as the same type. ``flags`` are those given on the command line.
+
+    Raises:
+        ArgumentError: a flag other than ``RESUME_FLAGS`` was given, naming it; or the
+            folder holds no ``args.json``.
+    """
+    refused = sorted(set(flags) - set(RESUME_FLAGS))
+    if refused:
+        raise ArgumentError(
+            f"--resume continues a run with its own arguments; cannot change {', '.join(refused)}"
+            f" (allowed with --resume: {', '.join(RESUME_FLAGS[1:])})"
+        )
+    folder = Path(args.resume)
+    if not (folder / "args.json").exists():
+        raise ArgumentError(f"--resume {folder}: no args.json there (not a finetune_ppo run)")
+    data = json.loads((folder / "args.json").read_text())
+    data["options"] = EnvOptions(**data["options"])
+    data["ppo"] = FinetuneConfig(**data["ppo"])
+    stored = type(args)(**data)
+    total = args.total_timesteps if "--total-timesteps" in flags else stored.total_timesteps
+    return dataclasses.replace(stored, total_timesteps=total, progress=args.progress,
+                               device=args.device, resume=args.resume)  # fmt: skip
+
+
+def finetune_run(
+    init: str | Path, *, resume: str | Path | None = None, out: str | Path = "runs",
+    env_id: str | None = None, seed: int = 0, record: Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    """Start a fine-tuning run in a new folder under ``out``, or resume the one at ``resume``.
+
+    Writes ``record`` as the folder's ``args.json`` (what a resume reads back), prints
+    the folder, runs :func:`finetune` there, and prints the final comparison's paired
+    differences.
+
+    Args:
+        init: the BC policy file.
+        resume: a run folder to continue from its last checkpoint.
+        out: root folder of run directories (a new run).
+        env_id: train on this id instead of the policy file's env.
+        seed: the run's seed.
+        record: the command's arguments, stored as ``args.json``.
+        **settings: the other keyword arguments of :func:`finetune`.
+
+    Returns:
+        The run folder, and the metrics written to its ``metrics.json``.
+    """
+    if resume:
+        folder = Path(resume)
+    else:
+        env_name = env_id or read_policy_file(init).env["env_id"] or "env"
+        folder = run_dir(out, env_name, "finetune_ppo", seed)
+    write_json(folder / "args.json", dict(record or {}))
+    print(f"run folder {folder}")
+    metrics = finetune(init, folder, env_id=env_id, seed=seed, resume=bool(resume), **settings)
+    for name, d in metrics["report"]["paired"].items():
+        print(f"{name:50s} {d['mean']:+.4f}  95% CI [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
+    return folder, metrics

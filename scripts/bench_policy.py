@@ -1,7 +1,7 @@
 """Inference cost of a saved policy: time per action vs the trainee's compute between actions.
 
 Runs whole episodes of an env driven by the policy (by default the env it was trained
-on) and writes a JSON::
+on; ``benchmarks.policy.benchmark_policy``) and writes a JSON::
 
     python scripts/bench_policy.py --policy runs/.../policies/bc_cosine.pt
     python scripts/bench_policy.py --policy .../bc_cosine.pt --env LRSchedule-GPT-v0 --allow-mismatch
@@ -12,17 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Annotated
 
-import gymnasium as gym
-import torch
 import tyro
 
-from agents.policy import load_policy, read_policy_file
+from benchmarks.policy import benchmark_policy
 from common.cli import parse
-from common.files import write_json
 from envs.options import EnvOptions, check_env_ids
-from envs.rollout import run_episode
-from envs.signature import make_from_signature
-from evaluation.compare import inference_cost
 
 
 @dataclass(frozen=True)
@@ -52,28 +46,13 @@ class Args:
             check_env_ids(self.env)
 
 
-def make_env(args: Args) -> gym.Env:
-    """The policy's own env, or ``args.env``, with ``args.options`` on top."""
-    if args.env is None:
-        return make_from_signature(read_policy_file(args.policy).env, args.options)
-    return args.options.make(args.env)
-
-
 def main(args: Args) -> dict:
     """Run the episodes and write the JSON."""
-    env = make_env(args)
-    policy = load_policy(args.policy, env, allow_mismatch=args.allow_mismatch, device="cpu")
-    runs = [run_episode(env, policy, seed) for seed in range(args.episodes)]
-    report = {
-        "args": asdict(args),
-        "torch_threads": torch.get_num_threads(),
-        **inference_cost(runs),
-    }
-    print(
-        f"{env.spec.id}: policy {report['policy_ms_per_action']:.2f} ms/action, trainee "
-        f"{report['trainee_ms_per_action']:.1f} ms/action, ratio {100 * report['ratio']:.2f} %"
-    )
-    write_json(args.out, report)
+    report = benchmark_policy(
+        args.policy, args.out, env_id=args.env, options=args.options,
+        allow_mismatch=args.allow_mismatch, episodes=args.episodes, record=asdict(args),
+    )  # fmt: skip
+    print(f"wrote {args.out}")
     return report
 
 

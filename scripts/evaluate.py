@@ -1,42 +1,24 @@
-"""Learned schedules against tuned baselines on unseen seeds (``evaluation.harness``).
+"""Learned schedules against tuned baselines on unseen seeds (``experiments.evaluate_job``).
 
-Each method (saved policies, the expert schedules with their base LR tuned on the tuning
-seeds, Schedule-Free AdamW, Prodigy with cosine) trains the env's trainee on every final
-seed; the test split is evaluated once at the end of each run. Writes into the run
-folder: ``results.json`` (rliable IQMs with 95% CIs, paired differences, probability of
-improvement and Holm-corrected verdicts against tuned cosine, the tuning tables),
-``runs.csv`` (every final run), ``results.md`` (the table), ``plots/`` (CI bars, median
-LR schedules and validation curves; PNG + CSV), ``runs/`` (one JSON per finished run)
-and TensorBoard logs (``tb/``). The run folder is a new
-``runs/evaluate/{env}__evaluate__{time}`` unless ``--out`` names one; re-running with
-the same ``--out`` resumes it (finished runs are not run again; methods added to it are
-labelled ``(added)``)::
+Writes ``results.json``, ``runs.csv``, ``results.md``, ``plots/``, ``runs/`` and ``tb/`` into
+a new ``runs/evaluate/{env}__evaluate__{time}``, or into ``--out``, resuming it::
 
     python scripts/evaluate.py --policies runs/.../bc_cosine.pt runs/.../ppo_final.pt
-    python scripts/evaluate.py --env LRSchedule-GPT-v0 --total-steps 256 \\
-        --n-final-seeds 5 --n-tuning-seeds 2 --lr-factors 0.25 0.5 1 2 4
+    python scripts/evaluate.py --env LRSchedule-GPT-v0 --total-steps 256 --n-final-seeds 5
     python scripts/evaluate.py --backend ray --ray-address HEAD:6379   # on a Ray cluster
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Literal, get_args
 
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 
-from common import seeds
 from common.cli import parse
-from envs.options import EnvOptions, check_env_ids
-from evaluation.backends import make_backend
-from evaluation.grid import Grid
-from evaluation.harness import run_grid
-from evaluation.methods import METHODS, MethodName, policy_method, policy_name
-from evaluation.report import loss_score, write_report
-from evaluation.store import new_run_folder
+from envs.options import EnvOptions
+from evaluation.methods import MethodName
+from experiments.evaluate_job import check_evaluation_args, evaluate
 
 
 @dataclass(frozen=True)
@@ -83,70 +65,20 @@ class Args:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        check_env_ids(*self.env)
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"--methods {unknown} invalid; valid: {', '.join(METHODS)}")
-        for role, n in (("final_evaluation", self.n_final_seeds),
-                        ("baseline_tuning", self.n_tuning_seeds)):  # fmt: skip
-            if n < 1:
-                raise ValueError(f"{n} {role} seeds asked; at least 1 is needed")
-            seeds.take(role, n)  # more than the range holds: a ValueError naming it
-        names = [*self.methods, *(policy_name(p) for p in self.policies)]
-        if self.reference not in names:
-            raise ValueError(
-                f"--reference {self.reference!r} is not a method of this evaluation; "
-                f"valid: {', '.join(names)}"
-            )
-
-
-def make_grid(args: Args) -> Grid:
-    """The grid the arguments describe."""
-    return Grid(
-        envs=args.env,
-        methods=tuple(METHODS[m] for m in args.methods)
-        + tuple(policy_method(p) for p in args.policies),
-        options=args.options.kwargs(),
-        final_seeds=tuple(seeds.take("final_evaluation", args.n_final_seeds)),
-        tuning_seeds=tuple(seeds.take("baseline_tuning", args.n_tuning_seeds)),
-        lr_factors=args.lr_factors,
-        reference=args.reference,
-    )
+        check_evaluation_args(self.env, self.methods, self.policies, reference=self.reference,
+                              n_final_seeds=self.n_final_seeds,
+                              n_tuning_seeds=self.n_tuning_seeds)  # fmt: skip
 
 
 def main(args: Args) -> dict:
     """Run the grid into its run folder (resuming it) and write the results there."""
-    grid = make_grid(args)
-    out = Path(args.out) if args.out else new_run_folder("runs/evaluate", args.env[0], "evaluate")
-    print(f"run folder {out} (resume with --out {out})")
-    backend = make_backend(
-        args.backend, workers=args.workers, threads=args.threads, ray_address=args.ray_address
-    )
-    writer = SummaryWriter(str(out / "tb"))
-
-    def log(run: dict) -> None:  # each final run's test loss, by method and seed
-        if run["phase"] == "final":
-            tag = f"{run['env_id']}/test_loss/{run['method']}"
-            writer.add_scalar(tag, loss_score(run), run["seed"])
-
-    t0 = time.perf_counter()
-    try:
-        result = run_grid(grid, out, backend, progress=args.progress, on_result=log)
-    finally:
-        backend.close()
-        writer.close()
-    runs = result["tune"] + result["final"]
-    timing = {
-        "wall_seconds_last_invocation": time.perf_counter() - t0,
-        "run_seconds_total": sum(r["wall_seconds"] for r in runs),
-        "runs": len(runs),
-        "backend": args.backend,
-        "workers": backend.workers,
-        "threads": args.threads,
-    }
-    results = write_report(out, grid.to_json(), result, seed=args.seed, extra={"timing": timing})
-    print((out / "results.md").read_text())
-    print(f"wrote {out}: results.json, runs.csv, results.md, plots/ ({timing})")
+    out, results = evaluate(
+        args.env, args.methods, args.policies, options=args.options.kwargs(),
+        n_final_seeds=args.n_final_seeds, n_tuning_seeds=args.n_tuning_seeds,
+        lr_factors=args.lr_factors, reference=args.reference, out=args.out, backend=args.backend,
+        workers=args.workers, threads=args.threads, ray_address=args.ray_address,
+        seed=args.seed, progress=args.progress)  # fmt: skip
+    print(f"wrote {out}: results.json, runs.csv, results.md, plots/ ({results['timing']})")
     return results
 
 

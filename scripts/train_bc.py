@@ -1,43 +1,26 @@
 """Behavioural cloning of expert LR schedules with a transformer actor-critic.
 
-Collects demonstrations of each expert (real env rollouts, several seeds), trains one
-BC policy per expert and one on all experts combined (imitation's ``bc.BC``, then the
-critic on discounted returns), saves each policy as one file, and evaluates every
-policy against its expert(s) on held-out seeds::
+One BC policy per expert and one on all of them combined, each evaluated against its
+expert(s) on held-out seeds (``experiments.bc_pipeline.train_bc``); bad arguments are
+refused in one line (exit status 2) before any work starts::
 
     python scripts/train_bc.py                                   # MLP on MNIST
-    python scripts/train_bc.py --env LRSchedule-GPT-v0 --demo-episodes 4
     python scripts/train_bc.py --dataset digits --total-steps 640  # env options: see --help
     python scripts/train_bc.py --demos runs/demos        # reuse (or save) demonstrations there
-
-Arguments are checked before any work starts: an unknown env id, expert, reward or
-dataset, or saved demonstrations (``--demos``) of another env, expert or seeds, is
-refused in one line (exit status 2).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Annotated
 
 import tyro
-from torch.utils.tensorboard import SummaryWriter
 
-from agents.bc import BCConfig, clone_policy
-from agents.policy import PolicyConfig
+from agents.bc import BCConfig
 from common.cli import parse
-from common.files import run_dir, write_json
-from common.plots import save_episode_schedules
-from common.seeds import take
-from common.tensorboard import log_hyperparameters
-from envs.options import EnvOptions, check_env_ids
-from envs.rollout import run_episodes
-from evaluation.compare import compare, inference_cost
-from experts.demos import ExpertName, check_saved_experts, collect_experts
-from experts.policy import SchedulePolicy
-from experts.schedules import SCHEDULES, make_schedule
+from envs.options import EnvOptions
+from experiments.bc_pipeline import check_bc_args, train_bc
+from experts.demos import ExpertName
 
 
 @dataclass(frozen=True)
@@ -81,83 +64,20 @@ class Args:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        check_env_ids(self.env)
-        unknown = sorted(set(self.experts) - set(SCHEDULES))
-        if unknown:
-            raise ValueError(f"--experts {unknown} invalid; valid: {', '.join(SCHEDULES)}")
-        sets = self.demo_sets(Path(self.demos or "demos"))  # checks the numbers of seeds
-        take("held_out", self.eval_episodes)
-        if self.demos is not None:
-            for folder, seeds in sets:
-                check_saved_experts(folder, self.experts, seeds, env_id=self.env,
-                                    env_kwargs=self.options.kwargs())  # fmt: skip
-
-    def demo_sets(self, root: Path) -> tuple[tuple[Path, list[int]], tuple[Path, list[int]]]:
-        """The demonstrations' and the selection demonstrations' folders and seeds."""
-        return (
-            (root, take("demonstrations", self.demo_episodes)),
-            (root / "selection", take("model_selection", self.selection_episodes)),
-        )
-
-
-# imitation 1.0.1's BC logs float(tensor) on a tensor that requires grad: harmless, noisy
-warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
+        check_bc_args(self.env, self.experts, options=self.options, demos=self.demos,
+                      demo_episodes=self.demo_episodes, eval_episodes=self.eval_episodes,
+                      selection_episodes=self.selection_episodes)  # fmt: skip
 
 
 def main(args: Args) -> dict:
     """Collect demonstrations, clone, evaluate; write policies, metrics, plots."""
-    folder = run_dir(args.out, args.env, "train_bc", args.seed)
-    env = args.options.make(args.env)
-    print(f"run folder {folder}")
-    root = Path(args.demos) if args.demos else folder / "demos"
-    demos, held = (
-        collect_experts(sub, args.experts, env, seeds, env_id=args.env,
-                        env_kwargs=args.options.kwargs(), progress=args.progress)
-        for sub, seeds in args.demo_sets(root)
-    )  # fmt: skip
-    datasets = {name: (demos[name], held[name]) for name in args.experts}
-    if args.combined and len(args.experts) > 1:
-        datasets["combined"] = tuple(
-            [t for name in args.experts for t in part[name]] for part in (demos, held)
-        )
-
-    config = PolicyConfig()
     bc_config = BCConfig(epochs=args.epochs, critic_epochs=args.critic_epochs,
                          batch_size=args.batch_size, lr=args.lr)  # fmt: skip
-    eval_seeds = take("held_out", args.eval_episodes)
-    expert_runs = {
-        n: run_episodes(env, SchedulePolicy(make_schedule(n), env.action_space), eval_seeds,
-                        desc=f"eval expert {n}", progress=args.progress)
-        for n in args.experts
-    }  # fmt: skip
-    writer = SummaryWriter(folder / "tb")
-    log_hyperparameters(writer, args)
-    report: dict = {"args": asdict(args), "policy_config": asdict(config), "policies": {}}
-    for i, (name, (trajs, selection)) in enumerate(datasets.items()):
-        policy, entry = clone_policy(
-            env, trajs, selection, folder / "policies" / f"bc_{name}.pt",
-            policy_config=config, bc_config=bc_config, seed=args.seed + i,
-            log_dir=str(folder / "tb" / f"bc_{name}"), progress=args.progress,
-        )  # fmt: skip
-        runs = run_episodes(env, policy, eval_seeds, desc=f"eval BC {name}", progress=args.progress)
-        targets = args.experts if name == "combined" else (name,)
-        entry["vs_expert"] = {n: compare(runs, expert_runs[n]) for n in targets}
-        entry["inference"] = inference_cost(runs)
-        report["policies"][name] = entry
-        for n, c in entry["vs_expert"].items():
-            writer.add_scalar(
-                f"eval/{name}/mean_abs_log_lr_ratio_vs_{n}", c["mean_abs_log_lr_ratio"]
-            )
-            print(
-                f"BC {name:13s} vs {n:13s}: mean|log lr ratio| {c['mean_abs_log_lr_ratio']:.4f}  "
-                f"best val {c['policy_best_val_mean']:.4f} (expert {c['expert_best_val_mean']:.4f}"
-                f" ± {c['expert_best_val_std']:.4f})  within spread: {c['within_spread']}"
-            )
-        curves = {f"BC {name}": runs[0]} | {f"ref:expert {n}": expert_runs[n][0] for n in targets}
-        save_episode_schedules(folder / "plots" / f"bc_{name}", curves,
-                               title=f"{name}: held-out seed {runs[0].seed}")  # fmt: skip
-    writer.close()
-    write_json(folder / "metrics.json", report)
+    folder, report = train_bc(
+        args.env, args.experts, options=args.options, combined=args.combined, seed=args.seed,
+        demo_episodes=args.demo_episodes, selection_episodes=args.selection_episodes,
+        eval_episodes=args.eval_episodes, bc_config=bc_config, demos=args.demos, out=args.out,
+        progress=args.progress, record=asdict(args))  # fmt: skip
     print(f"wrote {folder / 'metrics.json'}")
     return report
 

@@ -1,7 +1,7 @@
 """Train the tabular Q-learning LR controller on the GPT env, acting at each evaluation.
 
-The table persists across episodes (training runs) and is saved to ``qtable.npz``;
-``--table`` continues from a saved one::
+The table persists across episodes (training runs) and is saved to ``qtable.npz``
+(``experiments.qlearning.train_qlearning``); ``--table`` continues from a saved one::
 
     python scripts/train_qlearning.py --episodes 5
 
@@ -15,17 +15,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated
 
 import tyro
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
-from agents.qlearning import QLearningAgent, QLearningConfig, learn_episode
+from agents.qlearning import QLearningConfig
 from common.cli import parse
-from common.files import run_dir, write_json
-from common.tensorboard import log_hyperparameters
 from envs.options import EnvOptions, check_env_ids
-from experiments.qlearning import qlearning_options
-
-QLEARNING_REWARDS = ("neg_val_loss", "val_improvement")  # rewards of the tabular agent
+from experiments.qlearning import check_qlearning_reward, train_qlearning
 
 
 @dataclass(frozen=True)
@@ -62,53 +56,18 @@ class Args:
 
     def __post_init__(self) -> None:
         check_env_ids(self.env)
-        if self.options.reward not in (None, *QLEARNING_REWARDS):
-            raise ValueError(
-                f"--reward {self.options.reward!r} is invalid for Q-learning; "
-                f"valid: {', '.join(QLEARNING_REWARDS)}"
-            )
+        check_qlearning_reward(self.options.reward)
 
 
 def main(args: Args) -> dict:
     """Learn over ``episodes`` training runs; log to TensorBoard; save the table."""
-    reward = args.options.reward or "neg_val_loss"
-    options = qlearning_options(
-        args.options, reward=reward, interval=args.interval,
-        initial_lr_mult=args.options.initial_lr_mult or 1.0,
-    )  # fmt: skip
-    env = options.make(args.env)
-    total_steps = env.unwrapped.trainee.total_steps
     config = QLearningConfig(alpha=args.alpha, gamma=args.gamma, epsilon=args.epsilon,
                              epsilon_decay=args.epsilon_decay)  # fmt: skip
-    agent = (QLearningAgent.load(args.table, seed=args.seed) if args.table
-             else QLearningAgent(env.action_space.n, config, seed=args.seed))  # fmt: skip
-    folder = run_dir(args.out, args.env, "train_qlearning", args.seed)
-    writer = SummaryWriter(folder)
-    log_hyperparameters(writer, args)
-    episodes = []
-    for episode in tqdm(range(args.episodes), desc="Q-learning runs"):
-        run = learn_episode(env, agent, seed=args.seed + episode)
-        for info, reward in zip(run.infos, run.rewards, strict=True):
-            step = episode * total_steps + info["step"]
-            writer.add_scalar("train/lr", info["lr"], step)
-            writer.add_scalar("train/val_loss", info["val_loss"], step)
-            writer.add_scalar("train/reward", reward, step)
-        final = run.final
-        writer.add_scalar("episode/best_val_loss", final["best_val_loss"], episode)
-        writer.add_scalar("episode/return", run.episode_return, episode)
-        writer.add_scalar("episode/epsilon", agent.epsilon, episode)
-        episodes.append({"seed": args.seed + episode, "best_val_loss": final["best_val_loss"],
-                         "final_train_loss": final["final_train_loss"],
-                         "return": run.episode_return,
-                         "actions": run.actions.tolist(), "lrs": run.lrs.tolist()})  # fmt: skip
-        tqdm.write(
-            f"run {episode}: best val {final['best_val_loss']:.4f}, epsilon {agent.epsilon:.3f}"
-        )
-        agent.save(folder / "qtable.npz")  # after every run: an interrupted job keeps its table
-    writer.close()
-    report = {"args": asdict(args), "episodes": episodes, "table": str(folder / "qtable.npz")}
-    write_json(folder / "metrics.json", report)
-    print(f"table saved to {folder / 'qtable.npz'}")
+    report = train_qlearning(
+        args.env, options=args.options, episodes=args.episodes, interval=args.interval,
+        config=config, table=args.table, seed=args.seed, out=args.out, record=asdict(args),
+    )  # fmt: skip
+    print(f"table saved to {report['table']}")
     return report
 
 

@@ -24,7 +24,7 @@ def test_continuous_lr_reaches_the_optimizer_at_every_step():
     expected = []
     for a in actions:
         _, _, _, _, info = env.step(np.array([a], np.float32))
-        lr = base * math.exp(float(np.clip(np.float32(a), math.log(1e-3), math.log(10.0))))
+        lr = base * math.exp(float(np.clip(np.float32(a), math.log(1e-3), math.log(100.0))))
         assert info["lr"] == pytest.approx(lr, rel=1e-6)
         expected += [lr] * 4
     assert len(seen) == len(expected) == 24
@@ -288,7 +288,7 @@ def test_trainee_instance_can_be_passed():
         (dict(reward_params={"beta": 1.0}), r"unknown parameter\(s\) \['beta'\].*increase"),
         (dict(window=0), r"window=0 is invalid"),
         (dict(min_lr_mult=0.0), r"min_lr_mult=0.0 is invalid"),
-        (dict(initial_lr_mult=50.0), r"initial_lr_mult=50.0 is invalid.*\[0.001, 10.0\]"),
+        (dict(initial_lr_mult=500.0), r"initial_lr_mult=500.0 is invalid.*\[0.001, 100.0\]"),
         (dict(lr=0.1), r"unknown option\(s\) \['lr'\].*valid env options"),
         (dict(dim=0), r"dim=0 is invalid"),
     ],
@@ -316,3 +316,29 @@ def test_bad_actions():
     denv.reset(seed=0)
     with pytest.raises(ValueError, match=r"action 3 is out of range; valid: 0..2"):
         denv.unwrapped.step(3)
+
+
+def test_task_randomisation_draws_the_base_lr_per_episode_and_never_shows_it():
+    """base_lr_spread: log-uniform in [base / r, base * r] from the env's np_random; the
+    observation is the same function of the signals whatever the drawn base LR."""
+    import gymnasium as gym
+
+    fixed = gym.make("LRSchedule-Quadratic-v0", total_steps=32, base_lr=0.01)
+    spread = gym.make("LRSchedule-Quadratic-v0", total_steps=32, base_lr=0.01, base_lr_spread=8.0)
+    drawn = []
+    for seed in range(40):
+        obs, _ = spread.reset(seed=seed)
+        info = spread.step(np.zeros(1, np.float32))[-1]
+        drawn.append(info["base_lr"])
+        assert info["lr"] == info["base_lr"]  # log multiplier 0: the LR is the drawn base
+        # the same seed draws the same trainee seed (and the base LR after it)
+        fixed_obs, _ = fixed.reset(seed=seed)
+        assert np.array_equal(obs, fixed_obs)
+    logs = np.log(np.array(drawn) / 0.01)
+    assert np.all(np.abs(logs) <= math.log(8.0)) and logs.min() < -1 and logs.max() > 1
+    spread.reset(seed=3)
+    a = spread.step(np.zeros(1, np.float32))[-1]["base_lr"]
+    spread.reset(seed=3)
+    assert spread.step(np.zeros(1, np.float32))[-1]["base_lr"] == a
+    with pytest.raises(ValueError, match=r"base_lr_spread=0.5 is invalid"):
+        gym.make("LRSchedule-Quadratic-v0", base_lr_spread=0.5)

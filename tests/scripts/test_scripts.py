@@ -349,17 +349,19 @@ def refused(script: str, argv: list[str], capsys: pytest.CaptureFixture) -> str:
 
 def test_script_literals_equal_their_registries():
     from benchmarks.throughput import METHODS
+    from benchmarks.trainee_speed import BENCHMARKS
     from experiments.qlearning import RUN_TYPES
+    from experiments.trainee_job import TRAINEE_DATASETS
     from trainees import TRAINEES, GPTConfig, MLPConfig, ResNet18Config
     from trainees.batched.trainee import BATCHED_OPTIMIZERS
 
+    # the Literal types of the scripts' Args (defined beside their registries)
     assert get_args(load_script("run_experiment").RunType) == tuple(RUN_TYPES)
-    bench = load_script("bench_trainees")
-    assert get_args(bench.BenchName) == bench.BENCHMARKS
+    assert get_args(load_script("bench_trainees").BenchName) == BENCHMARKS
     vec = load_script("bench_vec_env")
     assert get_args(vec.VecMethod) == METHODS
     assert get_args(vec.BatchedOptimizer) == BATCHED_OPTIMIZERS
-    datasets = load_script("train_trainee").TRAINEE_DATASETS
+    datasets = TRAINEE_DATASETS
     assert tuple(datasets) == TRAINEES and datasets["quadratic"] == ()
     for name, config in (("mlp", MLPConfig), ("resnet18", ResNet18Config), ("gpt", GPTConfig)):
         assert set(datasets[name]) == set(get_args(get_type_hints(config)["dataset"]))

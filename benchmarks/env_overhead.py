@@ -1,0 +1,121 @@
+"""What the environment costs a training run: a whole episode through the env vs a plain loop.
+
+Both do the same optimizer steps and validation evaluations at a constant LR; the ratio
+of their wall times (median of alternating runs in one process) is the cost of the env's
+observation, reward and bookkeeping (goal: <= 1.03). :func:`benchmark_envs` is the job
+behind ``scripts/bench_env.py``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from common.files import write_json
+from envs.options import EnvOptions
+from envs.rollout import run_episode
+from experts.policy import SchedulePolicy
+from experts.schedules import Constant
+from trainees import TorchTrainee
+
+IMAGE_ENVS = ("LRSchedule-MLP-v0", "LRSchedule-ResNet18-v0")  # the ids that take a dataset
+
+
+def env_episode(env: gym.Env, seed: int) -> float:
+    """Seconds for reset + a whole episode at the base LR (the constant expert)."""
+    return run_episode(env, SchedulePolicy(Constant(), env.action_space), seed).seconds
+
+
+def plain_loop(trainee: TorchTrainee, eval_every: int, seed: int) -> float:
+    """Seconds for the same run written as an ordinary PyTorch training loop."""
+    t0 = time.perf_counter()
+    trainee.reset(seed)  # model and AdamW built the same way
+    model, opt = trainee.model, trainee.optimizer
+    gen = torch.Generator().manual_seed(seed)
+    for g in opt.param_groups:
+        g["lr"] = trainee.base_lr
+    model.train()
+    for step in range(1, trainee.total_steps + 1):
+        x, y = trainee.next_batch(gen)
+        opt.zero_grad(set_to_none=True)
+        loss = trainee.loss(model, x, y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), trainee.config.grad_clip)
+        opt.step()
+        loss.item()  # an ordinary loop logs its loss
+        if step % eval_every == 0 or step == trainee.total_steps:
+            trainee.evaluate()
+            model.train()
+    return time.perf_counter() - t0
+
+
+def env_overhead(
+    env_id: str, *, repeats: int = 5, total_steps: int | None = None, dataset: str = "mnist"
+) -> dict[str, Any]:
+    """Alternate env episodes and plain loops on one trainee; report medians and their ratio.
+
+    Args:
+        env_id: a registered id.
+        repeats: alternating (env, plain) pairs, after one warm-up episode.
+        total_steps: optimizer steps per episode (None: the id's default).
+        dataset: the dataset of the image ids (``IMAGE_ENVS``); the others ignore it.
+    """
+    image = env_id in IMAGE_ENVS
+    options = EnvOptions(total_steps=total_steps, dataset=dataset if image else None)
+    env = options.make(env_id)
+    inner = env.unwrapped
+    env_episode(env, 0)  # warm-up: allocator, caches, lazy imports
+    env_t, plain_t = [], []
+    for i in range(repeats):
+        env_t.append(env_episode(env, i))
+        plain_t.append(plain_loop(inner.trainee, inner.config.eval_every, i))
+    ratio = statistics.median(env_t) / statistics.median(plain_t)
+    steps = inner.trainee.total_steps
+    return {
+        "total_steps": steps,
+        "steps_per_action": inner.config.steps_per_action,
+        "eval_every": inner.config.eval_every,
+        "env_seconds": env_t,
+        "plain_seconds": plain_t,
+        "env_median_s": statistics.median(env_t),
+        "plain_median_s": statistics.median(plain_t),
+        "ratio": ratio,
+        "overhead_ms_per_optimizer_step": 1e3
+        * (statistics.median(env_t) - statistics.median(plain_t))
+        / steps,
+    }
+
+
+def benchmark_envs(
+    env_ids: Sequence[str], out: str | Path, *, repeats: int = 5, total_steps: int | None = None,
+    dataset: str = "mnist", record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`env_overhead` of every id, one line each, into the JSON ``out``.
+
+    Args:
+        env_ids: registered ids.
+        out: the JSON file to write.
+        repeats, total_steps, dataset: as :func:`env_overhead`.
+        record: the command's arguments, stored as the report's ``args``.
+
+    Returns:
+        The report written: ``args``, ``torch`` and ``results`` by id.
+    """
+    report = {"args": dict(record or {}), "torch": torch.__version__, "results": {}}
+    for env_id in env_ids:
+        r = env_overhead(env_id, repeats=repeats, total_steps=total_steps, dataset=dataset)
+        report["results"][env_id] = r
+        print(
+            f"{env_id:24s} env {r['env_median_s']:7.2f} s  plain {r['plain_median_s']:7.2f} s  "
+            f"ratio {r['ratio']:.3f}",
+            flush=True,
+        )
+    write_json(out, report)
+    return report
