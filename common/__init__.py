@@ -1,4 +1,6 @@
-"""Leaf utilities every layer may use.
+"""Leaf utilities every layer may use: argument parsing (``cli``), atomic files and run
+folders (``files``), plots saved with their data (``plots``), seed ranges (``seeds``),
+statistics (``stats``) and TensorBoard hyperparameters (``tensorboard``).
 
-Today: ``common.cli``, the one way scripts parse their arguments (one-line errors, exit 2).
+Import the module you need (``from common.seeds import take``): this package imports none.
 """

@@ -123,6 +123,14 @@ MethodName = Literal[
 ]  # fmt: skip
 
 
+# The grid's default methods (scripts/evaluate.py): the schedules and the optimizers the
+# evaluation tables compare; the tuning-free ones below are the LR-sensitivity sweep's.
+DEFAULT_METHODS: tuple[str, ...] = (
+    "constant", "cosine", "cosine_untuned", "cosine_warmup", "linear_warmup", "polynomial",
+    "wsd", "schedulefree", "prodigy_cosine",
+)  # fmt: skip
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (

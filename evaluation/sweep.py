@@ -255,7 +255,7 @@ def plot_sweep(path: str | Path, sweep: Sweep, summary: dict[str, Any]) -> Path:
     an LR is a horizontal band. PNG and CSV."""
     factors = [2.0**k for k in sweep.ks]
     panel = Panel(f"{sweep.env_id}: test loss vs base LR", f"LR / {sweep.reference_lr:.3g}",
-                  "test loss (IQM, 95% CI)", logx=True)  # fmt: skip
+                  "test loss (IQM, 95% CI; log scale)", logx=True, logy=True)  # fmt: skip
     for name, s in summary["methods"].items():
         pts = s["points"]
         if s["takes_lr"]:

@@ -33,6 +33,19 @@ def read_plan(path: str | Path) -> tuple[dict[str, Any], str]:
     return json.loads(data), hashlib.sha1(data).hexdigest()
 
 
+def previous_invocations(results: Path) -> list[dict[str, Any]]:
+    """The invocations an earlier ``results.json`` of the folder records (none if absent)."""
+    import json
+
+    if not results.exists():
+        return []
+    prev = json.loads(results.read_text())
+    if "invocations" in prev:
+        return list(prev["invocations"])
+    return [{"backend": prev["backend"], "wall_seconds": prev["wall_seconds_this_invocation"],
+             "runs": prev["runs_this_invocation"]}]  # fmt: skip
+
+
 def sweep_job(
     plan_path: str | Path,
     out: str | Path,
@@ -64,16 +77,25 @@ def sweep_job(
     result["added_after_results"] = sorted(set(result["added_after_results"]) | set(extra))
     result["preregistered"] = [m for m in result["preregistered"] if m not in extra]
     entry = REFERENCE_LRS.get(sweep.env_id)
-    info = {
-        "plan": str(plan_path),
-        "plan_sha1": digest,
+    this = {
         "backend": {
             "name": backend_name,
             "workers": getattr(backend, "workers", None),
             "threads": backend.threads,
         },
-        "wall_seconds_this_invocation": time.perf_counter() - t0,
-        "runs_this_invocation": len(result["runs"]) - before,
+        "wall_seconds": time.perf_counter() - t0,
+        "runs": len(result["runs"]) - before,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    invocations = [*previous_invocations(Path(out) / "results.json"), this]
+    info = {
+        "plan": str(plan_path),
+        "plan_sha1": digest,
+        "backend": this["backend"],
+        "invocations": invocations,  # a resume keeps the record of the runs before it
+        "wall_seconds_this_invocation": this["wall_seconds"],
+        "runs_this_invocation": this["runs"],
+        "wall_seconds_all_invocations": sum(i["wall_seconds"] for i in invocations),
         "runs": len(result["runs"]),
         "action_bounds": bounds,
         "reference_lr_entry": dataclasses.asdict(entry) if entry else None,

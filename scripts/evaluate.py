@@ -11,13 +11,13 @@ a new ``runs/evaluate/{env}__evaluate__{time}``, or into ``--out``, resuming it:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 import tyro
 
 from common.cli import parse
 from envs.options import EnvOptions
-from evaluation.methods import MethodName
+from evaluation.methods import DEFAULT_METHODS, MethodName
 from experiments.evaluate_job import check_evaluation_args, evaluate
 
 
@@ -50,7 +50,7 @@ class Args:
 
     env: Annotated[tuple[str, ...], tyro.conf.arg(aliases=("--envs",))] = ("LRSchedule-MLP-v0",)
     options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvOptions)
-    methods: tuple[MethodName, ...] = get_args(MethodName)
+    methods: tuple[MethodName, ...] = DEFAULT_METHODS
     policies: tuple[str, ...] = ()
     n_final_seeds: Annotated[int, tyro.conf.arg(aliases=("--final-seeds",))] = 10
     n_tuning_seeds: Annotated[int, tyro.conf.arg(aliases=("--tuning-seeds",))] = 3
