@@ -51,6 +51,7 @@ from agents.policy import (
     PolicyFile,
     make_policy,
 )
+from common.checks import check as check_value
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,8 @@ class FinetuneConfig:
     kl_final: float = 0.1
 
     def __post_init__(self) -> None:
-        def check(ok: bool, name: str, valid: str) -> None:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; expected {valid}")
+        def check(ok: bool, name: str, valid: str) -> None:  # common.checks, value read here
+            check_value(ok, name, getattr(self, name), valid)
 
         check(self.learning_rate > 0, "learning_rate", "> 0")
         check(self.n_steps >= 1, "n_steps", "an integer >= 1")

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
+from common.checks import check as check_value
 from envs.rewards import (
     LOSS_CAP,
     REWARDS,
@@ -58,9 +59,8 @@ class EnvConfig:
     base_lr_spread: float = 1.0
 
     def __post_init__(self) -> None:
-        def check(ok: bool, name: str, valid: str) -> None:
-            if not ok:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; expected {valid}")
+        def check(ok: bool, name: str, valid: str) -> None:  # common.checks, value read here
+            check_value(ok, name, getattr(self, name), valid)
 
         check(self.steps_per_action >= 1, "steps_per_action", "an integer >= 1")
         check(self.eval_every >= 1, "eval_every", "an integer >= 1")

@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from common.checks import check as _check
 from trainees.optimizers import OPTIMIZER_OPTIONS, OPTIMIZERS, OptimizerName
 
 N_GRAD_BUCKETS = 4  # every trainee reports this many pooled gradient norms, shallow to deep
@@ -146,11 +147,6 @@ class TraineeConfig:
                     f"device={self.device!r} is not a torch device; valid: 'cpu', 'cuda', "
                     "'cuda:N' or None (CUDA when available)"
                 ) from e
-
-
-def _check(ok: bool, name: str, value: object, valid: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is invalid; expected {valid}")
 
 
 def resolve_device(name: str | None) -> torch.device:

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainees.base import TraineeConfig, _check
+from common.checks import check as _check
+from trainees.base import TraineeConfig
 from trainees.data.digits import load_digits
 from trainees.data.images import ImageDataset
 from trainees.data.mnist import load_mnist

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainees.base import TraineeConfig, _check
+from common.checks import check as _check
+from trainees.base import TraineeConfig
 from trainees.data.chars import CORPORA, CharCorpus, CorpusName, load_char_corpus
 from trainees.models.gpt import GPT, GPTModelConfig
 from trainees.torch_trainee import TorchTrainee

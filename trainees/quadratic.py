@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainees.base import TraineeConfig, _check
+from common.checks import check as _check
+from trainees.base import TraineeConfig
 from trainees.torch_trainee import TorchTrainee
 
 
