@@ -1,5 +1,5 @@
 """Agents: learning algorithms and the policies they produce — the policy network and its
-files, BC, PPO fine-tuning, tabular Q-learning and the drop-in LearnedLRScheduler.
+files, BC, DAgger from a privileged expert, PPO fine-tuning, tabular Q-learning and the drop-in LearnedLRScheduler.
 
 Public names load their module on first use (stable-baselines3 and imitation are heavy)."""
 
@@ -15,6 +15,7 @@ _EXPORTS = {
     ),
     "transformer": ("WindowTransformer",),
     "bc": ("BCConfig", "BCResult", "action_error", "clone_policy", "fit_critic", "train_actor"),
+    "dagger": ("DAggerConfig", "ExpertActor", "relabel", "run_dagger"),
     "ppo": ("FinetuneConfig", "FinetunedPPO"),
     "checkpoint": ("load_checkpoint", "save_checkpoint"),
     "qlearning": ("QLearningAgent", "QLearningConfig", "learn_episode"),

@@ -1,0 +1,117 @@
+"""DAgger (Ross et al., 2011) from a privileged expert, across a randomised task.
+
+Round 0 is behavioural cloning: the expert acts, and its actions are the labels. Every
+later round runs the current policy (deterministically) on fresh episodes, labels every
+state it visited with the action the privileged expert would take there
+(``experts.privileged``: the tuned schedule at the reference LR, which needs the
+episode's drawn base LR the policy never sees), aggregates the labelled states with all
+earlier ones, and refits the actor on the aggregate (``agents.bc.train_actor``). The
+labels come from the env's state, not from the observation, so imitation's
+``DAggerTrainer`` (whose expert sees only observations) does not fit; the loop is here,
+and every rollout goes through the one rollout loop (``envs.rollout.run_episode``).
+
+A round is reproducible from its seeds: the episode seeds are the caller's and the fit
+draws only from ``rng``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from imitation.data.types import TrajectoryWithRew
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from agents.bc import BCConfig, action_error, train_actor
+from envs.rollout import Episode, run_episode
+from experts.privileged import PrivilegedSchedulePolicy
+
+
+class ExpertActor:
+    """The privileged expert acting in ``env``: it reads the episode's base LR from the env."""
+
+    def __init__(self, expert: PrivilegedSchedulePolicy, env: gym.Env) -> None:
+        self.expert, self.env = expert, env
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:  # fmt: skip
+        """The expert's action at the env's current state."""
+        return self.expert.label(observation, self.env.unwrapped.base_lr), state
+
+
+def relabel(episode: Episode, expert: PrivilegedSchedulePolicy) -> TrajectoryWithRew:
+    """The states an episode visited, each labelled with the expert's action there."""
+    base_lr = episode.base_lr
+    if base_lr is None:
+        raise ValueError("the episode's infos record no base_lr: run it in an LRScheduleEnv")
+    labels = np.stack([expert.label(obs, base_lr) for obs in episode.observations[:-1]])
+    return TrajectoryWithRew(obs=episode.observations, acts=labels.astype(np.float32),
+                             infos=None, terminal=True,
+                             rews=episode.rewards.astype(np.float32))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DAggerConfig:
+    """Rounds of DAgger.
+
+    Attributes:
+        rounds: rounds after round 0 (BC from the expert's own episodes).
+        bc: the fit of each round (on the aggregate of every round so far).
+    """
+
+    rounds: int = 3
+    bc: BCConfig = field(default_factory=lambda: BCConfig(epochs=50, critic_epochs=0))
+
+    def __post_init__(self) -> None:
+        if self.rounds < 0:
+            raise ValueError(f"rounds={self.rounds!r} is invalid; expected an integer >= 0")
+
+
+def run_dagger(
+    policy: ActorCriticPolicy,
+    env: gym.Env,
+    expert: PrivilegedSchedulePolicy,
+    round_seeds: Sequence[Sequence[int]],
+    config: DAggerConfig,
+    *,
+    rng: np.random.Generator,
+    validation_seeds: Sequence[int] = (),
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+    progress_bar: bool = False,
+) -> list[dict[str, Any]]:
+    """Round 0 and ``config.rounds`` DAgger rounds; ``round_seeds[r]`` are round r's episodes.
+
+    Returns one record per round: episodes, aggregate size, the action error of the fitted
+    policy on the expert's episodes of ``validation_seeds`` (model-selection seeds) and on
+    the round's own labelled states (before the refit), and the mean best validation loss
+    of the round's rollouts.
+    """
+    if len(round_seeds) != config.rounds + 1:
+        raise ValueError(f"{len(round_seeds)} seed lists for {config.rounds + 1} rounds")
+    actor = ExpertActor(expert, env)
+    validation = [relabel(run_episode(env, actor, s), expert) for s in validation_seeds]
+    data: list[TrajectoryWithRew] = []
+    records = []
+    for r, seeds in enumerate(round_seeds):
+        who = actor if r == 0 else policy
+        episodes = [run_episode(env, who, s) for s in seeds]
+        labelled = [relabel(e, expert) for e in episodes]
+        before = action_error(policy, labelled) if r > 0 else None
+        data += labelled
+        train_actor(policy, data, config.bc, rng=rng, progress_bar=progress_bar)
+        record = {
+            "round": r,
+            "episodes": len(seeds),
+            "transitions": sum(len(t.acts) for t in data),
+            "action_error_on_visited_before_fit": before,
+            "action_error_validation": action_error(policy, validation) if validation else None,
+            "rollout_best_val_loss": float(np.mean([e.best_val_loss for e in episodes])),
+            "rollout_base_lrs": [e.base_lr for e in episodes],
+        }
+        records.append(record)
+        if on_round is not None:
+            on_round(record)
+    return records
