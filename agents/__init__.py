@@ -5,8 +5,7 @@ Public names load their module on first use (stable-baselines3 and imitation are
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "policy": (
@@ -21,11 +20,4 @@ _EXPORTS = {
     "qlearning": ("QLearningAgent", "QLearningConfig", "learn_episode"),
     "scheduler": ("LearnedLRScheduler",),
 }  # fmt: skip
-_MODULE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_MODULE[name]}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -3,8 +3,7 @@ Public names load their module on first use: importing one module loads no other
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "env_overhead": ("benchmark_envs", "env_episode", "env_overhead", "plain_loop"),
@@ -20,11 +19,4 @@ _EXPORTS = {
         "BENCHMARKS", "BenchName", "benchmark_trainees", "check_benchmarks", "trainee_speed",
     ),
 }  # fmt: skip
-_MODULE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_MODULE[name]}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

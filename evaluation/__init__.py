@@ -3,8 +3,7 @@ Also the LR sweep. Public names load their module on first use: importing one lo
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "backends": ("Backend", "LocalBackend", "RayBackend", "make_backend"),
@@ -24,11 +23,4 @@ _EXPORTS = {
         "summarize_sweep", "sweep_from_plan", "sweep_markdown", "write_sweep_report",
     ),
 }  # fmt: skip
-_MODULE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_MODULE[name]}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -3,8 +3,7 @@ Public names load their module on first use: importing one module loads no other
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "bc_pipeline": ("check_bc_args", "demo_sets", "train_bc"),
@@ -23,11 +22,4 @@ _EXPORTS = {
         "TRAINEE_DATASETS", "check_trainee_dataset", "dataset_name", "plot_losses", "train_trainee",
     ),
 }  # fmt: skip
-_MODULE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_MODULE[name]}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -5,8 +5,7 @@ Public names load their module on first use (``demos`` imports imitation)."""
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "schedules": (
@@ -17,11 +16,4 @@ _EXPORTS = {
     "privileged": ("PrivilegedSchedulePolicy",),
     "demos": ("collect_or_load", "load_demonstrations", "save_demonstrations", "to_trajectory"),
 }  # fmt: skip
-_MODULE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_MODULE[name]}"), name)
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
