@@ -1,5 +1,9 @@
 """Measuring vectorised envs: optimizer steps per second and memory per env.
 
+(Above 400 lines on purpose: the throughput, memory, batched-floor and step-profile
+measurements all build their vec envs with the same helpers, and the job that runs them
+sits with them; each part is short.)
+
 :func:`benchmark_vec_envs` (the job behind ``scripts/bench_vec_env.py``) compares three
 ways to run K envs with these: the batched vec env (``"batched"``), SB3's
 ``DummyVecEnv`` of single envs (``"single"``) and ``SubprocVecEnv`` (``"subproc"``).

@@ -3,6 +3,10 @@
 :func:`finetune` is the training itself; :func:`finetune_run` (behind
 ``scripts/finetune_ppo.py``) starts or resumes a run folder around it, with
 :func:`check_finetune_args` and :func:`resumed_args` for its arguments.
+
+(Above 400 lines on purpose: the run's state between rollouts, its checkpoints, resume
+and report are one lifecycle around ``finetune``; split, each part would need the
+others' internals.)
 """
 
 from __future__ import annotations
