@@ -82,7 +82,7 @@ def tuning_specs(grid: Grid, base_lrs: dict[str, float]) -> list[RunSpec]:
         RunSpec("tune", env, opts, m, base_lrs[env] * f, s)
         for env in grid.envs
         for m in grid.methods
-        if m.tune
+        if m.takes_lr
         for f in grid.lr_factors
         for s in grid.tuning_seeds
     ]
@@ -94,12 +94,18 @@ def final_specs(
     """The final runs of the tuned (``tuned``) or the untuned methods."""
     opts = tuple(sorted(grid.options.items()))
     return [
-        RunSpec("final", env, opts, m, chosen[env, m.name] if m.tune else m.base_lr, s)
+        RunSpec("final", env, opts, m, chosen[env, m.name] if m.takes_lr else m.base_lr, s)
         for env in grid.envs
         for m in grid.methods
-        if m.tune == tuned
+        if m.takes_lr == tuned
         for s in grid.final_seeds
     ]
+
+
+def _given_lr(run: dict[str, Any]) -> float:
+    """The LR a run was given: its base LR, or its ``lr_option``'s value (``d0``); runs
+    stored before ``given_lr`` was recorded give their base LR."""
+    return run.get("given_lr") or run["base_lr"]
 
 
 def choose_base_lrs(grid: Grid, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -112,18 +118,18 @@ def choose_base_lrs(grid: Grid, runs: Sequence[dict[str, Any]]) -> dict[str, Any
     out: dict[str, Any] = {}
     for env in grid.envs:
         out[env] = {}
-        for m in (m for m in grid.methods if m.tune):
+        for m in (m for m in grid.methods if m.takes_lr):
             rows = sorted(
                 (
                     r
                     for r in runs
                     if r["env_id"] == env and r["method"] == m.name and r["phase"] == "tune"
                 ),
-                key=lambda r: r["base_lr"],
+                key=_given_lr,
             )
             table = []
-            for lr in sorted({r["base_lr"] for r in rows}):
-                at = [r for r in rows if r["base_lr"] == lr]
+            for lr in sorted({_given_lr(r) for r in rows}):
+                at = [r for r in rows if _given_lr(r) == lr]
                 vals = [
                     math.inf
                     if r["diverged"] or r["final_val_loss"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,12 @@ def read_plan(path: str | Path) -> tuple[dict[str, Any], str]:
     Raises:
         FileNotFoundError: no such plan file.
     """
-    import json
-
     data = Path(path).read_bytes()
     return json.loads(data), hashlib.sha1(data).hexdigest()
 
 
 def previous_invocations(results: Path) -> list[dict[str, Any]]:
     """The invocations an earlier ``results.json`` of the folder records (none if absent)."""
-    import json
-
     if not results.exists():
         return []
     prev = json.loads(results.read_text())

@@ -358,3 +358,18 @@ def test_verdicts_hold_after_holms_correction():
     assert "verdict" not in rows["cosine"]
     md = markdown(list(rows.values()), env=QUAD, reference="cosine")
     assert "3 methods compared with cosine on the same 6 seeds" in md
+
+
+def test_a_d0_method_is_tuned_over_d0_and_runs_at_the_chosen_d0(tmp_path):
+    """prodigy_d0_cosine takes the grid's LRs as Prodigy's d0 (its base LR stays 1.0)."""
+    grid = small_grid(METHODS["cosine"], METHODS["prodigy_d0_cosine"], tuning_seeds=(2000,))
+    result = run_grid(grid, tmp_path, LocalBackend(workers=0), progress=False)
+    tune = [r for r in result["tune"] if r["method"] == "prodigy_d0_cosine"]
+    env_lr = result["base_lrs"][QUAD]
+    assert sorted(r["given_lr"] for r in tune) == [0.5 * env_lr, env_lr]
+    assert {r["base_lr"] for r in tune} == {1.0}
+    table = result["tuning"][QUAD]["prodigy_d0_cosine"]["table"]
+    assert [row["base_lr"] for row in table] == [0.5 * env_lr, env_lr]  # the d0 values
+    chosen = result["tuning"][QUAD]["prodigy_d0_cosine"]["base_lr"]
+    final = [r for r in result["final"] if r["method"] == "prodigy_d0_cosine"]
+    assert {r["given_lr"] for r in final} == {chosen} and {r["base_lr"] for r in final} == {1.0}
