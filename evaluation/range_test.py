@@ -97,11 +97,13 @@ def run_range_test(trainee: Trainee, test: RangeTest) -> dict[str, Any]:
     Returns ``lr`` (the pick), ``steps`` (charged), ``steps_run`` (until the stop),
     ``lrs``, ``losses`` and ``smoothed`` (of the steps run).
     """
-    lrs, losses, best = test.lrs(), [], math.inf
+    lrs, losses, best, avg = test.lrs(), [], math.inf, 0.0
     for lr in lrs:
         stats = trainee.train_step(float(lr))
         losses.append(stats.loss if stats.finite else math.nan)
-        smooth = smoothed_losses(np.array(losses), test.smoothing)[-1]
+        # smoothed_losses' last value, kept running instead of recomputed over the list
+        avg = test.smoothing * avg + (1 - test.smoothing) * losses[-1]
+        smooth = avg / (1 - test.smoothing ** len(losses))
         if not math.isfinite(smooth) or smooth > test.divergence * best:
             break
         best = min(best, smooth)

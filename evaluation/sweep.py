@@ -17,6 +17,7 @@ the difference's CI reaching below ``+TOLERANCE``), and its worst difference ove
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -98,10 +99,15 @@ class Sweep:
                     for lr in lrs for s in self.final_seeds]  # fmt: skip
         return out
 
+    @functools.cached_property
+    def _lr_methods(self) -> frozenset[str]:
+        """The names of the methods that take an LR."""
+        return frozenset(m.name for m in self.methods if m.takes_lr)
+
     def k_of(self, run: dict[str, Any]) -> int | None:
         """The ``k`` of a run (None for a method that takes no LR)."""
         lr = run["given_lr"]
-        if not {m.name: m for m in self.methods}[run["method"]].takes_lr or lr is None:
+        if run["method"] not in self._lr_methods or lr is None:
             return None
         return round(math.log2(lr / self.reference_lr))
 
