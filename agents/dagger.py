@@ -70,6 +70,55 @@ class DAggerConfig:
             raise ValueError(f"rounds={self.rounds!r} is invalid; expected an integer >= 0")
 
 
+Collect = Callable[[int, ActorCriticPolicy | None, Sequence[int]], list[Episode]]
+"""``collect(round, policy, seeds)``: the round's episodes (``policy`` None: the expert acts)."""
+
+
+def local_collect(env: gym.Env, expert: PrivilegedSchedulePolicy) -> Collect:
+    """Episodes run one after another in ``env`` (the expert through :class:`ExpertActor`)."""
+    actor = ExpertActor(expert, env)
+
+    def collect(_: int, policy: ActorCriticPolicy | None, seeds: Sequence[int]) -> list[Episode]:
+        return [run_episode(env, actor if policy is None else policy, s) for s in seeds]
+
+    return collect
+
+
+def dagger_round(
+    r: int,
+    policy: ActorCriticPolicy,
+    episodes: Sequence[Episode],
+    data: list[TrajectoryWithRew],
+    expert: PrivilegedSchedulePolicy,
+    config: DAggerConfig,
+    *,
+    rng: np.random.Generator,
+    validation: Sequence[TrajectoryWithRew] = (),
+    progress_bar: bool = False,
+) -> dict[str, Any]:
+    """One round: label ``episodes`` with the expert's actions, add them to ``data`` (in
+    place), refit ``policy`` on all of it; the round's record.
+
+    The record: round, episodes, aggregate size (transitions), the action error on the
+    round's own states before the refit (None in round 0, whose episodes are the
+    expert's), on the ``validation`` expert episodes after it, and the mean best
+    validation loss and drawn base LRs of the round's episodes.
+    """
+    labelled = [relabel(e, expert) for e in episodes]
+    before = action_error(policy, labelled) if r > 0 else None
+    data += labelled
+    train_actor(policy, data, config.bc, rng=rng, progress_bar=progress_bar)
+    return {
+        "round": r,
+        "episodes": len(episodes),
+        "transitions": sum(len(t.acts) for t in data),
+        "action_error_on_visited_before_fit": before,
+        "action_error_validation": action_error(policy, validation) if validation else None,
+        "rollout_best_val_loss": float(np.mean([e.best_val_loss for e in episodes])),
+        "rollout_base_lrs": [e.base_lr for e in episodes],
+    }
+
+
 def run_dagger(
     policy: ActorCriticPolicy,
     env: gym.Env,
@@ -81,36 +130,26 @@ def run_dagger(
     validation_seeds: Sequence[int] = (),
     on_round: Callable[[dict[str, Any]], None] | None = None,
     progress_bar: bool = False,
+    collect: Collect | None = None,
 ) -> list[dict[str, Any]]:
     """Round 0 and ``config.rounds`` DAgger rounds; ``round_seeds[r]`` are round r's episodes.
 
-    Returns one record per round: episodes, aggregate size, the action error of the fitted
-    policy on the expert's episodes of ``validation_seeds`` (model-selection seeds) and on
-    the round's own labelled states (before the refit), and the mean best validation loss
-    of the round's rollouts.
+    Returns one record per round (:func:`dagger_round`). ``collect`` runs each round's
+    episodes (default: one after another in ``env``; ``experiments.tuningfree`` passes
+    one that runs them on an evaluation backend); the validation episodes are the
+    expert's in ``env``.
     """
     if len(round_seeds) != config.rounds + 1:
         raise ValueError(f"{len(round_seeds)} seed lists for {config.rounds + 1} rounds")
-    actor = ExpertActor(expert, env)
-    validation = [relabel(run_episode(env, actor, s), expert) for s in validation_seeds]
+    local = local_collect(env, expert)
+    collect = collect or local
+    validation = [relabel(e, expert) for e in local(0, None, validation_seeds)]
     data: list[TrajectoryWithRew] = []
     records = []
     for r, seeds in enumerate(round_seeds):
-        who = actor if r == 0 else policy
-        episodes = [run_episode(env, who, s) for s in seeds]
-        labelled = [relabel(e, expert) for e in episodes]
-        before = action_error(policy, labelled) if r > 0 else None
-        data += labelled
-        train_actor(policy, data, config.bc, rng=rng, progress_bar=progress_bar)
-        record = {
-            "round": r,
-            "episodes": len(seeds),
-            "transitions": sum(len(t.acts) for t in data),
-            "action_error_on_visited_before_fit": before,
-            "action_error_validation": action_error(policy, validation) if validation else None,
-            "rollout_best_val_loss": float(np.mean([e.best_val_loss for e in episodes])),
-            "rollout_base_lrs": [e.base_lr for e in episodes],
-        }
+        episodes = collect(r, None if r == 0 else policy, seeds)
+        record = dagger_round(r, policy, episodes, data, expert, config, rng=rng,
+                              validation=validation, progress_bar=progress_bar)  # fmt: skip
         records.append(record)
         if on_round is not None:
             on_round(record)

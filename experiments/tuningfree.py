@@ -1,0 +1,427 @@
+"""The tuning-free recipe behind ``scripts/train_tuningfree.py``: one policy that corrects
+the base LR it is given.
+
+Stages, each resumable from the run folder:
+
+1. **Reference LR** of the env (``evaluation.reference_lrs``, or the caller's): the LR at
+   which the privileged expert (``experts.privileged``) runs its schedule.
+2. **Round 0 (BC)**: the expert's own episodes on the randomised task (each episode's base
+   LR drawn log-uniformly in ``[reference / spread, reference · spread]``), cloned.
+3. **DAgger rounds**: the current policy's episodes on the same task, every visited state
+   relabelled with the expert's action there, aggregated, refitted
+   (``agents.dagger.dagger_round``).
+
+Episodes run on an evaluation backend (local processes or Ray): the policy of a round is
+written to its file first and every worker loads it. After each round the folder holds
+``rounds/<r>/policy.pt``, the round's labelled states (``data.npz``) and its record
+(``record.json``, written last: a round is done when it exists), so a killed job resumes
+at the first unfinished round and ends exactly as an uninterrupted one (each round's fit
+draws from its own generator, seeded by the run seed and the round).
+
+Per round the record holds the action error (on the round's own states before the refit,
+and on the expert's episodes of model-selection seeds after it) and, on model-selection
+seeds at base LRs ``reference · 2^k``, the policy's final validation and test losses
+beside the expert's (tuned cosine's) on the same seeds. Nothing selects on the test loss:
+the final policy is the last round's. Seeds: round 0 from the run seed's share of the
+demonstration range, later rounds from its RL-training block, checks from
+model-selection and held-out seeds; final evaluations (the LR sweep) use none of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from imitation.data.types import TrajectoryWithRew
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from agents.bc import BCConfig
+from agents.dagger import DAggerConfig, dagger_round, relabel
+from agents.policy import PolicyConfig, load_policy, make_policy, save_policy
+from common import seeds as seed_ranges
+from common.files import atomic_write_bytes, write_json
+from common.plots import Panel, save_panels
+from common.tensorboard import log_hyperparameters
+from envs.rollout import Episode, run_episode
+from evaluation.backends import Backend, LocalBackend
+from evaluation.reference_lrs import reference_lr as reference_entry
+from experts.privileged import PrivilegedSchedulePolicy
+from experts.schedules import SCHEDULES, make_schedule
+
+DEMO_SHARE = 50  # demonstration seeds per run seed: run seed s owns DEMONSTRATIONS[50 s: 50 s + 50]
+
+
+@dataclass(frozen=True)
+class TuningFreeConfig:
+    """What the recipe trains on and how long.
+
+    Attributes:
+        env_id: the registered env id.
+        options: ``gym.make`` options (dataset, total_steps, ...), the same as the
+            reference LR's.
+        reference_lr: the expert's LR (None: ``evaluation.reference_lrs``' entry).
+        schedule: the expert's schedule (``experts.schedules``).
+        spread: base LRs are drawn in ``[reference / spread, reference · spread]``.
+        demo_episodes: the expert's episodes of round 0.
+        rounds: DAgger rounds after round 0.
+        episodes_per_round: the policy's episodes per DAgger round.
+        validation_episodes: the expert's episodes (model-selection seeds, drawn base LRs)
+            on which each round's action error is measured.
+        check_ks: base LRs ``reference · 2^k`` of the per-round loss check.
+        check_seeds: model-selection seeds per ``k`` of that check.
+        curve_ks: base LRs of the final LR-curve plot (one held-out seed each).
+        bc: each round's fit (on the aggregate of every round so far).
+        policy: the actor-critic's architecture.
+    """
+
+    env_id: str = "LRSchedule-MLP-v0"
+    options: dict[str, Any] = field(default_factory=lambda: {"dataset": "mnist"})
+    reference_lr: float | None = None
+    schedule: str = "cosine"
+    spread: float = 8.0
+    demo_episodes: int = 16
+    rounds: int = 4
+    episodes_per_round: int = 16
+    validation_episodes: int = 4
+    check_ks: tuple[int, ...] = (-3, 0, 3)
+    check_seeds: int = 2
+    curve_ks: tuple[int, ...] = (-3, -2, -1, 0, 1, 2, 3)
+    bc: BCConfig = field(default_factory=lambda: BCConfig(epochs=30, critic_epochs=0))
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"schedule={self.schedule!r} is invalid; valid: {', '.join(SCHEDULES)}"
+            )
+        if not self.spread >= 1:
+            raise ValueError(f"spread={self.spread!r} is invalid; expected a number >= 1")
+        for name in ("demo_episodes", "episodes_per_round", "validation_episodes", "check_seeds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; expected >= 1")
+        if self.demo_episodes > DEMO_SHARE:
+            raise ValueError(f"demo_episodes={self.demo_episodes} is invalid; at most {DEMO_SHARE}")
+        if self.rounds < 0:
+            raise ValueError(f"rounds={self.rounds!r} is invalid; expected an integer >= 0")
+
+    def reference(self) -> float:
+        """The expert's LR: the given one, or the reference table's for the env."""
+        if self.reference_lr is not None:
+            return float(self.reference_lr)
+        entry = reference_entry(self.env_id)
+        total = self.options.get("total_steps", entry.total_steps)
+        if (
+            self.options.get("dataset", entry.dataset) != entry.dataset
+            or total != entry.total_steps
+        ):
+            raise ValueError(
+                f"the reference LR of {self.env_id} was tuned on {entry.dataset} with "
+                f"total_steps={entry.total_steps}; options {self.options} differ: pass reference_lr"
+            )
+        return entry.lr
+
+    def round_seeds(self, seed: int) -> list[list[int]]:
+        """Round 0's (demonstration) and each DAgger round's (RL training) episode seeds."""
+        n_seeds = len(seed_ranges.DEMONSTRATIONS) // DEMO_SHARE
+        if not (isinstance(seed, int) and 0 <= seed < n_seeds):
+            raise ValueError(
+                f"run seed {seed!r} is invalid; expected an integer in 0..{n_seeds - 1} (each "
+                f"owns {DEMO_SHARE} demonstration seeds and an RL-training block)"
+            )
+        demos = seed_ranges.DEMONSTRATIONS[seed * DEMO_SHARE : (seed + 1) * DEMO_SHARE]
+        block = seed_ranges.rl_training_block(seed)
+        n = self.episodes_per_round
+        return [list(demos[: self.demo_episodes])] + [
+            list(block[r * n : (r + 1) * n]) for r in range(self.rounds)
+        ]
+
+
+# -- episodes on a backend ---------------------------------------------------------------
+@dataclass(frozen=True)
+class RolloutItem:
+    """One episode for a backend worker: who acts, in which env, from which seed.
+
+    Attributes:
+        env_id, kwargs: the env (``gym.make`` keyword arguments as sorted pairs).
+        policy_file: the policy's file; None: the expert acts.
+        schedule, reference_lr: the expert (privileged under a drawn base LR).
+        seed: the env seed.
+        test: also evaluate the test split after the episode.
+    """
+
+    env_id: str
+    kwargs: tuple[tuple[str, Any], ...]
+    policy_file: str | None
+    schedule: str
+    reference_lr: float
+    seed: int
+    test: bool = False
+
+
+_ENVS: dict[tuple, gym.Env] = {}  # per worker: data loaded once per env
+
+
+def rollout(item: RolloutItem, threads: int = 1) -> tuple[Episode, dict[str, Any] | None]:
+    """Run one item's episode (a pure function of the item); its test metrics if asked."""
+    import torch
+
+    torch.set_num_threads(threads)
+    key = (item.env_id, tuple((k, repr(v)) for k, v in item.kwargs))
+    if key not in _ENVS:
+        if len(_ENVS) >= 8:
+            _ENVS.pop(next(iter(_ENVS))).close()
+        _ENVS[key] = gym.make(item.env_id, **dict(item.kwargs))
+    env = _ENVS[key]
+    if item.policy_file is None:
+        expert = PrivilegedSchedulePolicy(
+            make_schedule(item.schedule), env.action_space, item.reference_lr
+        )
+        from agents.dagger import ExpertActor
+
+        actor: Any = ExpertActor(expert, env)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a fixed base LR is a deliberate transfer
+            actor = load_policy(item.policy_file, env.unwrapped, allow_mismatch=True, device="cpu")
+    episode = run_episode(env, actor, item.seed)
+    test = env.unwrapped.trainee.test_metrics() if item.test else None
+    return episode, test
+
+
+def run_items(backend: Backend, items: Sequence[RolloutItem], desc: str,
+              progress: bool) -> list[tuple[Episode, dict[str, Any] | None]]:  # fmt: skip
+    """Every item's episode, in the items' order, run on ``backend``."""
+    out: list[Any] = [None] * len(items)
+    done = backend.map_unordered(_indexed, list(enumerate(items)))
+    for n, result in tqdm(done, total=len(items), desc=desc, disable=not progress):
+        out[n] = result
+    return out
+
+
+def _indexed(pair: tuple[int, RolloutItem], threads: int) -> tuple[int, Any]:
+    return pair[0], rollout(pair[1], threads)
+
+
+# -- the run folder ------------------------------------------------------------------------
+def _save_round(folder: Path, trajectories: Sequence[TrajectoryWithRew]) -> None:
+    import io
+
+    buf = io.BytesIO()
+    arrays = {}
+    for i, t in enumerate(trajectories):
+        arrays[f"obs_{i}"], arrays[f"acts_{i}"] = t.obs, t.acts
+        arrays[f"rews_{i}"] = t.rews
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(folder / "data.npz", buf.getvalue())
+
+
+def _load_round(folder: Path) -> list[TrajectoryWithRew]:
+    with np.load(folder / "data.npz") as z:
+        n = sum(1 for k in z.files if k.startswith("obs_"))
+        return [TrajectoryWithRew(obs=z[f"obs_{i}"], acts=z[f"acts_{i}"], infos=None,
+                                  terminal=True, rews=z[f"rews_{i}"])
+                for i in range(n)]  # fmt: skip
+
+
+def _check(ks: Sequence[int], n: int) -> list[tuple[int, int]]:
+    seeds = seed_ranges.take("model_selection", n)
+    return [(k, s) for k in ks for s in seeds]
+
+
+def _fixed_kwargs(base: dict[str, Any], lr: float) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((base | {"base_lr": lr, "base_lr_spread": 1.0}).items()))
+
+
+def loss_check(
+    backend: Backend, cfg: TuningFreeConfig, reference: float, policy_file: str | None,
+    progress: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """Final validation and test losses at base LRs ``reference · 2^k`` on model-selection
+    seeds: the policy's, or (``policy_file`` None) the expert's, per ``k`` (mean)."""
+    pairs = _check(cfg.check_ks, cfg.check_seeds)
+    items = [RolloutItem(cfg.env_id, _fixed_kwargs(cfg.options, reference * 2.0**k),
+                         policy_file, cfg.schedule, reference, s, test=True)
+             for k, s in pairs]  # fmt: skip
+    results = run_items(backend, items, "loss check", progress)
+    out: dict[str, Any] = {}
+    for k in cfg.check_ks:
+        rows = [r for (kk, _), r in zip(pairs, results, strict=True) if kk == k]
+        out[str(k)] = {
+            "final_val_loss": float(np.mean([e.val_losses[-1] for e, _ in rows])),
+            "test_loss": float(np.mean([t["test_loss"] for _, t in rows])),
+            "diverged": sum(e.diverged for e, _ in rows),
+        }
+    return out
+
+
+def train_tuningfree(
+    cfg: TuningFreeConfig,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    backend: Backend | None = None,
+    progress: bool = True,
+    record: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the recipe into ``out``; the metrics written to ``metrics.json``.
+
+    Writes ``policy.pt`` (the last round's), ``rounds/<r>/``, ``metrics.json``,
+    ``plots/action_error`` and ``plots/lr_curves`` (PNG + CSV) and TensorBoard logs
+    (``tb/``). A folder holding another configuration is refused.
+    """
+    backend = backend or LocalBackend(workers=0)
+    folder = Path(out)
+    reference = cfg.reference()
+    round_seeds = cfg.round_seeds(seed)
+    settings = {"config": json.loads(json.dumps(dataclasses.asdict(cfg), default=list)),
+                "seed": seed, "reference_lr": reference}  # fmt: skip
+    settings_file = folder / "settings.json"
+    if settings_file.exists():
+        stored = json.loads(settings_file.read_text())
+        if stored != settings:
+            raise ValueError(
+                f"{folder} holds a run of another configuration ({settings_file}); "
+                "give a new --out or the same arguments to resume"
+            )
+    else:
+        write_json(settings_file, settings)
+    kwargs = tuple(
+        sorted((cfg.options | {"base_lr": reference, "base_lr_spread": cfg.spread}).items())
+    )
+    env = gym.make(cfg.env_id, **dict(kwargs))
+    expert = PrivilegedSchedulePolicy(make_schedule(cfg.schedule), env.action_space, reference)
+    dagger = DAggerConfig(rounds=cfg.rounds, bc=cfg.bc)
+    t0 = time.perf_counter()
+
+    def items(policy_file: str | None, seeds: Sequence[int]) -> list[RolloutItem]:
+        return [RolloutItem(cfg.env_id, kwargs, policy_file, cfg.schedule, reference, s)
+                for s in seeds]  # fmt: skip
+
+    validation_seeds = seed_ranges.take("model_selection", cfg.validation_episodes)
+    validation = [relabel(e, expert) for e, _ in
+                  run_items(backend, items(None, validation_seeds), "validation", progress)]  # fmt: skip
+    expert_check_file = folder / "expert_check.json"
+    if expert_check_file.exists():
+        expert_check = json.loads(expert_check_file.read_text())
+    else:
+        expert_check = loss_check(backend, cfg, reference, None, progress)
+        write_json(expert_check_file, expert_check)
+
+    writer = SummaryWriter(folder / "tb")
+    log_hyperparameters(writer, dict(record or {}) | {"seed": seed, "reference_lr": reference})
+    policy = make_policy(env.observation_space, env.action_space, cfg.policy, seed=seed)
+    data: list[TrajectoryWithRew] = []
+    records: list[dict[str, Any]] = []
+    for r, seeds in enumerate(round_seeds):
+        rdir = folder / "rounds" / str(r)
+        if (rdir / "record.json").exists():  # finished before a resume
+            data += _load_round(rdir)
+            records.append(json.loads((rdir / "record.json").read_text()))
+            continue
+        if r > 0:  # the policy this round runs: the last finished round's
+            policy = load_policy(folder / "rounds" / str(r - 1) / "policy.pt", device="cpu")
+            policy.set_training_mode(True)
+        acting = None if r == 0 else str(folder / "rounds" / str(r - 1) / "policy.pt")
+        episodes = [e for e, _ in run_items(backend, items(acting, seeds), f"round {r}", progress)]
+        n_before = len(data)
+        rec = dagger_round(r, policy, episodes, data, expert, dagger,
+                           rng=np.random.default_rng([seed, r]), validation=validation)  # fmt: skip
+        save_policy(policy, rdir / "policy.pt", cfg.policy, env=env, gamma=cfg.bc.gamma)
+        _save_round(rdir, data[n_before:])
+        rec["check"] = loss_check(backend, cfg, reference, str(rdir / "policy.pt"), progress)
+        rec["wall_seconds"] = time.perf_counter() - t0
+        write_json(rdir / "record.json", rec)  # last: the round is done
+        records.append(rec)
+        _log_round(writer, rec, expert_check)
+        print(_describe(rec, expert_check))
+    final = folder / "rounds" / str(len(round_seeds) - 1) / "policy.pt"
+    atomic_write_bytes(folder / "policy.pt", final.read_bytes())
+    curves = lr_curves(backend, cfg, reference, str(folder / "policy.pt"), progress)
+    plot_run(folder, records, curves, reference, cfg.schedule)
+    writer.close()
+    metrics = {
+        "settings": settings,
+        "args": record or {},
+        "rounds": records,
+        "expert_check": expert_check,
+        "lr_curves": curves,
+        "policy": str(folder / "policy.pt"),
+        "wall_seconds_this_invocation": time.perf_counter() - t0,
+        "wall_seconds_rounds": records[-1].get("wall_seconds") if records else None,
+    }
+    write_json(folder / "metrics.json", metrics)
+    return metrics
+
+
+def _log_round(writer: SummaryWriter, rec: dict[str, Any], expert: dict[str, Any]) -> None:
+    r = rec["round"]
+    writer.add_scalar("dagger/action_error_validation", rec["action_error_validation"], r)
+    if rec["action_error_on_visited_before_fit"] is not None:
+        writer.add_scalar(
+            "dagger/action_error_visited", rec["action_error_on_visited_before_fit"], r
+        )
+    writer.add_scalar("dagger/transitions", rec["transitions"], r)
+    for k, row in rec["check"].items():
+        writer.add_scalar(
+            f"check/delta_test_loss_k{k}", row["test_loss"] - expert[k]["test_loss"], r
+        )
+        writer.add_scalar(f"check/delta_val_loss_k{k}",
+                          row["final_val_loss"] - expert[k]["final_val_loss"], r)  # fmt: skip
+    writer.flush()
+
+
+def _describe(rec: dict[str, Any], expert: dict[str, Any]) -> str:
+    deltas = ", ".join(f"k={k}: {row['test_loss'] - expert[k]['test_loss']:+.4f}"
+                       for k, row in rec["check"].items())  # fmt: skip
+    return (f"round {rec['round']}: {rec['transitions']} transitions, action error "
+            f"{rec['action_error_validation']:.3f} (validation); test loss vs expert {deltas}")  # fmt: skip
+
+
+def lr_curves(backend: Backend, cfg: TuningFreeConfig, reference: float, policy_file: str,
+              progress: bool) -> dict[str, Any]:  # fmt: skip
+    """The policy's LR at every action from base LRs ``reference · 2^k`` (one held-out seed)."""
+    seed = seed_ranges.take("held_out", 1)[0]
+    items = [RolloutItem(cfg.env_id, _fixed_kwargs(cfg.options, reference * 2.0**k), policy_file,
+                         cfg.schedule, reference, seed) for k in cfg.curve_ks]  # fmt: skip
+    results = run_items(backend, items, "LR curves", progress)
+    return {str(k): {"step": e.steps.tolist(), "lr": e.lrs.tolist(), "seed": seed,
+                     "final_val_loss": float(e.val_losses[-1])}
+            for k, (e, _) in zip(cfg.curve_ks, results, strict=True)}  # fmt: skip
+
+
+def plot_run(folder: Path, records: Sequence[dict[str, Any]], curves: dict[str, Any],
+             reference: float, schedule: str) -> None:  # fmt: skip
+    """``plots/action_error`` (per round) and ``plots/lr_curves`` (PNG + CSV each)."""
+    rounds = [r["round"] for r in records]
+    series = {
+        "validation (expert's states)": (rounds, [r["action_error_validation"] for r in records])
+    }
+    visited = [(r["round"], r["action_error_on_visited_before_fit"]) for r in records[1:]]
+    if visited:
+        series["the round's own states, before the fit"] = tuple(
+            map(list, zip(*visited, strict=True))
+        )
+    save_panels(folder / "plots" / "action_error",
+                [Panel("DAgger", "round", "mean |action - expert action|", series)])  # fmt: skip
+    s = make_schedule(schedule)
+    first = next(iter(curves.values()))
+    total = max(first["step"])
+    steps = [0, *first["step"]]
+    lr_series = {f"k={k} (base {reference * 2.0 ** int(k):.2g})": (c["step"], c["lr"])
+                 for k, c in curves.items()}  # fmt: skip
+    lr_series[f"expert: {schedule} at the reference {reference:.2g}"] = (
+        steps,
+        [s(st / total) * reference for st in steps],
+    )
+    save_panels(folder / "plots" / "lr_curves",
+                [Panel("the policy from several base LRs", "optimizer step", "LR", lr_series,
+                       logy=True)])  # fmt: skip

@@ -1,0 +1,101 @@
+"""The tuning-free recipe: BC then DAgger from a privileged expert on a randomised base LR.
+
+Each episode's base LR is drawn around the env's reference LR (``--spread``); the expert
+runs its schedule at the reference whatever was drawn, and the policy, which never sees
+the draw, learns to correct it (``experiments.tuningfree``)::
+
+    python scripts/train_tuningfree.py --out runs/tuningfree/mlp_s0 --seed 0 --workers 2
+
+Interrupted, the same command resumes at the first unfinished round. Writes
+``policy.pt``, ``metrics.json``, ``rounds/``, ``plots/`` (PNG + CSV) and ``tb/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, Literal
+
+import tyro
+
+from agents.bc import BCConfig
+from common.cli import parse
+from envs.options import EnvOptions, check_env_ids
+from evaluation.backends import make_backend
+from experiments.tuningfree import TuningFreeConfig, train_tuningfree
+from experts.demos import ExpertName
+
+
+@dataclass(frozen=True)
+class Args:
+    """Train a tuning-free LR policy.
+
+    Attributes:
+        out: the run folder (a resume reopens it).
+        env: registered env id.
+        options: env options (None keeps the id's default); the reference LR's when
+            ``reference_lr`` is not given.
+        reference_lr: the expert's LR (None: ``evaluation.reference_lrs``' entry).
+        expert: the expert's schedule.
+        spread: base LRs drawn in [reference / spread, reference x spread].
+        demo_episodes: the expert's episodes of round 0 (BC).
+        rounds: DAgger rounds after round 0.
+        episodes_per_round: the policy's episodes per DAgger round.
+        epochs: BC epochs of each round's fit (over the aggregate).
+        seed: the run seed (its own demonstration and RL-training seeds; 0..9).
+        backend: local (processes) or ray.
+        workers: local worker processes (Ray: CPUs), None for all cores.
+        threads: torch threads per episode.
+        ray_address: a Ray cluster's address (None starts a local instance).
+        progress: progress bars.
+    """
+
+    out: str
+    env: str = "LRSchedule-MLP-v0"
+    options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=lambda: EnvOptions(dataset="mnist")
+    )
+    reference_lr: float | None = None
+    expert: ExpertName = "cosine"
+    spread: float = 8.0
+    demo_episodes: int = 16
+    rounds: int = 4
+    episodes_per_round: int = 16
+    epochs: int = 30
+    seed: int = 0
+    backend: Literal["local", "ray"] = "local"
+    workers: int | None = None
+    threads: int = 1
+    ray_address: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_env_ids(self.env)
+        config = self.config()  # every value checked before any work
+        config.reference()
+        config.round_seeds(self.seed)
+
+    def config(self) -> TuningFreeConfig:
+        """The recipe's configuration."""
+        return TuningFreeConfig(
+            env_id=self.env, options=self.options.kwargs(), reference_lr=self.reference_lr,
+            schedule=self.expert, spread=self.spread, demo_episodes=self.demo_episodes,
+            rounds=self.rounds, episodes_per_round=self.episodes_per_round,
+            bc=BCConfig(epochs=self.epochs, critic_epochs=0),
+        )  # fmt: skip
+
+
+def main(args: Args) -> dict:
+    """Run (or resume) the recipe; print where the policy went."""
+    backend = make_backend(args.backend, workers=args.workers, threads=args.threads,
+                           ray_address=args.ray_address)  # fmt: skip
+    try:
+        metrics = train_tuningfree(args.config(), args.out, seed=args.seed, backend=backend,
+                                   progress=args.progress, record=asdict(args))  # fmt: skip
+    finally:
+        backend.close()
+    print(f"wrote {metrics['policy']} and {args.out}/metrics.json")
+    return metrics
+
+
+if __name__ == "__main__":
+    main(parse(Args))
