@@ -197,14 +197,19 @@ def policy_name(spec: str) -> str:
     return _policy_spec(spec)[0]
 
 
-def policy_method(spec: str) -> Method:
+def policy_method(spec: str, *, takes_lr: bool = False) -> Method:
     """A saved policy as a method: ``"name=path"`` or a path (named after the file).
 
-    It runs at the base LR its file records (a policy sets multipliers of the base LR it
-    was trained with), or at the env's when the file records none.
+    By default it runs at the base LR its file records (a policy sets multipliers of the
+    base LR it was trained with), or at the env's when the file records none. With
+    ``takes_lr`` it runs at the LR it is given, like a schedule: a tuning-free policy
+    (``experiments.tuningfree``) in an LR-sensitivity sweep, where that LR is the swept
+    one.
     """
     name, path = _policy_spec(spec)
     if not Path(path).is_file():
         raise ValueError(f"policy file {path!r} does not exist")
+    if takes_lr:
+        return Method(name, kind="policy", policy=path, tune=True)
     base_lr = read_policy_file(path).env.get("trainee_options", {}).get("base_lr")
     return Method(name, kind="policy", policy=path, tune=False, base_lr=base_lr)

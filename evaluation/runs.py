@@ -14,6 +14,7 @@ from agents.policy import load_policy
 from envs.rollout import run_episode
 from evaluation.methods import Method
 from evaluation.range_test import RangeTest, range_test_steps, run_range_test
+from evaluation.reward_ranking import PresetReturns
 from experts.policy import SchedulePolicy
 from experts.schedules import make_schedule
 
@@ -108,7 +109,8 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
     fields, ``test_loss`` (and ``test_accuracy`` or ``test_bits_per_char``),
     ``test_split``, ``test_samples``, ``best_val_loss``, ``final_val_loss``, ``loss0``,
     ``diverged``, ``wall_seconds``, ``train_seconds``, ``steps``, ``policy_env_mismatches``,
-    ``given_lr`` (the spec's LR, base LR or ``lr_option``), ``range_test`` and
+    ``given_lr`` (the spec's LR, base LR or ``lr_option``), ``returns`` (the episode's
+    return under every reward preset: ``evaluation.reward_ranking``), ``range_test`` and
     ``budget_steps`` (a range-test method's) and ``curve`` (optimizer step, LR and validation loss after each action). A
     non-finite value is None.
 
@@ -124,7 +126,11 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
         if spec.method.kind == "range_test":
             env, range_test = _after_range_test(spec, env)
         policy, mismatches = _policy(spec.method, env)
-        episode = run_episode(env, policy, spec.seed)
+        returns = PresetReturns(env)  # the return under every reward preset, beside the env's
+        try:
+            episode = run_episode(env, policy, spec.seed)
+        finally:
+            returns.close()
         test = env.unwrapped.trainee.test_metrics()  # the only read of the test split
     finally:
         torch.set_num_threads(previous)
@@ -150,6 +156,7 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
         "train_seconds": float(final["total_train_time"]),
         "steps": int(final["step"]),
         "policy_env_mismatches": mismatches,
+        "returns": returns.finish(episode.final),
         "curve": {
             "step": episode.steps.tolist(),
             "lr": episode.lrs.tolist(),

@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -32,11 +32,13 @@ from common.files import atomic_write_text, write_csv, write_json
 from common.plots import Panel, save_panels
 from common.stats import iqm_interval, paired_difference
 from evaluation.backends import Backend
-from evaluation.methods import METHODS, Method
+from evaluation.methods import METHODS, Method, policy_method
 from evaluation.report import loss_score
+from evaluation.reward_ranking import ranking_markdown, reward_ranking
 from evaluation.runs import RunSpec
 from evaluation.store import RunStore, added_after_results, open_folder
 
+SeedRange = Literal["final_evaluation", "baseline_tuning"]
 TOLERANCE = 0.005  # test loss within which a method "holds" tuned cosine's quality
 K_VALUES = tuple(range(-3, 4))
 
@@ -50,9 +52,12 @@ class Sweep:
         methods: the methods (``reference`` among them, taking an LR).
         reference_lr: the LR at ``k = 0`` (``evaluation.reference_lrs``).
         ks: the exponents of the LR factors.
-        final_seeds: final-evaluation seeds (``common.seeds.FINAL_EVALUATION`` only).
+        final_seeds: the seeds, all of ``seed_range``.
         options: ``gym.make`` options (dataset, total_steps, preset, data_dir...).
         reference: the method every other is compared with, at ``k = 0``.
+        seed_range: ``final_evaluation`` (a comparison of methods), or ``baseline_tuning``
+            for a sweep whose results choose something (the reward presets' ranking,
+            ``evaluation.reward_ranking``), so that no choice is made on final seeds.
     """
 
     env_id: str
@@ -62,6 +67,7 @@ class Sweep:
     final_seeds: tuple[int, ...] = tuple(seed_ranges.take("final_evaluation", 10))
     options: dict[str, Any] = field(default_factory=dict)
     reference: str = "cosine"
+    seed_range: SeedRange = "final_evaluation"
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.methods]
@@ -77,11 +83,15 @@ class Sweep:
             raise ValueError(f"ks={self.ks} must be distinct integers including 0")
         if not (math.isfinite(self.reference_lr) and self.reference_lr > 0):
             raise ValueError(f"reference_lr={self.reference_lr} must be a finite number > 0")
-        final = seed_ranges.FINAL_EVALUATION
+        if self.seed_range not in get_args(SeedRange):
+            raise ValueError(
+                f"seed_range={self.seed_range!r} is invalid; valid: {', '.join(get_args(SeedRange))}"
+            )
+        final = seed_ranges.RANGES[self.seed_range]
         bad = sorted(s for s in self.final_seeds if s not in final)
         if bad or not self.final_seeds:
             raise ValueError(
-                f"final seeds {bad or '(none)'} are invalid: a sweep runs on final-evaluation "
+                f"final seeds {bad or '(none)'} are invalid: this sweep runs on {self.seed_range} "
                 f"seeds only ({final.start}..{final.stop - 1}), never on training or tuning ones"
             )
 
@@ -95,7 +105,8 @@ class Sweep:
         out = []
         for m in self.methods:
             lrs = [self.lr(k) for k in self.ks] if m.takes_lr else [m.base_lr]
-            out += [RunSpec("final", self.env_id, opts, m, lr, s)
+            phase = "final" if self.seed_range == "final_evaluation" else "tune"
+            out += [RunSpec(phase, self.env_id, opts, m, lr, s)
                     for lr in lrs for s in self.final_seeds]  # fmt: skip
         return out
 
@@ -113,7 +124,10 @@ class Sweep:
 
     def to_json(self) -> dict[str, Any]:
         """Plain values, for the run folder's ``grid.json`` (a resume must find the same)."""
-        return json.loads(json.dumps(dataclasses.asdict(self), default=list))
+        out = json.loads(json.dumps(dataclasses.asdict(self), default=list))
+        if self.seed_range == "final_evaluation":  # added later: folders before it match
+            del out["seed_range"]
+        return out
 
 
 def check_action_bounds(
@@ -247,7 +261,8 @@ def sweep_markdown(sweep: Sweep, summary: dict[str, Any], added: Sequence[str] =
     ref = f"{summary['reference']} at k=0 (LR {summary['reference_lr']:.3g})"
     return "\n".join([
         f"## {sweep.env_id}: LR sensitivity\n",
-        f"LR = {summary['reference_lr']:.3g} x 2^k; {len(sweep.final_seeds)} final seeds "
+        f"LR = {summary['reference_lr']:.3g} x 2^k; {len(sweep.final_seeds)} "
+        f"{'final' if sweep.seed_range == 'final_evaluation' else sweep.seed_range} seeds "
         f"({sweep.final_seeds[0]}…{sweep.final_seeds[-1]}); a method without an LR is one "
         "column repeated.\n",
         "### Test loss IQM [95% CI]\n", *loss, "",
@@ -282,9 +297,10 @@ def write_sweep_report(
     folder = Path(folder)
     summary = summarize_sweep(sweep, result["runs"])
     added = result.get("added_after_results", [])
+    ranking = reward_ranking(result["runs"])  # runs stored before returns were recorded: none
     results = {"sweep": sweep.to_json(), "summary": summary,
                "preregistered": result.get("preregistered"), "added_after_results": added,
-               } | (extra or {})  # fmt: skip
+               "reward_ranking": ranking} | (extra or {})  # fmt: skip
     write_json(folder / "results.json", results)
     write_csv(folder / "runs.csv", [
         {"method": r["method"], "k": sweep.k_of(r), "given_lr": r["given_lr"],
@@ -292,20 +308,28 @@ def write_sweep_report(
          "best_val_loss": r.get("best_val_loss"), "diverged": r["diverged"],
          "wall_seconds": r["wall_seconds"]} for r in result["runs"]
     ])  # fmt: skip
-    atomic_write_text(folder / "results.md", sweep_markdown(sweep, summary, added))
+    md = sweep_markdown(sweep, summary, added)
+    if ranking["runs"]:
+        md += "\n## Reward presets vs test loss\n\n" + ranking_markdown(ranking)
+    atomic_write_text(folder / "results.md", md)
     plot_sweep(folder / "plots" / "sweep.png", sweep, summary)
     return results
 
 
 def sweep_from_plan(plan: dict[str, Any], **overrides: Any) -> Sweep:
     """A sweep from a pre-registration plan (``evaluation/plans/*.json``): env, options,
-    methods (names of ``METHODS``), ks, final seeds, reference LR; ``overrides`` on top
-    (e.g. ``data_dir`` into the options is passed as ``options=``)."""
+    methods (names of ``METHODS``), policies (``"name=path"`` of policy files, each run
+    at every swept LR as its base LR: ``policy_method(..., takes_lr=True)``), ks, final
+    seeds, reference LR; ``overrides`` on top (e.g. ``data_dir`` into the options is
+    passed as ``options=``)."""
     unknown = [m for m in plan["methods"] if m not in METHODS]
     if unknown:
         raise ValueError(f"plan methods {unknown} are not methods; valid: {', '.join(METHODS)}")
-    kw = {"env_id": plan["env_id"], "methods": tuple(METHODS[m] for m in plan["methods"]),
+    policies = tuple(policy_method(p, takes_lr=True) for p in plan.get("policies", []))
+    kw = {"env_id": plan["env_id"],
+          "methods": tuple(METHODS[m] for m in plan["methods"]) + policies,
           "reference_lr": float(plan["reference_lr"]), "ks": tuple(plan["ks"]),
           "final_seeds": tuple(plan["final_seeds"]), "options": dict(plan.get("options", {})),
-          "reference": plan.get("reference", "cosine")}  # fmt: skip
+          "reference": plan.get("reference", "cosine"),
+          "seed_range": plan.get("seed_range", "final_evaluation")}  # fmt: skip
     return Sweep(**(kw | overrides))
