@@ -16,7 +16,10 @@ written to its file first and every worker loads it. After each round the folder
 ``rounds/<r>/policy.pt``, the round's labelled states (``data.npz``) and its record
 (``record.json``, written last: a round is done when it exists), so a killed job resumes
 at the first unfinished round and ends exactly as an uninterrupted one (each round's fit
-draws from its own generator, seeded by the run seed and the round).
+draws from its own generator, seeded by the run seed and the round). A resume may ask
+for another number of rounds: round r's seeds do not depend on it, so a finished run is
+extended, or a run is ended at an earlier round, with the same rounds as a run of that
+length from the start.
 
 Per round the record holds the action error (on the round's own states before the refit,
 and on the expert's episodes of model-selection seeds after it) and, on model-selection
@@ -285,15 +288,14 @@ def train_tuningfree(
     settings = {"config": json.loads(json.dumps(dataclasses.asdict(cfg), default=list)),
                 "seed": seed, "reference_lr": reference}  # fmt: skip
     settings_file = folder / "settings.json"
-    if settings_file.exists():
+    if settings_file.exists():  # a resume: the same run, perhaps to another number of rounds
         stored = json.loads(settings_file.read_text())
-        if stored != settings:
+        if _but_rounds(stored) != _but_rounds(settings):
             raise ValueError(
                 f"{folder} holds a run of another configuration ({settings_file}); "
-                "give a new --out or the same arguments to resume"
+                "give a new --out, or the same arguments (--rounds may differ) to resume"
             )
-    else:
-        write_json(settings_file, settings)
+    write_json(settings_file, settings)
     kwargs = tuple(
         sorted((cfg.options | {"base_lr": reference, "base_lr_spread": cfg.spread}).items())
     )
@@ -360,6 +362,12 @@ def train_tuningfree(
     }
     write_json(folder / "metrics.json", metrics)
     return metrics
+
+
+def _but_rounds(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings without the number of rounds: round r's seeds do not depend on it, so a run
+    may be resumed to fewer rounds (ending at that round) or extended by more."""
+    return settings | {"config": {k: v for k, v in settings["config"].items() if k != "rounds"}}
 
 
 def _log_round(writer: SummaryWriter, rec: dict[str, Any], expert: dict[str, Any]) -> None:

@@ -9,11 +9,13 @@ import torch
 from gymnasium.utils import seeding
 
 from agents.bc import BCConfig, train_actor
+from agents.dagger import ExpertActor, relabel
 from agents.policy import PolicyConfig, load_policy, make_policy, save_policy
 from agents.scheduler import LearnedLRScheduler
 from envs.rollout import run_episode
 from experts.demos import to_trajectory
 from experts.policy import SchedulePolicy
+from experts.privileged import PrivilegedSchedulePolicy
 from experts.schedules import Cosine, LinearWarmupDecay
 from tests.spies import spy_lrs
 from trainees import make_trainee
@@ -215,3 +217,24 @@ def test_any_param_groups_keep_their_own_base_lr():
     assert mid == pytest.approx(0.55)
     assert seen[:10] == [[0.1, 0.01]] * 10
     assert seen[10:] == [[pytest.approx(0.1 * mid), pytest.approx(0.01 * mid)]] * 10
+
+
+def test_a_tuning_free_policy_runs_unchanged_from_the_users_lr(tmp_path):
+    """A policy trained on randomised base LRs (``base_lr_spread``) needs nothing but the
+    user's LR: the scheduler's LRs equal the env's at that base LR, bit for bit."""
+    env_id, kwargs, name = MLP
+    trained_on = gym.make(env_id, **kwargs, **SETTINGS, base_lr=4e-3, base_lr_spread=8.0)
+    expert = PrivilegedSchedulePolicy(Cosine(), trained_on.action_space, 4e-3)
+    demo = relabel(run_episode(trained_on, ExpertActor(expert, trained_on), seed=100), expert)
+    policy = make_policy(trained_on.observation_space, trained_on.action_space, SMALL, seed=0)
+    train_actor(policy, [demo], BCConfig(epochs=3, batch_size=4), rng=np.random.default_rng(0),
+                progress_bar=False)  # fmt: skip
+    path = save_policy(policy, tmp_path / "tuningfree.pt", SMALL, env=trained_on, gamma=0.99)
+    user_lr = 1.5e-3  # not the reference, and not what the policy was trained around
+    env = gym.make(env_id, **kwargs, **SETTINGS, base_lr=user_lr)
+    in_env = load_policy(path, env, allow_mismatch=True, device="cpu")
+    expected = env_lrs(env, in_env, seed=3)
+    trainee = make_trainee(name, **kwargs, base_lr=user_lr)
+    assert trainee.base_lr == user_lr  # the optimizer starts at the user's LR
+    got, _ = loop_lrs(trainee, str(path), seed=3)  # the file alone: no base LR, no settings
+    assert got == expected and len({g[0] for g in got}) > 3

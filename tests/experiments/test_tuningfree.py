@@ -1,0 +1,104 @@
+"""The tuning-free recipe: seeds, backends, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from agents.bc import BCConfig
+from agents.policy import read_policy_file
+from common import seeds
+from evaluation.backends import LocalBackend
+from experiments.tuningfree import RolloutItem, TuningFreeConfig, run_items, train_tuningfree
+
+QUAD = "LRSchedule-Quadratic-v0"
+TIMING = ("wall_seconds",)
+
+
+def config(**kw) -> TuningFreeConfig:
+    base = dict(env_id=QUAD, options={"total_steps": 64}, reference_lr=0.01, demo_episodes=2,
+                rounds=1, episodes_per_round=2, validation_episodes=1, check_ks=(-3, 3),
+                check_seeds=1, curve_ks=(-3, 0, 3), bc=BCConfig(epochs=3, critic_epochs=0))  # fmt: skip
+    return TuningFreeConfig(**(base | kw))
+
+
+def records(metrics: dict) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in metrics["rounds"]]
+
+
+def untimed(info: dict) -> dict:
+    return {k: v for k, v in info.items() if "time" not in k}
+
+
+def weights(path) -> dict:
+    return read_policy_file(path).state_dict
+
+
+def same_weights(a, b) -> bool:
+    wa, wb = weights(a), weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_round_seeds_are_each_run_seeds_own_and_in_their_ranges():
+    cfg = TuningFreeConfig(env_id=QUAD, reference_lr=0.01, demo_episodes=16, rounds=3)
+    a, b = cfg.round_seeds(0), cfg.round_seeds(1)
+    assert a[0] == list(range(0, 16)) and b[0] == list(range(50, 66))
+    assert all(s in seeds.DEMONSTRATIONS for s in a[0] + b[0])
+    assert all(s in seeds.rl_training_block(0) for r in a[1:] for s in r)
+    assert all(s in seeds.rl_training_block(1) for r in b[1:] for s in r)
+    flat_a, flat_b = [s for r in a for s in r], [s for r in b for s in r]
+    assert len(set(flat_a)) == len(flat_a) == 16 + 3 * 16 and not set(flat_a) & set(flat_b)
+    with pytest.raises(ValueError, match=r"run seed 10 is invalid; expected an integer in 0\.\.9"):
+        cfg.round_seeds(10)
+
+
+def test_bad_configurations_are_refused_naming_the_value():
+    with pytest.raises(ValueError, match=r"schedule=.cosinus. is invalid; valid: .*cosine"):
+        config(schedule="cosinus")
+    with pytest.raises(ValueError, match=r"spread=0\.5 is invalid"):
+        config(spread=0.5)
+    with pytest.raises(ValueError, match="no reference LR for 'LRSchedule-Quadratic-v0'"):
+        config(reference_lr=None).reference()
+    with pytest.raises(ValueError, match=r"total_steps=2000; options .* differ"):
+        TuningFreeConfig(options={"dataset": "mnist", "total_steps": 100}).reference()
+
+
+def test_a_resume_ends_as_an_uninterrupted_run_and_processes_run_the_same_episodes(tmp_path):
+    local = train_tuningfree(config(), tmp_path / "a", backend=LocalBackend(workers=0),
+                             progress=False)  # fmt: skip
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert [r["round"] for r in local["rounds"]] == [0, 1]
+    assert local["rounds"][1]["transitions"] == 2 * local["rounds"][0]["transitions"]
+    assert set(local["rounds"][1]["check"]) == {"-3", "3"} and set(local["lr_curves"]) == {
+        "-3", "0", "3"}  # fmt: skip
+    # a run killed during round 1: round 0 is on disk, round 1 is not
+    shutil.rmtree(tmp_path / "a" / "rounds" / "1")
+    (tmp_path / "a" / "policy.pt").unlink()
+    resumed = train_tuningfree(config(), tmp_path / "a", backend=LocalBackend(workers=0),
+                               progress=False)  # fmt: skip
+    assert records(resumed) == records(local)
+    assert same_weights(tmp_path / "a" / "policy.pt", tmp_path / "b" / "policy.pt")
+    for name in ("action_error.png", "action_error.csv", "lr_curves.png", "lr_curves.csv"):
+        assert (tmp_path / "a" / "plots" / name).exists()
+    saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert saved["settings"]["reference_lr"] == 0.01 and len(saved["rounds"]) == 2
+    with pytest.raises(ValueError, match="holds a run of another configuration"):
+        train_tuningfree(config(spread=4.0), tmp_path / "a", progress=False)
+    # ended at round 0 instead: that round's policy, as a 0-round run from the start gives
+    shorter = train_tuningfree(config(rounds=0), tmp_path / "a", progress=False)
+    assert records(shorter) == records(local)[:1]
+    assert same_weights(tmp_path / "a" / "policy.pt", tmp_path / "a" / "rounds" / "0" / "policy.pt")
+    # the episodes of a round, in this process and in two worker processes
+    kwargs = (("base_lr", 0.01), ("base_lr_spread", 8.0), ("total_steps", 64))
+    items = [RolloutItem(QUAD, kwargs, policy, "cosine", 0.01, seed)
+             for policy in (None, str(tmp_path / "b" / "policy.pt")) for seed in (5, 6)]  # fmt: skip
+    here = run_items(LocalBackend(workers=0), items, "", progress=False)
+    there = run_items(LocalBackend(workers=2), items, "", progress=False)
+    for (a, _), (b, _) in zip(here, there, strict=True):
+        assert np.array_equal(a.observations, b.observations)
+        assert [untimed(i) for i in a.infos] == [untimed(i) for i in b.infos]
+    assert here[0][0].base_lr != here[1][0].base_lr  # drawn per seed
