@@ -103,13 +103,15 @@ class LRScheduleEnv(gym.Env):
 
     ``info`` has ``lr``, ``train_loss`` (not at reset), ``val_loss``, ``best_val_loss``, ``step`` and
     ``diverged``; at episode end also ``final_train_loss`` (mean minibatch loss of the
-    last env step), ``total_train_time`` (seconds in training and evaluation) and, for a
-    GPT, ``avg_inference_tokens_per_second``.
+    last env step), ``total_train_time`` (seconds in training and evaluation), for a
+    GPT ``avg_inference_tokens_per_second``, and whatever the trainee's optional
+    ``episode_info()`` returns (the LoRA trainee: ``source_loss_start``,
+    ``source_loss_end``, ``forgetting``, ``target_val_loss``, ``train_tokens_per_second``).
 
     ## Arguments
 
     ``LRScheduleEnv(trainee="mlp", render_mode=None, **options)``, where ``trainee`` is a
-    name (``quadratic``, ``mlp``, ``resnet18``, ``gpt``) or any object implementing the
+    name (``quadratic``, ``mlp``, ``resnet18``, ``gpt``, ``lora``) or any object implementing the
     ``trainees.Trainee`` protocol, and options are ``EnvConfig`` fields or the trainee
     config's fields (``total_steps``, ``dataset``, ``preset``, ``base_lr``,
     ``data_dir``...). An unknown option or value is a ``ValueError`` that names the valid
@@ -120,6 +122,7 @@ class LRScheduleEnv(gym.Env):
         gym.make("LRSchedule-MLP-v0")                      # MLP on MNIST
         gym.make("LRSchedule-ResNet18-v0")                 # ResNet-18 on MNIST
         gym.make("LRSchedule-GPT-v0", dataset="enwik8", preset="small")
+        gym.make("LRSchedule-LoRA-v0")                     # LoRA on a pretrained GPT (llm extra)
         gym.make("LRSchedule-Quadratic-v0")                # synthetic, for fast tests
 
     ## Version History
@@ -325,6 +328,9 @@ class LRScheduleEnv(gym.Env):
             "best_val_loss": float(self.signals.best_val),
             "total_train_time": self._train_time,
         }
+        episode_info = getattr(self.trainee, "episode_info", None)
+        if episode_info is not None:  # a trainee's own end-of-run metrics (LoRA: forgetting)
+            info.update(episode_info())
         generate = getattr(self.trainee, "generate", None)
         if generate is not None and self.config.inference_tokens > 0:
             t0 = time.perf_counter()

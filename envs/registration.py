@@ -19,6 +19,15 @@ ENV_SPECS: dict[str, dict] = {
     "LRSchedule-GPT-v0": dict(
         trainee="gpt", dataset="shakespeare_char", preset="tiny", total_steps=2000
     ),
+    # LoRA on a byte-level GPT pretrained on the Python standard library (built once into
+    # the user cache, ~3 min), fine-tuned on tiny Shakespeare: needs the `llm` extra (peft)
+    "LRSchedule-LoRA-v0": dict(
+        trainee="lora",
+        dataset="shakespeare_char",
+        total_steps=400,
+        steps_per_action=16,
+        eval_every=32,
+    ),
     # synthetic linear regression, seconds per episode: for tests and quick experiments
     "LRSchedule-Quadratic-v0": dict(
         trainee="quadratic", total_steps=256, steps_per_action=8, eval_every=16, window=64

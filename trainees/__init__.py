@@ -1,9 +1,11 @@
-"""What is trained: the Trainee contract and the MLP, ResNet-18, GPT and synthetic trainees."""
+"""What is trained: the Trainee contract and the MLP, ResNet-18, GPT, LoRA and synthetic trainees
+(LoRA needs the ``llm`` extra only when one is made)."""
 
 from trainees.base import N_GRAD_BUCKETS, StepStats, Trainee, TraineeConfig
 from trainees.factory import TRAINEES, make_trainee
 from trainees.image import MLPConfig, MLPTrainee, ResNet18Config, ResNet18Trainee
 from trainees.language import GPT_PRESETS, GPTConfig, GPTTrainee
+from trainees.lora import LoRAConfig, LoRATrainee
 from trainees.optimizers import OPTIMIZERS, make_optimizer
 from trainees.quadratic import QuadraticConfig, QuadraticTrainee
 from trainees.torch_trainee import TorchTrainee
@@ -15,6 +17,8 @@ __all__ = [
     "TRAINEES",
     "GPTConfig",
     "GPTTrainee",
+    "LoRAConfig",
+    "LoRATrainee",
     "MLPConfig",
     "MLPTrainee",
     "QuadraticConfig",

@@ -6,17 +6,22 @@ from typing import Any, Literal, get_args
 
 from trainees.image import MLPConfig, MLPTrainee, ResNet18Config, ResNet18Trainee
 from trainees.language import GPTConfig, GPTTrainee
+from trainees.lora import LoRAConfig, LoRATrainee
 from trainees.quadratic import QuadraticConfig, QuadraticTrainee
 from trainees.torch_trainee import TorchTrainee
 
 TraineeName = Literal["quadratic", "mlp", "resnet18", "gpt"]
 TRAINEES: tuple[str, ...] = get_args(TraineeName)
+# trainees that need an optional extra (`pip install -e .[llm]`: peft, transformers, gguf);
+# made by name like the others, but not in TRAINEES, which scripts and benchmarks sweep
+EXTRA_TRAINEES: tuple[str, ...] = ("lora",)
 
 _CLASSES = {
     "quadratic": (QuadraticTrainee, QuadraticConfig),
     "mlp": (MLPTrainee, MLPConfig),
     "resnet18": (ResNet18Trainee, ResNet18Config),
     "gpt": (GPTTrainee, GPTConfig),
+    "lora": (LoRATrainee, LoRAConfig),
 }
 
 
@@ -27,7 +32,8 @@ def trainee_options(name: str) -> frozenset[str]:
         ValueError: an unknown trainee name, naming the valid ones.
     """
     if name not in _CLASSES:
-        raise ValueError(f"unknown trainee {name!r}; valid: {', '.join(TRAINEES)}")
+        valid = ", ".join(TRAINEES + EXTRA_TRAINEES)
+        raise ValueError(f"unknown trainee {name!r}; valid: {valid}")
     return frozenset(_CLASSES[name][1].__dataclass_fields__)
 
 

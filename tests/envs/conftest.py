@@ -10,5 +10,23 @@ def tiny_kwargs(env_id: str, corpus_dir: str) -> dict:
             eval_every=8,
             inference_tokens=8,
         ),
+        # a tiny base pretrained in the test's own cache (a few seconds), then LoRA
+        "LRSchedule-LoRA-v0": dict(
+            data_dir=corpus_dir,
+            total_steps=24,
+            steps_per_action=4,
+            eval_every=8,
+            inference_tokens=8,
+            n_layer=1,
+            n_head=2,
+            n_embd=32,
+            block_size=16,
+            batch_size=4,
+            eval_batches=2,
+            source_eval_windows=8,
+            pretrain_steps=12,
+            pretrain_batch_size=8,
+            corpus_bytes=20_000,
+        ),
         "LRSchedule-Quadratic-v0": dict(),
     }[env_id]

@@ -16,7 +16,11 @@ from envs import ENV_SPECS, FEATURES
 from tests.envs.conftest import tiny_kwargs
 
 IDS = sorted(ENV_SPECS)
-TIMING_KEYS = {"total_train_time", "avg_inference_tokens_per_second"}  # wall-clock, not state
+TIMING_KEYS = {
+    "total_train_time",
+    "avg_inference_tokens_per_second",
+    "train_tokens_per_second",
+}  # wall-clock, not state
 
 
 def rollout(env: gym.Env, seed: int, n_steps: int = 4):
