@@ -226,7 +226,36 @@ def summarize_sweep(sweep: Sweep, runs: Sequence[dict[str, Any]], *, seed: int =
             },
         }
     return {"reference": sweep.reference, "reference_lr": sweep.reference_lr,
-            "tolerance": TOLERANCE, "n_compared": len(methods) - 1, "methods": methods}  # fmt: skip
+            "tolerance": TOLERANCE, "n_compared": len(methods) - 1, "methods": methods,
+            "policies_vs_lr_free": policies_vs_lr_free(sweep, runs, seed=seed)}  # fmt: skip
+
+
+def policies_vs_lr_free(
+    sweep: Sweep, runs: Sequence[dict[str, Any]], *, seed: int = 0
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Each learned policy against each method that takes no LR (Prodigy, D-Adaptation,
+    the range test), at every ``k``: the paired test-loss difference (policy - method) on
+    seeds with its CI; below 0 the policy is better. ``{policy: {method: [per k]}}``."""
+
+    def scores(name: str, k: int | None) -> dict[int, float]:
+        return {r["seed"]: loss_score(r) for r in runs
+                if r["method"] == name and sweep.k_of(r) == k}  # fmt: skip
+
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for pol in (m for m in sweep.methods if m.kind == "policy" and m.takes_lr):
+        for other in (m for m in sweep.methods if not m.takes_lr):
+            base = scores(other.name, None)
+            rows = []
+            for k in sweep.ks:
+                mine = scores(pol.name, k)
+                common = sorted(mine.keys() & base.keys())
+                if common:
+                    diffs = [mine[s] - base[s] for s in common]
+                    rows.append({"k": k, "n": len(common),
+                                 "delta": paired_difference(np.asarray(diffs), seed=seed)})  # fmt: skip
+            if rows:
+                out.setdefault(pol.name, {})[other.name] = rows
+    return out
 
 
 def _fmt_ci(x: dict[str, float], key: str, signed: bool = False) -> str:
@@ -268,7 +297,26 @@ def sweep_markdown(sweep: Sweep, summary: dict[str, Any], added: Sequence[str] =
         "### Test loss IQM [95% CI]\n", *loss, "",
         f"### Δ test loss vs {ref}, paired on seeds [95% CI]\n", *delta, "",
         f"### Summaries ({summary['n_compared']} methods compared with {ref})\n", *summ, "",
+        *_versus_markdown(sweep, summary.get("policies_vs_lr_free", {})),
     ])  # fmt: skip
+
+
+def _versus_markdown(sweep: Sweep, versus: dict[str, Any]) -> list[str]:
+    """The policies-vs-LR-free-methods table (none without policies)."""
+    if not versus:
+        return []
+    lines = ["### Learned policies vs the methods that take no LR: Δ test loss "
+             "(policy - method), paired on seeds [95% CI]; below 0: the policy is better\n",
+             "| policy | vs | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " | CI below 0 at every k (unadjusted) |",
+             "|---|---|" + "---|" * (len(sweep.ks) + 1)]  # fmt: skip
+    for pol, by_method in versus.items():
+        for other, rows in by_method.items():
+            at = {r["k"]: r["delta"] for r in rows}
+            cells = [_fmt_ci(at[k], "mean", signed=True) if k in at else "—" for k in sweep.ks]
+            every = all(k in at and at[k]["ci_high"] < 0 for k in sweep.ks)
+            lines.append(f"| {pol} | {other} | " + " | ".join(cells)
+                         + f" | {'yes' if every else 'no'} |")  # fmt: skip
+    return [*lines, ""]
 
 
 def plot_sweep(path: str | Path, sweep: Sweep, summary: dict[str, Any]) -> Path:

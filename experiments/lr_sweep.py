@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.files import atomic_write_bytes
 from envs.config import EnvConfig
 from evaluation.backends import Backend
 from evaluation.methods import METHODS
@@ -43,18 +44,50 @@ def previous_invocations(results: Path) -> list[dict[str, Any]]:
              "runs": prev["runs_this_invocation"]}]  # fmt: skip
 
 
+def reuse_runs(specs: list, out: str | Path, folders: tuple[str | Path, ...]) -> dict[str, int]:
+    """Copy into ``out/runs`` the runs of ``specs`` that another folder finished and ``out``
+    lacks; how many came from each folder.
+
+    Raises:
+        FileNotFoundError: a folder without ``runs/``.
+    """
+    dest = Path(out) / "runs"
+    counts = {}
+    for folder in folders:
+        src = Path(folder) / "runs"
+        if not src.is_dir():
+            raise FileNotFoundError(f"--reuse {folder}: no runs/ folder there")
+        n = 0
+        for spec in specs:
+            f = src / f"{spec.key}.json"
+            if f.exists() and not (dest / f.name).exists():
+                atomic_write_bytes(dest / f.name, f.read_bytes())
+                n += 1
+        counts[str(folder)] = n
+    return counts
+
+
+def previous_reuse(results: Path) -> dict[str, int]:
+    """The reused-run counts an earlier ``results.json`` of the folder records."""
+    return json.loads(results.read_text()).get("reused_runs", {}) if results.exists() else {}
+
+
 def sweep_job(
     plan_path: str | Path,
     out: str | Path,
     backend: Backend,
     *,
     add_methods: tuple[str, ...] = (),
+    reuse: tuple[str | Path, ...] = (),
     progress: bool = True,
     backend_name: str = "local",
 ) -> dict[str, Any]:
     """Run the sweep a plan pre-registers into ``out`` (resuming what is there).
 
     Methods in ``add_methods`` run too and are labelled *added* (not pre-registered).
+    ``reuse`` names other sweep folders whose finished runs this sweep needs (the same run
+    key: phase, env, method digest, LR and seed, so the very same run); they are copied
+    into ``out`` instead of run again, and ``results.json`` counts them per folder.
 
     Raises:
         ValueError: an unknown method, or a plan that is not a valid sweep.
@@ -67,6 +100,7 @@ def sweep_job(
     sweep = sweep_from_plan(plan | {"methods": [*plan["methods"], *extra]})
     defaults = EnvConfig()
     bounds = check_action_bounds(defaults.min_lr_mult, defaults.max_lr_mult, sweep.ks)
+    reused = reuse_runs(sweep.specs(), out, reuse)
     t0 = time.perf_counter()
     before = sum(1 for _ in (Path(out) / "runs").glob("*.json"))
     result = run_sweep(sweep, out, backend, progress=progress)
@@ -96,5 +130,6 @@ def sweep_job(
         "runs": len(result["runs"]),
         "action_bounds": bounds,
         "reference_lr_entry": dataclasses.asdict(entry) if entry else None,
+        "reused_runs": reused | previous_reuse(Path(out) / "results.json"),
     }
     return write_sweep_report(out, sweep, result, extra=info)

@@ -26,6 +26,8 @@ class Args:
             methods, k values, final seeds, reference LR.
         out: the run folder (a resume reopens it).
         add_methods: methods run beside the plan's, labelled as added.
+        reuse: other sweep folders whose finished runs of this sweep (same run key) are
+            copied instead of run again.
         backend: local (processes) or ray (one Ray task per run).
         workers: local worker processes (Ray: CPUs), None for all cores.
         threads: torch threads per run (the same on both backends).
@@ -36,6 +38,7 @@ class Args:
     plan: str
     out: str
     add_methods: tuple[str, ...] = ()
+    reuse: tuple[str, ...] = ()
     backend: Literal["local", "ray"] = "local"
     workers: int | None = None
     threads: int = 1
@@ -48,7 +51,7 @@ def main(args: Args) -> None:
                            ray_address=args.ray_address)  # fmt: skip
     try:
         results = sweep_job(args.plan, args.out, backend, add_methods=args.add_methods,
-                            progress=args.progress, backend_name=args.backend)  # fmt: skip
+                            reuse=args.reuse, progress=args.progress, backend_name=args.backend)  # fmt: skip
     finally:
         backend.close()
     print(f"{results['runs']} runs ({results['runs_this_invocation']} this time, "

@@ -9,6 +9,7 @@ import gymnasium as gym
 import pytest
 
 import evaluation.store as store_module
+from agents.policy import PolicyConfig, make_policy, save_policy
 from common import seeds
 from envs.config import EnvConfig
 from evaluation.backends import LocalBackend, RayBackend
@@ -27,6 +28,7 @@ from experiments.lr_sweep import sweep_job
 QUAD = "LRSchedule-Quadratic-v0"
 TIMING = ("wall_seconds", "train_seconds")
 PLANS = Path(__file__).resolve().parents[2] / "evaluation" / "plans"
+TINY = PolicyConfig(features_dim=8, patch_size=8, d_model=8, n_layers=1)
 
 
 def small(*names: str, **kw) -> Sweep:
@@ -179,3 +181,39 @@ def test_the_job_writes_tables_plot_and_labels_added_methods(tmp_path):
     assert (out / "plots" / "sweep.png").exists() and (out / "plots" / "sweep.csv").exists()
     rows = (out / "plots" / "sweep.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 * 2 * 3  # header; 3 methods x 2 ks x (IQM, CI low, CI high)
+
+
+def test_a_plans_policies_run_at_every_swept_lr_and_finished_runs_are_reused(tmp_path):
+    env = gym.make(QUAD, total_steps=32)
+    policy = make_policy(env.observation_space, env.action_space, TINY, seed=0)
+    path = save_policy(policy, tmp_path / "tf.pt", TINY, env=env, gamma=0.99)
+    first = {"env_id": QUAD, "options": {"total_steps": 32}, "reference_lr": 0.01, "ks": [-1, 0],
+             "final_seeds": [10_000, 10_001], "methods": ["cosine", "prodigy_cosine"]}  # fmt: skip
+    (tmp_path / "first.json").write_text(json.dumps(first))
+    sweep_job(tmp_path / "first.json", tmp_path / "a", LocalBackend(workers=0), progress=False)
+    plan = first | {"policies": [f"tf={path}"]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    sweep = sweep_from_plan(plan)
+    specs = [s for s in sweep.specs() if s.method.name == "tf"]
+    assert sorted((s.base_lr, s.seed) for s in specs) == [
+        (0.005, 10_000), (0.005, 10_001), (0.01, 10_000), (0.01, 10_001)]  # fmt: skip
+    results = sweep_job(tmp_path / "plan.json", tmp_path / "b", LocalBackend(workers=0),
+                        reuse=(tmp_path / "a",), progress=False)  # fmt: skip
+    assert results["reused_runs"] == {str(tmp_path / "a"): 6}  # cosine 2 ks + prodigy, 2 seeds
+    assert results["runs_this_invocation"] == 4 and results["runs"] == 10  # only the policy's
+    assert results["preregistered"] == ["cosine", "prodigy_cosine", "tf"]
+    runs = json.loads((tmp_path / "b" / "results.json").read_text())
+    for r in (json.loads(f.read_text()) for f in (tmp_path / "b" / "runs").glob("*tf-*.json")):
+        assert r["base_lr"] == r["given_lr"]  # the swept LR is the policy's base LR
+    versus = runs["summary"]["policies_vs_lr_free"]["tf"]["prodigy_cosine"]
+    assert [v["k"] for v in versus] == [-1, 0] and all(v["n"] == 2 for v in versus)
+    tf = {json.loads(f.read_text())["seed"]: json.loads(f.read_text())
+          for f in (tmp_path / "b" / "runs").glob("*tf-*lr0.005__*.json")}  # fmt: skip
+    pr = {json.loads(f.read_text())["seed"]: json.loads(f.read_text())
+          for f in (tmp_path / "b" / "runs").glob("*prodigy_cosine-*.json")}  # fmt: skip
+    diffs = [tf[s]["test_loss"] - pr[s]["test_loss"] for s in (10_000, 10_001)]
+    assert versus[0]["delta"]["mean"] == pytest.approx(sum(diffs) / 2)
+    assert "| tf | prodigy_cosine |" in (tmp_path / "b" / "results.md").read_text()
+    with pytest.raises(FileNotFoundError, match="no runs/ folder"):
+        sweep_job(tmp_path / "plan.json", tmp_path / "c", LocalBackend(workers=0),
+                  reuse=(tmp_path / "nothing",), progress=False)  # fmt: skip
