@@ -110,7 +110,8 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
     ``test_split``, ``test_samples``, ``best_val_loss``, ``final_val_loss``, ``loss0``,
     ``diverged``, ``wall_seconds``, ``train_seconds``, ``steps``, ``policy_env_mismatches``,
     ``given_lr`` (the spec's LR, base LR or ``lr_option``), ``returns`` (the episode's
-    return under every reward preset: ``evaluation.reward_ranking``), ``range_test`` and
+    return under every reward preset: ``evaluation.reward_ranking``), ``final_info`` (the
+    numbers of the last step's ``info``, a trainee's own end-of-run metrics among them), ``range_test`` and
     ``budget_steps`` (a range-test method's) and ``curve`` (optimizer step, LR and validation loss after each action). A
     non-finite value is None.
 
@@ -157,6 +158,12 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
         "steps": int(final["step"]),
         "policy_env_mismatches": mismatches,
         "returns": returns.finish(episode.final),
+        # the last info's numbers: a trainee's own end-of-run metrics (LoRA: forgetting)
+        "final_info": {
+            k: _finite(float(v))
+            for k, v in final.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
         "curve": {
             "step": episode.steps.tolist(),
             "lr": episode.lrs.tolist(),

@@ -227,7 +227,8 @@ def summarize_sweep(sweep: Sweep, runs: Sequence[dict[str, Any]], *, seed: int =
         }
     return {"reference": sweep.reference, "reference_lr": sweep.reference_lr,
             "tolerance": TOLERANCE, "n_compared": len(methods) - 1, "methods": methods,
-            "policies_vs_lr_free": policies_vs_lr_free(sweep, runs, seed=seed)}  # fmt: skip
+            "policies_vs_lr_free": policies_vs_lr_free(sweep, runs, seed=seed),
+            "forgetting": forgetting_summary(sweep, runs, seed=seed)}  # fmt: skip
 
 
 def policies_vs_lr_free(
@@ -298,7 +299,38 @@ def sweep_markdown(sweep: Sweep, summary: dict[str, Any], added: Sequence[str] =
         f"### Δ test loss vs {ref}, paired on seeds [95% CI]\n", *delta, "",
         f"### Summaries ({summary['n_compared']} methods compared with {ref})\n", *summ, "",
         *_versus_markdown(sweep, summary.get("policies_vs_lr_free", {})),
+        *_forgetting_markdown(sweep, summary.get("forgetting", {})),
     ])  # fmt: skip
+
+
+def forgetting_summary(sweep: Sweep, runs: Sequence[dict[str, Any]], *, seed: int = 0) -> dict:
+    """Per method and ``k``: the IQM [CI] of ``final_info["forgetting"]`` (a LoRA run's
+    source-corpus loss at the end minus at the start), for runs that report it."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for m in sweep.methods:
+        for k in sweep.ks if m.takes_lr else [None]:
+            values = [r["final_info"]["forgetting"] for r in runs
+                      if r["method"] == m.name and sweep.k_of(r) == k
+                      and (r.get("final_info") or {}).get("forgetting") is not None]  # fmt: skip
+            if values:
+                out.setdefault(m.name, []).append({"k": k, "n": len(values),
+                                                   "forgetting": iqm_interval(values, seed=seed)})  # fmt: skip
+    return out
+
+
+def _forgetting_markdown(sweep: Sweep, forgetting: dict[str, Any]) -> list[str]:
+    """The forgetting table (none when no run reports forgetting)."""
+    if not forgetting:
+        return []
+    lines = ["### Forgetting: source-corpus loss at the end minus at the start, IQM [95% CI]\n",
+             "| method | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " |",
+             "|---|" + "---|" * len(sweep.ks)]  # fmt: skip
+    for name, rows in forgetting.items():
+        at = {r["k"]: r["forgetting"] for r in rows}
+        cells = [_fmt_ci(at[None], "iqm") if None in at else
+                 (_fmt_ci(at[k], "iqm") if k in at else "—") for k in sweep.ks]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _versus_markdown(sweep: Sweep, versus: dict[str, Any]) -> list[str]:
