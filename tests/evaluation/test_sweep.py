@@ -19,6 +19,7 @@ from evaluation.runs import RunSpec, execute
 from evaluation.sweep import (
     Sweep,
     check_action_bounds,
+    forgetting_summary,
     run_sweep,
     summarize_sweep,
     sweep_from_plan,
@@ -217,3 +218,17 @@ def test_a_plans_policies_run_at_every_swept_lr_and_finished_runs_are_reused(tmp
     with pytest.raises(FileNotFoundError, match="no runs/ folder"):
         sweep_job(tmp_path / "plan.json", tmp_path / "c", LocalBackend(workers=0),
                   reuse=(tmp_path / "nothing",), progress=False)  # fmt: skip
+
+
+def test_forgetting_is_summarised_for_runs_that_report_it():
+    sweep = small("cosine", "prodigy_cosine", ks=(0, 1))
+    runs = [
+        {"method": "cosine", "given_lr": lr, "seed": s, "final_info": {"forgetting": f}}
+        for lr, s, f in [(0.01, 10_000, 0.5), (0.01, 10_001, 0.7), (0.02, 10_000, 1.0)]
+    ]
+    runs.append({"method": "prodigy_cosine", "given_lr": None, "seed": 10_000, "final_info": {}})
+    out = forgetting_summary(sweep, runs)
+    assert list(out) == ["cosine"]  # prodigy's run reports none
+    assert [(r["k"], r["n"]) for r in out["cosine"]] == [(0, 2), (1, 1)]
+    assert out["cosine"][0]["forgetting"]["iqm"] == pytest.approx(0.6)  # IQM of two: the mean
+    assert out["cosine"][1]["forgetting"]["iqm"] == pytest.approx(1.0)
