@@ -1,8 +1,15 @@
-"""Test helpers that watch what an env does to its trainee."""
+"""Test helpers: what an env does to its trainee, and a policy that reads the signals."""
 
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
+
+from envs.actions import ContinuousLogMultiplier
+from envs.observation import FEATURES
+
+_COLUMNS = {name: FEATURES.index(name) for name in ("log_train_loss", "log_val_loss")}
+_GRADS = [i for i, name in enumerate(FEATURES) if name.startswith("log_grad_norm_")]
 
 
 def spy_lrs(env: gym.Env) -> list[list[float]]:
@@ -21,3 +28,24 @@ def spy_lrs(env: gym.Env) -> list[list[float]]:
 
     trainee.train_step = spying
     return seen
+
+
+class SignalPolicy:
+    """The log LR multiplier from the newest train loss, val loss and gradient norms:
+    ``bias + train * log_train_loss + val * log_val_loss - 0.5 * mean(log_grad_norms)``.
+
+    Quantised to 1/8, so that a rounding difference in a signal does not change the LR
+    but a wrong reading (a missing evaluation, a loss scaled wrongly) does.
+    """
+
+    action_space = ContinuousLogMultiplier(0.1, 10.0).space
+
+    def __init__(self, bias: float, train: float, val: float) -> None:
+        self.bias, self.train, self.val = bias, train, val
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):
+        row = np.asarray(obs, dtype=np.float64)[-1]
+        raw = (self.bias + self.train * row[_COLUMNS["log_train_loss"]]
+               + self.val * row[_COLUMNS["log_val_loss"]] - 0.5 * row[_GRADS].mean())  # fmt: skip
+        low, high = float(self.action_space.low[0]), float(self.action_space.high[0])
+        return np.array([np.clip(np.round(raw * 8) / 8, low, high)], np.float32), state

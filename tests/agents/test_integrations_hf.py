@@ -6,7 +6,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are built from configs: never download
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,35 +16,16 @@ from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback, TrainingA
 
 from agents.integrations.hf import LearnedLRTrainer
 from agents.scheduler import LearnedLRScheduler
-from envs.actions import ContinuousLogMultiplier
-from envs.observation import FEATURES
+from tests import spies
 
 VOCAB, SEQ, BATCH = 48, 16, 4
 TOTAL, EVAL_EVERY, SAVE_EVERY, LR, MAX_NORM = 16, 4, 5, 3e-3, 0.5
 SETTINGS = dict(window=16, steps_per_action=2, eval_every=4, min_lr_mult=0.1, max_lr_mult=10.0)
-COLUMNS = {name: FEATURES.index(name) for name in ("log_train_loss", "log_val_loss")}
-GRADS = [i for i, name in enumerate(FEATURES) if name.startswith("log_grad_norm_")]
 
 
-class SignalPolicy:
-    """The log LR multiplier from the newest train loss, val loss and gradient norms.
-
-    Quantised to 1/8, so that a rounding difference in a signal does not change the LR
-    but a wrong reading (a missing evaluation, a loss scaled wrongly) does.
-    """
-
-    action_space = ContinuousLogMultiplier(0.1, 10.0).space
-
-    def predict(self, obs, state=None, episode_start=None, deterministic=True):
-        row = np.asarray(obs, dtype=np.float64)[-1]
-        raw = (
-            2.0
-            + 8.0 * row[COLUMNS["log_train_loss"]]
-            + 20.0 * row[COLUMNS["log_val_loss"]]
-            - 0.5 * row[GRADS].mean()
-        )
-        low, high = float(self.action_space.low[0]), float(self.action_space.high[0])
-        return np.array([np.clip(np.round(raw * 8) / 8, low, high)], np.float32), state
+def SignalPolicy() -> spies.SignalPolicy:  # noqa: N802 (a policy class's stand-in)
+    """This module's signal-reading policy (``tests.spies.SignalPolicy``)."""
+    return spies.SignalPolicy(bias=2.0, train=8.0, val=20.0)
 
 
 def sequences(n: int, seed: int) -> list[dict[str, torch.Tensor]]:
@@ -72,13 +52,7 @@ def labels(ids: torch.Tensor) -> torch.Tensor:
 TRAIN, VAL = sequences(64, seed=1), sequences(8, seed=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: for a model this small, more only wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_gpt2() -> GPT2LMHeadModel:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,34 +13,15 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
 
 from agents.integrations.lightning import LearnedLRCallback  # noqa: E402
 from agents.scheduler import LearnedLRScheduler  # noqa: E402
-from envs.actions import ContinuousLogMultiplier  # noqa: E402
-from envs.observation import FEATURES  # noqa: E402
+from tests import spies  # noqa: E402
 
 BATCH, N_TRAIN, EPOCHS, VAL_EVERY, LR, CLIP = 4, 32, 3, 4, 0.05, 0.5
 SETTINGS = dict(window=16, steps_per_action=2, eval_every=4, min_lr_mult=0.1, max_lr_mult=10.0)
-COLUMNS = {name: FEATURES.index(name) for name in ("log_train_loss", "log_val_loss")}
-GRADS = [i for i, name in enumerate(FEATURES) if name.startswith("log_grad_norm_")]
 
 
-class SignalPolicy:
-    """The log LR multiplier from the newest train loss, val loss and gradient norms.
-
-    Quantised to 1/8, so that a rounding difference in a signal does not change the LR
-    but a wrong reading (a missing evaluation, a loss scaled wrongly) does.
-    """
-
-    action_space = ContinuousLogMultiplier(0.1, 10.0).space
-
-    def predict(self, obs, state=None, episode_start=None, deterministic=True):
-        row = np.asarray(obs, dtype=np.float64)[-1]
-        raw = (
-            1.0
-            + 2.0 * row[COLUMNS["log_train_loss"]]
-            + 4.0 * row[COLUMNS["log_val_loss"]]
-            - 0.5 * row[GRADS].mean()
-        )
-        low, high = float(self.action_space.low[0]), float(self.action_space.high[0])
-        return np.array([np.clip(np.round(raw * 8) / 8, low, high)], np.float32), state
+def SignalPolicy() -> spies.SignalPolicy:  # noqa: N802 (a policy class's stand-in)
+    """This module's signal-reading policy (``tests.spies.SignalPolicy``)."""
+    return spies.SignalPolicy(bias=1.0, train=2.0, val=4.0)
 
 
 def regression(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,13 +33,7 @@ def regression(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 TRAIN, VAL = regression(N_TRAIN, seed=1), regression(16, seed=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: for a model this small, more only wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_net() -> nn.Module:
