@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VERSION = 1
+VERSION = 2  # 2: LRSchedule-LoRA-v0 added (the others unchanged)
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,17 @@ REFERENCE_LRS: dict[str, ReferenceLR] = {
         "--n-tuning-seeds 1 --lr-factors 0.25 1 4 --methods cosine cosine_untuned --workers 2 "
         "--threads 1",
         commit="b3e566e", date="2026-11-23",
+    ),
+    "LRSchedule-LoRA-v0": ReferenceLR(
+        lr=1.2e-2, trainee="lora (r 8, GPT-tiny base pretrained on the stdlib)",
+        dataset="shakespeare_char", total_steps=400,
+        tuning="tuning seeds 2000-2001, LR 3e-3 x {0.25, 0.5, 1, 2, 4}; mean final val loss "
+        "2.2691 2.1863 2.1371 2.1172 2.1139: at the grid's edge (flagged at_edge), 6e-3 and "
+        "1.2e-2 barely separated",
+        command="python scripts/evaluate.py --out runs/evaluate/lora_tune --env "
+        "LRSchedule-LoRA-v0 --n-final-seeds 1 --n-tuning-seeds 2 --lr-factors 0.25 0.5 1 2 4 "
+        "--methods cosine --workers 1 --threads 1",
+        commit="453a4b4", date="2026-12-01",
     ),
 }  # fmt: skip
 
