@@ -13,6 +13,10 @@ written by BC (``agents.policy``) and adds three safeguards, each switchable:
   ``train/kl_to_bc``: RL fine-tuning otherwise forgets the demonstrations in a few
   updates.
 
+Given a ``agents.privileged.VecPrivileged`` env (the task's features as extra observation
+columns), the policy is a ``PrivilegedActorCritic``: the critic sees the task, the actor
+(loaded from the file, and the part that is saved and deployed) never does.
+
 It also clips the actor's and the critic's gradients separately (SB3 clips them
 together, so a critic with large returns throttles the actor), also switchable. Everything
 else is SB3's PPO: rollouts, GAE, the clipped objective, ``target_kl`` early stopping,
@@ -47,9 +51,13 @@ from stable_baselines3.common.utils import explained_variance, set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.bc import critic_parameters
-from agents.policy import (
-    PolicyFile,
-    make_policy,
+from agents.policy import PolicyConfig, PolicyFile, make_policy
+from agents.privileged import (
+    N_PRIVILEGED,
+    PrivilegedActorCritic,
+    augmented_space,
+    load_plain_state,
+    privileged_kwargs,
 )
 from common.checks import check as check_value
 
@@ -145,16 +153,21 @@ class FinetunedPPO(PPO):
         **kwargs: Any,
     ) -> None:
         config = config or FinetuneConfig()
+        # a VecPrivileged env (the task's features as extra columns): the critic sees them
+        self.privileged = env.observation_space == augmented_space(policy_file.observation_space)
         if (
-            env.observation_space != policy_file.observation_space
-            or env.action_space != policy_file.action_space
-        ):
+            not self.privileged and env.observation_space != policy_file.observation_space
+        ) or env.action_space != policy_file.action_space:
             raise ValueError(
                 f"the env's spaces {env.observation_space}, {env.action_space} are not the "
-                f"policy's {policy_file.observation_space}, {policy_file.action_space}"
+                f"policy's {policy_file.observation_space}, {policy_file.action_space} "
+                "(nor those with the privileged task columns of agents.privileged)"
             )
+        policy_kwargs = (privileged_kwargs if self.privileged else PolicyConfig.policy_kwargs)(
+            policy_file.config
+        )
         super().__init__(
-            ActorCriticPolicy,
+            PrivilegedActorCritic if self.privileged else ActorCriticPolicy,
             env,
             learning_rate=config.learning_rate,
             n_steps=config.n_steps,
@@ -167,13 +180,16 @@ class FinetunedPPO(PPO):
             vf_coef=config.vf_coef,
             max_grad_norm=config.max_grad_norm,
             target_kl=config.target_kl,
-            policy_kwargs=policy_file.config.policy_kwargs(),
+            policy_kwargs=policy_kwargs,
             seed=seed,
             **kwargs,
         )
         self.finetune_config = config
         self.policy_config = policy_file.config
-        self.policy.load_state_dict(policy_file.state_dict)
+        if self.privileged:  # the actor and the critic's window part; the task term starts at 0
+            load_plain_state(self.policy, policy_file.state_dict)
+        else:
+            self.policy.load_state_dict(policy_file.state_dict)
         self.bc_policy = make_policy(
             policy_file.observation_space, policy_file.action_space, policy_file.config
         )
@@ -220,8 +236,9 @@ class FinetunedPPO(PPO):
         """Mean KL(pi_BC(.|s) || pi(.|s)) over the observations ``obs``."""
         if dist is None:
             dist = self.policy.get_distribution(obs)
-        with torch.no_grad():
-            ref = self.bc_policy.get_distribution(obs)
+        with torch.no_grad():  # the BC policy reads the env's own columns only
+            ref = self.bc_policy.get_distribution(obs[..., :-N_PRIVILEGED] if self.privileged
+                                                  else obs)  # fmt: skip
         kl = torch.distributions.kl_divergence(ref.distribution, dist.distribution)
         return (sum_independent_dims(kl) if kl.dim() > 1 else kl).mean()
 

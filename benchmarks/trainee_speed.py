@@ -1,7 +1,9 @@
 """How fast the trainees train: milliseconds per optimizer step, tokens/s for the GPT presets.
 
 :func:`benchmark_trainees` is the job behind ``scripts/bench_trainees.py``; a benchmark
-name (``BENCHMARKS``) is a trainee, or the GPT in one of its presets.
+name (``BENCHMARKS``) is a trainee, the GPT in one of its presets, or the LoRA trainee on
+one of its bases (``lora-gpt``, ``lora-smollm2``: the ``llm`` extra; the GPT base is
+pretrained on first use, the SmolLM2 base needs its GGUF file).
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ import torch
 
 from common.files import write_json
 from trainees import GPT_PRESETS, TRAINEES, GPTTrainee, TorchTrainee, make_trainee
+from trainees.lora import BASES as LORA_BASES
 
 # a trainee, or the GPT in one of its presets (tests keep this equal to BENCHMARKS)
-BenchName = Literal["quadratic", "mlp", "resnet18", "gpt-tiny", "gpt-small"]
-BENCHMARKS: tuple[str, ...] = tuple(t for t in TRAINEES if t != "gpt") + tuple(
-    f"gpt-{p}" for p in GPT_PRESETS
+BenchName = Literal[
+    "quadratic", "mlp", "resnet18", "gpt-tiny", "gpt-small", "lora-gpt", "lora-smollm2"
+]
+BENCHMARKS: tuple[str, ...] = (
+    tuple(t for t in TRAINEES if t != "gpt")
+    + tuple(f"gpt-{p}" for p in GPT_PRESETS)
+    + tuple(f"lora-{b}" for b in LORA_BASES)
 )
 
 
@@ -36,6 +43,8 @@ def build(name: str, dataset: str) -> TorchTrainee:
     """The trainee a benchmark name stands for."""
     if name.startswith("gpt-"):
         return make_trainee("gpt", preset=name.removeprefix("gpt-"))
+    if name.startswith("lora-"):
+        return make_trainee("lora", base=name.removeprefix("lora-"))
     if name in ("mlp", "resnet18"):
         return make_trainee(name, dataset=dataset)
     return make_trainee(name)

@@ -49,6 +49,8 @@ class EnvOptions:
         action_type: continuous | discrete.
         initial_lr_mult: LR multiplier before the first discrete action.
         reward: reward preset (stability | neg_val_loss | val_improvement | best_minus_val).
+        base_lr_spread: task randomisation: each episode's base LR drawn log-uniformly in
+            [base_lr / spread, base_lr x spread] (1: none).
     """
 
     dataset: DatasetName | None = None
@@ -62,6 +64,7 @@ class EnvOptions:
     action_type: ActionType | None = None
     initial_lr_mult: float | None = None
     reward: RewardName | None = None
+    base_lr_spread: float | None = None
 
     def kwargs(self) -> dict[str, Any]:
         """The options that are set, as ``gym.make`` keyword arguments."""

@@ -36,6 +36,7 @@ from agents.policy import (
     save_policy,
 )
 from agents.ppo import FinetuneConfig, FinetunedPPO
+from agents.privileged import PRIVILEGED_FEATURES, VecPrivileged, deployable
 from common.cli import ArgumentError
 from common.files import run_dir, write_json
 from common.plots import Panel, save_panels, schedule_panels
@@ -103,7 +104,8 @@ class _Job:
         return self.folder / "policies" / "ppo_best.pt"
 
     def evaluate(self, model: FinetunedPPO) -> None:
-        runs = run_episodes(self.eval_env, model.policy, self.eval_seeds)
+        policy = deployable(model.policy, model.policy_config)  # the actor on the env's own obs
+        runs = run_episodes(self.eval_env, policy, self.eval_seeds)
         entry = {"timesteps": model.num_timesteps, "rollouts": model.rollouts_done,
                  "policy_sha1": policy_digest(model.policy)} | summarize_episodes(runs)  # fmt: skip
         self.history.append(entry)
@@ -116,10 +118,8 @@ class _Job:
         model.logger.dump(model.num_timesteps)
         if entry["mean_return"] > self.best_return:
             self.best_return = entry["mean_return"]
-            self.best_state = {
-                k: v.detach().cpu().clone() for k, v in model.policy.state_dict().items()
-            }
-            save_policy(model.policy, self.best_path, model.policy_config, env=self.eval_env,
+            self.best_state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+            save_policy(policy, self.best_path, model.policy_config, env=self.eval_env,
                         gamma=self.gamma)  # fmt: skip
         write_json(self.folder / "history.json", self.history)
 
@@ -190,6 +190,7 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     device: str = "auto",
+    reference_lr: float | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the BC policy ``init`` with PPO; write policies, metrics and plots to ``folder``.
 
@@ -221,6 +222,10 @@ def finetune(
             checkpoint, so it is not bit-identical to an uninterrupted run.
         progress: SB3's progress bar.
         device: ``auto``, ``cpu`` or ``cuda``.
+        reference_lr: a privileged critic (``agents.privileged``): the critic is told each
+            training episode's ``log(reference_lr / base_lr)`` and trainee, the actor never
+            is; for envs that draw their base LR (``base_lr_spread``). None: SB3's critic.
+            Evaluations, saved policies and the report use the actor alone.
 
     Returns:
         The metrics written to ``folder/metrics.json``.
@@ -247,6 +252,8 @@ def finetune(
     for mismatch in check_env(saved.env, eval_env, allow_mismatch=True, source=str(init)):
         warnings.warn(f"fine-tuning {init} on another env: {mismatch}", stacklevel=2)
     vec = make_batched_vec_env(env_id, n_envs, episode_seeds=block, **kwargs)
+    if reference_lr is not None:
+        vec = VecPrivileged(vec, reference_lr)
     model = FinetunedPPO(vec, saved, config, seed=seed, device=device,
                          tensorboard_log=str(folder / "tb"))  # fmt: skip
     job = _Job(folder, eval_env, take("model_selection", eval_episodes), eval_every,
@@ -263,7 +270,8 @@ def finetune(
     if job.history[-1]["timesteps"] != model.num_timesteps:
         job.evaluate(model)
     seconds = time.perf_counter() - t0
-    final_path = save_policy(model.policy, folder / "policies" / "ppo_final.pt", saved.config,
+    final_path = save_policy(deployable(model.policy, saved.config),
+                             folder / "policies" / "ppo_final.pt", saved.config,
                              env=eval_env, gamma=saved.gamma)  # fmt: skip
     job.checkpoint(model)
     report = compare_to_start(init, folder, eval_env, report_episodes, expert)
@@ -274,6 +282,9 @@ def finetune(
         "expert": expert,
         "seed": seed,
         "n_envs": n_envs,
+        "privileged_critic": {"reference_lr": reference_lr, "features": PRIVILEGED_FEATURES}
+        if reference_lr is not None
+        else None,
         "total_timesteps": model.num_timesteps,
         "vec_env": type(vec.unwrapped).__name__,
         "training_seeds": vec.episode_seeds.state_dict(),

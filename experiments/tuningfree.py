@@ -10,6 +10,12 @@ Stages, each resumable from the run folder:
 3. **DAgger rounds**: the current policy's episodes on the same task, every visited state
    relabelled with the expert's action there, aggregated, refitted
    (``agents.dagger.dagger_round``).
+4. **PPO** (optional, :class:`PPOStage`): fine-tuning of the last DAgger policy on the
+   same task distribution (``experiments.ppo_job.finetune``) with a privileged critic
+   (``agents.privileged``: it sees ``log(reference / base_lr)`` and the trainee, the
+   actor never does) and the KL-to-start safeguard; written to ``ppo/`` and
+   ``policy_ppo.pt``. Its training episodes come from RL-training block
+   ``PPO_BLOCK_OFFSET + seed``, disjoint from every run's DAgger block.
 
 Episodes run on an evaluation backend (local processes or Ray): the policy of a round is
 written to its file first and every worker loads it. After each round the folder holds
@@ -50,17 +56,53 @@ from tqdm import tqdm
 from agents.bc import BCConfig
 from agents.dagger import DAggerConfig, dagger_round, relabel
 from agents.policy import PolicyConfig, load_policy, make_policy, save_policy
+from agents.ppo import FinetuneConfig
 from common import seeds as seed_ranges
 from common.files import atomic_write_bytes, write_json
 from common.plots import Panel, save_panels
 from common.tensorboard import log_hyperparameters
+from envs.options import EnvOptions
+from envs.rewards import REWARDS, RewardName
 from envs.rollout import Episode, run_episode
 from evaluation.backends import Backend, LocalBackend
 from evaluation.reference_lrs import reference_lr as reference_entry
+from experiments.ppo_job import finetune
 from experts.privileged import PrivilegedSchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
 
 DEMO_SHARE = 50  # demonstration seeds per run seed: run seed s owns DEMONSTRATIONS[50 s: 50 s + 50]
+PPO_BLOCK_OFFSET = 50  # the PPO stage of run seed s trains on RL-training block 50 + s
+
+
+@dataclass(frozen=True)
+class PPOStage:
+    """The recipe's optional last stage: PPO from the DAgger policy, privileged critic.
+
+    Attributes:
+        timesteps: env steps of the whole stage (all envs); 0 skips it. A resume may
+            raise it (the stage continues from its checkpoint).
+        n_envs: envs in lockstep (batched where the trainee has a batched form).
+        reward: the reward preset PPO trains with (None: the recipe's env options').
+            Choose it with ``evaluation.reward_ranking``: the preset whose returns rank
+            runs as their final test loss does.
+        config: PPO hyperparameters and safeguards (KL to the DAgger start, separate
+            clips); the critic warm-up is longer than fine-tuning's default because the
+            DAgger policy's critic was never fitted.
+    """
+
+    timesteps: int = 0
+    n_envs: int = 8
+    reward: RewardName | None = None
+    config: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(critic_warmup_rollouts=4))
+
+    def __post_init__(self) -> None:
+        if self.timesteps < 0 or self.n_envs < 1:
+            raise ValueError(
+                f"timesteps={self.timesteps!r}, n_envs={self.n_envs!r} are invalid; expected "
+                "timesteps >= 0 and n_envs >= 1"
+            )
+        if self.reward is not None and self.reward not in REWARDS:
+            raise ValueError(f"reward={self.reward!r} is invalid; valid: {', '.join(REWARDS)}")
 
 
 @dataclass(frozen=True)
@@ -274,12 +316,14 @@ def train_tuningfree(
     backend: Backend | None = None,
     progress: bool = True,
     record: dict[str, Any] | None = None,
+    ppo: PPOStage | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the recipe into ``out``; the metrics written to ``metrics.json``.
 
     Writes ``policy.pt`` (the last round's), ``rounds/<r>/``, ``metrics.json``,
     ``plots/action_error`` and ``plots/lr_curves`` (PNG + CSV) and TensorBoard logs
-    (``tb/``). A folder holding another configuration is refused.
+    (``tb/``); with a ``ppo`` stage, also ``ppo/`` (the PPO job's folder) and
+    ``policy_ppo.pt``. A folder holding another configuration is refused.
     """
     backend = backend or LocalBackend(workers=0)
     folder = Path(out)
@@ -360,8 +404,45 @@ def train_tuningfree(
         "wall_seconds_this_invocation": time.perf_counter() - t0,
         "wall_seconds_rounds": records[-1].get("wall_seconds") if records else None,
     }
+    if ppo is not None and ppo.timesteps > 0:
+        metrics["ppo"] = ppo_stage(cfg, folder, seed, reference, ppo, progress)
+    metrics["wall_seconds_this_invocation"] = time.perf_counter() - t0
     write_json(folder / "metrics.json", metrics)
     return metrics
+
+
+def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
+              stage: PPOStage, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """PPO from ``folder/policy.pt`` on the recipe's task distribution, privileged critic.
+
+    Resumes from ``folder/ppo``'s checkpoint when there is one (``stage.timesteps`` may
+    extend it); a stage of other settings there is refused. Returns the PPO job's
+    summary: its folder, policy files, training seeds and the report's paired
+    differences against the DAgger start.
+    """
+    sub = folder / "ppo"
+    settings = {"n_envs": stage.n_envs, "reward": stage.reward,
+                "config": dataclasses.asdict(stage.config), "seed": PPO_BLOCK_OFFSET + seed}  # fmt: skip
+    settings_file = sub / "stage.json"
+    resume = (sub / "checkpoint.pt").exists()
+    if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
+        raise ValueError(f"{sub} holds a PPO stage of other settings ({settings_file}); "
+                         "give the same PPO settings (--ppo-timesteps may grow) or a new --out")  # fmt: skip
+    write_json(settings_file, settings)
+    reward = {} if stage.reward is None else {"reward": stage.reward}
+    options = EnvOptions(**(cfg.options | {"base_lr": reference, "base_lr_spread": cfg.spread}
+                            | reward))  # fmt: skip
+    with warnings.catch_warnings():  # the reward may differ from the DAgger file's: meant
+        warnings.filterwarnings("ignore", message="fine-tuning .* on another env")
+        run = finetune(folder / "policy.pt", sub, env_id=cfg.env_id, options=options,
+                       total_timesteps=stage.timesteps, n_envs=stage.n_envs,
+                       seed=PPO_BLOCK_OFFSET + seed, config=stage.config, resume=resume,
+                       progress=progress, reference_lr=reference)  # fmt: skip
+    atomic_write_bytes(folder / "policy_ppo.pt", Path(run["final_policy"]).read_bytes())
+    return {"folder": str(sub), "policy": str(folder / "policy_ppo.pt"),
+            "total_timesteps": run["total_timesteps"], "training_seeds": run["training_seeds"],
+            "paired": run["report"].get("paired", {}),
+            "seconds_this_session": run["seconds_this_session"]}  # fmt: skip
 
 
 def _but_rounds(settings: dict[str, Any]) -> dict[str, Any]:

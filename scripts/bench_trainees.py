@@ -24,7 +24,8 @@ class Args:
     """Benchmark the trainees.
 
     Attributes:
-        trainees: which benchmarks to run (quadratic, mlp, resnet18, gpt-tiny, gpt-small).
+        trainees: which benchmarks to run (quadratic, mlp, resnet18, gpt-tiny, gpt-small;
+            lora-gpt and lora-smollm2, the LoRA trainee on each base, need the llm extra).
         dataset: dataset of the image trainees (mnist | digits).
         timed_steps: timed optimizer steps per trainee.
         warmup: untimed steps first.

@@ -1,4 +1,5 @@
-"""The tuning-free recipe: BC then DAgger from a privileged expert on a randomised base LR.
+"""The tuning-free recipe: BC then DAgger from a privileged expert on a randomised base LR,
+then (``--ppo-timesteps``) PPO with a privileged critic.
 
 Each episode's base LR is drawn around the env's reference LR (``--spread``); the expert
 runs its schedule at the reference whatever was drawn, and the policy, which never sees
@@ -21,7 +22,7 @@ from agents.bc import BCConfig
 from common.cli import parse
 from envs.options import EnvOptions, check_env_ids
 from evaluation.backends import make_backend
-from experiments.tuningfree import TuningFreeConfig, train_tuningfree
+from experiments.tuningfree import PPOStage, TuningFreeConfig, train_tuningfree
 from experts.demos import ExpertName
 
 
@@ -41,6 +42,10 @@ class Args:
         rounds: DAgger rounds after round 0.
         episodes_per_round: the policy's episodes per DAgger round.
         epochs: BC epochs of each round's fit (over the aggregate).
+        ppo_timesteps: PPO after the last round, privileged critic (0: no PPO stage); a
+            resume may raise it.
+        ppo_envs: PPO's envs in lockstep (the reward PPO trains with is ``--reward``,
+            an env option).
         seed: the run seed (its own demonstration and RL-training seeds; 0..9).
         backend: local (processes) or ray.
         workers: local worker processes (Ray: CPUs), None for all cores.
@@ -61,6 +66,8 @@ class Args:
     rounds: int = 4
     episodes_per_round: int = 16
     epochs: int = 30
+    ppo_timesteps: int = 0
+    ppo_envs: int = 8
     seed: int = 0
     backend: Literal["local", "ray"] = "local"
     workers: int | None = None
@@ -70,9 +77,12 @@ class Args:
 
     def __post_init__(self) -> None:
         check_env_ids(self.env)
+        if self.options.base_lr_spread is not None:
+            raise ValueError("--base-lr-spread is the recipe's --spread; give that instead")
         config = self.config()  # every value checked before any work
         config.reference()
         config.round_seeds(self.seed)
+        self.ppo_stage()
 
     def config(self) -> TuningFreeConfig:
         """The recipe's configuration."""
@@ -83,6 +93,10 @@ class Args:
             bc=BCConfig(epochs=self.epochs, critic_epochs=0),
         )  # fmt: skip
 
+    def ppo_stage(self) -> PPOStage:
+        """The PPO stage (``timesteps`` 0: none)."""
+        return PPOStage(timesteps=self.ppo_timesteps, n_envs=self.ppo_envs)
+
 
 def main(args: Args) -> dict:
     """Run (or resume) the recipe; print where the policy went."""
@@ -90,7 +104,8 @@ def main(args: Args) -> dict:
                            ray_address=args.ray_address)  # fmt: skip
     try:
         metrics = train_tuningfree(args.config(), args.out, seed=args.seed, backend=backend,
-                                   progress=args.progress, record=asdict(args))  # fmt: skip
+                                   progress=args.progress, record=asdict(args),
+                                   ppo=args.ppo_stage())  # fmt: skip
     finally:
         backend.close()
     print(f"wrote {metrics['policy']} and {args.out}/metrics.json")

@@ -11,9 +11,17 @@ import torch
 
 from agents.bc import BCConfig
 from agents.policy import read_policy_file
+from agents.ppo import FinetuneConfig
 from common import seeds
 from evaluation.backends import LocalBackend
-from experiments.tuningfree import RolloutItem, TuningFreeConfig, run_items, train_tuningfree
+from experiments.tuningfree import (
+    PPO_BLOCK_OFFSET,
+    PPOStage,
+    RolloutItem,
+    TuningFreeConfig,
+    run_items,
+    train_tuningfree,
+)
 
 QUAD = "LRSchedule-Quadratic-v0"
 TIMING = ("wall_seconds",)
@@ -102,3 +110,28 @@ def test_a_resume_ends_as_an_uninterrupted_run_and_processes_run_the_same_episod
         assert np.array_equal(a.observations, b.observations)
         assert [untimed(i) for i in a.infos] == [untimed(i) for i in b.infos]
     assert here[0][0].base_lr != here[1][0].base_lr  # drawn per seed
+
+
+def test_the_ppo_stage_trains_from_the_dagger_policy_on_its_own_block_and_resumes(tmp_path):
+    small = FinetuneConfig(n_steps=32, batch_size=64, n_epochs=1, critic_warmup_rollouts=1)
+    stage = PPOStage(timesteps=128, n_envs=2, config=small)
+    metrics = train_tuningfree(config(rounds=0), tmp_path, progress=False, ppo=stage)
+    ppo = metrics["ppo"]
+    assert ppo["total_timesteps"] == 128
+    assert ppo["training_seeds"]["block"] == [
+        seeds.rl_training_block(PPO_BLOCK_OFFSET).start,
+        seeds.rl_training_block(PPO_BLOCK_OFFSET).stop,
+    ]  # not run seed 0's DAgger block
+    shipped = read_policy_file(tmp_path / "policy_ppo.pt")  # the actor alone, a plain file
+    assert shipped.observation_space == read_policy_file(tmp_path / "policy.pt").observation_space
+    assert shipped.env["base_lr_spread"] == 8.0
+    stored = json.loads((tmp_path / "ppo" / "metrics.json").read_text())
+    assert stored["privileged_critic"]["reference_lr"] == 0.01
+    extended = train_tuningfree(config(rounds=0), tmp_path, progress=False,
+                                ppo=PPOStage(timesteps=192, n_envs=2, config=small))  # fmt: skip
+    assert extended["ppo"]["total_timesteps"] == 192
+    with pytest.raises(ValueError, match="holds a PPO stage of other settings"):
+        train_tuningfree(config(rounds=0), tmp_path, progress=False,
+                         ppo=PPOStage(timesteps=192, n_envs=4, config=small))  # fmt: skip
+    with pytest.raises(ValueError, match="reward='loss' is invalid; valid: stability"):
+        PPOStage(reward="loss")
