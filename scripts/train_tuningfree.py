@@ -21,6 +21,7 @@ import tyro
 from agents.bc import BCConfig
 from common.cli import parse
 from envs.options import EnvOptions, check_env_ids
+from envs.rewards import RewardName
 from evaluation.backends import make_backend
 from experiments.tuningfree import PPOStage, TuningFreeConfig, train_tuningfree
 from experts.demos import ExpertName
@@ -44,8 +45,9 @@ class Args:
         epochs: BC epochs of each round's fit (over the aggregate).
         ppo_timesteps: PPO after the last round, privileged critic (0: no PPO stage); a
             resume may raise it.
-        ppo_envs: PPO's envs in lockstep (the reward PPO trains with is ``--reward``,
-            an env option).
+        ppo_envs: PPO's envs in lockstep.
+        ppo_reward: the reward preset PPO trains with (None: the recipe's, ``--reward``);
+            chosen after the DAgger rounds, it may differ from theirs.
         seed: the run seed (its own demonstration and RL-training seeds; 0..9).
         backend: local (processes) or ray.
         workers: local worker processes (Ray: CPUs), None for all cores.
@@ -68,6 +70,7 @@ class Args:
     epochs: int = 30
     ppo_timesteps: int = 0
     ppo_envs: int = 8
+    ppo_reward: RewardName | None = None
     seed: int = 0
     backend: Literal["local", "ray"] = "local"
     workers: int | None = None
@@ -95,7 +98,7 @@ class Args:
 
     def ppo_stage(self) -> PPOStage:
         """The PPO stage (``timesteps`` 0: none)."""
-        return PPOStage(timesteps=self.ppo_timesteps, n_envs=self.ppo_envs)
+        return PPOStage(timesteps=self.ppo_timesteps, n_envs=self.ppo_envs, reward=self.ppo_reward)
 
 
 def main(args: Args) -> dict:
