@@ -20,7 +20,7 @@ from evaluation.grid import Grid, choose_base_lrs, final_specs, tuning_specs
 from evaluation.harness import run_grid
 from evaluation.methods import METHODS, Method, MethodName, policy_method
 from evaluation.report import loss_score, markdown, steps_to_target, summarize, write_report
-from evaluation.runs import RunSpec, execute
+from evaluation.runs import TIMING_INFO, RunSpec, execute
 from evaluation.store import added_after_results, new_run_folder, open_folder
 from experts.policy import SchedulePolicy
 from experts.schedules import Cosine
@@ -28,7 +28,7 @@ from trainees.quadratic import QuadraticTrainee
 
 QUAD = "LRSchedule-Quadratic-v0"
 OPTS = {"total_steps": 64}  # 8 actions of 8 steps, evaluations every 16 steps
-TIMING = ("wall_seconds", "train_seconds")
+TIMING = ("wall_seconds", "train_seconds", "final_timing")
 
 
 def small_grid(*methods: Method, **kw) -> Grid:
@@ -83,6 +83,11 @@ def test_runs_are_reproducible_and_apply_the_method():
     cos = RunSpec("final", QUAD, tuple(OPTS.items()), METHODS["cosine"], 0.02, 10_000)
     a, b = execute(cos), execute(cos)
     assert without_timing(a) == without_timing(b)
+    # the clock's numbers of the last info are apart from the reproducible ones
+    assert (
+        set(a["final_timing"]) == {"total_train_time"} and a["final_timing"]["total_train_time"] > 0
+    )
+    assert not TIMING_INFO & set(a["final_info"]) and a["final_info"]["step"] == 64.0
     # cosine from 0.02 down to a tenth of it, as the schedule says at each action's start
     expected = [0.02 * Cosine()(8 * i / 64) for i in range(8)]
     np.testing.assert_allclose(a["curve"]["lr"], expected, rtol=1e-5)

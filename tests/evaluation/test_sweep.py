@@ -27,7 +27,7 @@ from evaluation.sweep import (
 from experiments.lr_sweep import sweep_job
 
 QUAD = "LRSchedule-Quadratic-v0"
-TIMING = ("wall_seconds", "train_seconds")
+TIMING = ("wall_seconds", "train_seconds", "final_timing")
 PLANS = Path(__file__).resolve().parents[2] / "evaluation" / "plans"
 TINY = PolicyConfig(features_dim=8, patch_size=8, d_model=8, n_layers=1)
 
