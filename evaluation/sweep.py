@@ -182,9 +182,16 @@ def _widest(within: Sequence[bool], ks: Sequence[int]) -> list[int]:
     return best
 
 
-def summarize_sweep(sweep: Sweep, runs: Sequence[dict[str, Any]], *, seed: int = 0) -> dict:
+def summarize_sweep(
+    sweep: Sweep,
+    runs: Sequence[dict[str, Any]],
+    *,
+    seed: int = 0,
+    pairs: Sequence[tuple[str, str]] = (),
+) -> dict:
     """Per method and ``k``: test-loss IQM with its CI and the paired difference with the
-    reference at ``k = 0``; per method the two summaries (module docstring)."""
+    reference at ``k = 0``; per method the two summaries (module docstring); for each
+    ``(a, b)`` of ``pairs`` the paired difference a - b at every ``k`` (``pair_differences``)."""
     ref_runs = sorted((r for r in runs if r["method"] == sweep.reference
                        and sweep.k_of(r) == 0), key=lambda r: r["seed"])  # fmt: skip
     ref = {r["seed"]: loss_score(r) for r in ref_runs}
@@ -228,7 +235,69 @@ def summarize_sweep(sweep: Sweep, runs: Sequence[dict[str, Any]], *, seed: int =
     return {"reference": sweep.reference, "reference_lr": sweep.reference_lr,
             "tolerance": TOLERANCE, "n_compared": len(methods) - 1, "methods": methods,
             "policies_vs_lr_free": policies_vs_lr_free(sweep, runs, seed=seed),
-            "forgetting": forgetting_summary(sweep, runs, seed=seed)}  # fmt: skip
+            "forgetting": forgetting_summary(sweep, runs, seed=seed),
+            "pairs": pair_differences(sweep, runs, pairs, seed=seed)}  # fmt: skip
+
+
+def check_pairs(names: Sequence[str], pairs: Sequence[str]) -> list[tuple[str, str]]:
+    """``"A:B"`` strings as ``(A, B)``, both among the method ``names`` of a sweep.
+
+    Raises:
+        ValueError: a string that is not ``A:B`` with two different methods of the sweep.
+    """
+    out = []
+    for text in pairs:
+        a, sep, b = text.partition(":")
+        if not sep or a not in names or b not in names or a == b:
+            raise ValueError(f"pair {text!r} is invalid; expected A:B, two different methods "
+                             f"of the sweep: {', '.join(names)}")  # fmt: skip
+        out.append((a, b))
+    return out
+
+
+def pair_differences(
+    sweep: Sweep,
+    runs: Sequence[dict[str, Any]],
+    pairs: Sequence[tuple[str, str]],
+    *,
+    seed: int = 0,
+) -> dict[str, list[dict[str, Any]]]:
+    """For each ``(a, b)``: at every ``k``, the paired test-loss difference a - b on the
+    seeds both ran, with its CI (an ablation: what one stage of a recipe changed). A method
+    without an LR enters at every ``k`` with its one run per seed. ``{"a - b": [per k]}``."""
+    takes = {m.name: m.takes_lr for m in sweep.methods}
+
+    def scores(name: str, k: int) -> dict[int, float]:
+        at = k if takes[name] else None
+        return {r["seed"]: loss_score(r) for r in runs
+                if r["method"] == name and sweep.k_of(r) == at}  # fmt: skip
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for a, b in pairs:
+        rows = []
+        for k in sweep.ks:
+            sa, sb = scores(a, k), scores(b, k)
+            common = sorted(sa.keys() & sb.keys())
+            if common:
+                diffs = [sa[s] - sb[s] for s in common]
+                rows.append({"k": k, "n": len(common),
+                             "delta": paired_difference(np.asarray(diffs), seed=seed)})  # fmt: skip
+        out[f"{a} - {b}"] = rows
+    return out
+
+
+def _pairs_markdown(sweep: Sweep, pairs: dict[str, Any]) -> list[str]:
+    """The table of ``pair_differences`` (none without pairs)."""
+    if not pairs:
+        return []
+    lines = ["### Paired Δ test loss between methods (a - b) [95% CI]; below 0: a is better\n",
+             "| a - b | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " |",
+             "|---" * (len(sweep.ks) + 1) + "|"]  # fmt: skip
+    for name, rows in pairs.items():
+        at = {r["k"]: r["delta"] for r in rows}
+        cells = [_fmt_ci(at[k], "mean", signed=True) if k in at else "—" for k in sweep.ks]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def policies_vs_lr_free(
@@ -300,6 +369,7 @@ def sweep_markdown(sweep: Sweep, summary: dict[str, Any], added: Sequence[str] =
         f"### Summaries ({summary['n_compared']} methods compared with {ref})\n", *summ, "",
         *_versus_markdown(sweep, summary.get("policies_vs_lr_free", {})),
         *_forgetting_markdown(sweep, summary.get("forgetting", {})),
+        *_pairs_markdown(sweep, summary.get("pairs", {})),
     ])  # fmt: skip
 
 
@@ -371,11 +441,17 @@ def plot_sweep(path: str | Path, sweep: Sweep, summary: dict[str, Any]) -> Path:
 
 
 def write_sweep_report(
-    folder: str | Path, sweep: Sweep, result: dict[str, Any], *, extra: dict | None = None
+    folder: str | Path,
+    sweep: Sweep,
+    result: dict[str, Any],
+    *,
+    extra: dict | None = None,
+    pairs: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """``results.json``, ``results.md``, ``runs.csv`` and ``plots/sweep.png`` (+ .csv)."""
+    """``results.json``, ``results.md``, ``runs.csv`` and ``plots/sweep.png`` (+ .csv);
+    ``pairs`` as in ``summarize_sweep``."""
     folder = Path(folder)
-    summary = summarize_sweep(sweep, result["runs"])
+    summary = summarize_sweep(sweep, result["runs"], pairs=pairs)
     added = result.get("added_after_results", [])
     ranking = reward_ranking(result["runs"])  # runs stored before returns were recorded: none
     results = {"sweep": sweep.to_json(), "summary": summary,

@@ -17,6 +17,7 @@ from evaluation.methods import METHODS
 from evaluation.reference_lrs import REFERENCE_LRS
 from evaluation.sweep import (
     check_action_bounds,
+    check_pairs,
     run_sweep,
     sweep_from_plan,
     write_sweep_report,
@@ -31,6 +32,26 @@ def read_plan(path: str | Path) -> tuple[dict[str, Any], str]:
     """
     data = Path(path).read_bytes()
     return json.loads(data), hashlib.sha1(data).hexdigest()
+
+
+def check_arguments(
+    plan_path: str | Path, add_methods: tuple[str, ...] = (), pairs: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """Check a sweep's arguments against its plan before any work; the pairs as tuples.
+
+    Raises:
+        ValueError: a plan file that does not exist, an unknown method in ``add_methods``,
+            or a pair that is not ``A:B`` of two methods (or policies) of the sweep.
+    """
+    if not Path(plan_path).is_file():
+        raise ValueError(f"plan {str(plan_path)!r} is not a file (see evaluation/plans/)")
+    plan, _ = read_plan(plan_path)
+    unknown = [m for m in add_methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--add-methods {unknown} are not methods; valid: {', '.join(METHODS)}")
+    names = [*plan["methods"], *add_methods]
+    names += [spec.partition("=")[0] for spec in plan.get("policies", [])]
+    return check_pairs(names, pairs)
 
 
 def previous_invocations(results: Path) -> list[dict[str, Any]]:
@@ -81,6 +102,7 @@ def sweep_job(
     reuse: tuple[str | Path, ...] = (),
     progress: bool = True,
     backend_name: str = "local",
+    pairs: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run the sweep a plan pre-registers into ``out`` (resuming what is there).
 
@@ -88,14 +110,15 @@ def sweep_job(
     ``reuse`` names other sweep folders whose finished runs this sweep needs (the same run
     key: phase, env, method digest, LR and seed, so the very same run); they are copied
     into ``out`` instead of run again, and ``results.json`` counts them per folder.
+    ``pairs`` (``"A:B"``, methods of the sweep) add the paired difference A - B at every
+    ``k`` to the report (an ablation; it runs nothing).
 
     Raises:
-        ValueError: an unknown method, or a plan that is not a valid sweep.
+        ValueError: an unknown method, a pair that is not two of the sweep's methods, or
+            a plan that is not a valid sweep.
     """
+    checked_pairs = check_arguments(plan_path, add_methods, pairs)
     plan, digest = read_plan(plan_path)
-    unknown = [m for m in add_methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"--add-methods {unknown} are not methods; valid: {', '.join(METHODS)}")
     extra = [m for m in add_methods if m not in plan["methods"]]
     sweep = sweep_from_plan(plan | {"methods": [*plan["methods"], *extra]})
     defaults = EnvConfig()
@@ -132,4 +155,4 @@ def sweep_job(
         "reference_lr_entry": dataclasses.asdict(entry) if entry else None,
         "reused_runs": reused | previous_reuse(Path(out) / "results.json"),
     }
-    return write_sweep_report(out, sweep, result, extra=info)
+    return write_sweep_report(out, sweep, result, extra=info, pairs=checked_pairs)

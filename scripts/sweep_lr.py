@@ -14,7 +14,7 @@ from typing import Literal
 
 from common.cli import parse
 from evaluation.backends import make_backend
-from experiments.lr_sweep import sweep_job
+from experiments.lr_sweep import check_arguments, sweep_job
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Args:
         threads: torch threads per run (the same on both backends).
         ray_address: a Ray cluster's address (None starts a local instance).
         progress: a progress bar.
+        pairs: ``A:B`` pairs of the sweep's methods: the report adds A - B at every k,
+            paired on seeds (an ablation; runs nothing more).
     """
 
     plan: str
@@ -44,6 +46,10 @@ class Args:
     threads: int = 1
     ray_address: str | None = None
     progress: bool = True
+    pairs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_arguments(self.plan, self.add_methods, self.pairs)
 
 
 def main(args: Args) -> None:
@@ -51,7 +57,8 @@ def main(args: Args) -> None:
                            ray_address=args.ray_address)  # fmt: skip
     try:
         results = sweep_job(args.plan, args.out, backend, add_methods=args.add_methods,
-                            reuse=args.reuse, progress=args.progress, backend_name=args.backend)  # fmt: skip
+                            reuse=args.reuse, progress=args.progress, backend_name=args.backend,
+                            pairs=args.pairs)  # fmt: skip
     finally:
         backend.close()
     print(f"{results['runs']} runs ({results['runs_this_invocation']} this time, "

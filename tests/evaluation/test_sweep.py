@@ -20,11 +20,12 @@ from evaluation.sweep import (
     Sweep,
     check_action_bounds,
     forgetting_summary,
+    pair_differences,
     run_sweep,
     summarize_sweep,
     sweep_from_plan,
 )
-from experiments.lr_sweep import sweep_job
+from experiments.lr_sweep import check_arguments, sweep_job
 
 QUAD = "LRSchedule-Quadratic-v0"
 TIMING = ("wall_seconds", "train_seconds", "final_timing")
@@ -232,3 +233,44 @@ def test_forgetting_is_summarised_for_runs_that_report_it():
     assert [(r["k"], r["n"]) for r in out["cosine"]] == [(0, 2), (1, 1)]
     assert out["cosine"][0]["forgetting"]["iqm"] == pytest.approx(0.6)  # IQM of two: the mean
     assert out["cosine"][1]["forgetting"]["iqm"] == pytest.approx(1.0)
+
+
+def test_pair_differences_are_paired_on_seeds_at_every_k():
+    sweep = small("cosine", "linear_warmup", "prodigy_cosine", ks=(0, 1))
+
+    def run(method, lr, seed, loss, diverged=False):
+        return {"method": method, "given_lr": lr, "seed": seed, "test_loss": loss,
+                "diverged": diverged, "loss0": 9.0}  # fmt: skip
+
+    runs = [run("cosine", 0.01, 10_000, 1.0), run("cosine", 0.01, 10_001, 2.0),
+            run("cosine", 0.02, 10_000, 3.0), run("cosine", 0.02, 10_001, 4.0),
+            run("linear_warmup", 0.01, 10_000, 1.5), run("linear_warmup", 0.01, 10_001, 1.5),
+            run("linear_warmup", 0.02, 10_000, 2.0, diverged=True),  # scored at loss0
+            run("prodigy_cosine", None, 10_000, 0.5), run("prodigy_cosine", None, 10_001, 1.0)]  # fmt: skip
+    out = pair_differences(sweep, runs, [("linear_warmup", "cosine"), ("cosine", "prodigy_cosine")])
+    lw = out["linear_warmup - cosine"]
+    assert [(r["k"], r["n"]) for r in lw] == [(0, 2), (1, 1)]  # k=+1: one seed ran both
+    assert lw[0]["delta"]["diffs"] == [0.5, -0.5] and lw[0]["delta"]["mean"] == 0.0
+    assert lw[1]["delta"]["diffs"] == [6.0]  # 9.0 (diverged) - 3.0
+    # a method without an LR enters at every k with its one run per seed
+    cp = out["cosine - prodigy_cosine"]
+    assert [r["delta"]["diffs"] for r in cp] == [[0.5, 1.0], [2.5, 3.0]]
+    summary = summarize_sweep(sweep, runs[:4] + runs[7:], pairs=[("cosine", "prodigy_cosine")])
+    assert summary["pairs"]["cosine - prodigy_cosine"][1]["delta"]["mean"] == 2.75
+
+
+def test_sweep_arguments_are_checked_against_the_plan_before_any_work(tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"methods": ["cosine"], "policies": ["tf=runs/x/policy.pt"]}))
+    assert check_arguments(plan, ("dog",), ("tf:cosine", "dog:tf")) == [
+        ("tf", "cosine"),
+        ("dog", "tf"),
+    ]
+    with pytest.raises(ValueError, match=r"pair 'tf:nope' is invalid.*cosine, dog, tf"):
+        check_arguments(plan, ("dog",), ("tf:nope",))
+    with pytest.raises(ValueError, match="pair 'cosine' is invalid"):
+        check_arguments(plan, (), ("cosine",))
+    with pytest.raises(ValueError, match="not methods"):
+        check_arguments(plan, ("nope",))
+    with pytest.raises(ValueError, match="is not a file"):
+        check_arguments(tmp_path / "missing.json")
