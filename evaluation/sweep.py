@@ -294,10 +294,20 @@ def _pairs_markdown(sweep: Sweep, pairs: dict[str, Any]) -> list[str]:
              "| a - b | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " |",
              "|---" * (len(sweep.ks) + 1) + "|"]  # fmt: skip
     for name, rows in pairs.items():
-        at = {r["k"]: r["delta"] for r in rows}
-        cells = [_fmt_ci(at[k], "mean", signed=True) if k in at else "—" for k in sweep.ks]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(_k_cells(sweep, rows, "delta")) + " |")
     return [*lines, ""]
+
+
+def _k_cells(sweep: Sweep, rows: Sequence[dict[str, Any]], key: str) -> list[str]:
+    """One cell per ``k`` of the sweep from per-k rows: ``delta`` rows as a signed mean
+    [CI], other rows (an IQM interval) unsigned; a ``k = None`` row fills every cell."""
+    at = {r["k"]: r[key] for r in rows}
+    signed = key == "delta"
+
+    def cell(x: dict[str, float] | None) -> str:
+        return "—" if x is None else _fmt_ci(x, "mean" if signed else "iqm", signed=signed)
+
+    return [cell(at[None] if None in at else at.get(k)) for k in sweep.ks]
 
 
 def policies_vs_lr_free(
@@ -306,23 +316,11 @@ def policies_vs_lr_free(
     """Each learned policy against each method that takes no LR (Prodigy, D-Adaptation,
     the range test), at every ``k``: the paired test-loss difference (policy - method) on
     seeds with its CI; below 0 the policy is better. ``{policy: {method: [per k]}}``."""
-
-    def scores(name: str, k: int | None) -> dict[int, float]:
-        return {r["seed"]: loss_score(r) for r in runs
-                if r["method"] == name and sweep.k_of(r) == k}  # fmt: skip
-
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for pol in (m for m in sweep.methods if m.kind == "policy" and m.takes_lr):
         for other in (m for m in sweep.methods if not m.takes_lr):
-            base = scores(other.name, None)
-            rows = []
-            for k in sweep.ks:
-                mine = scores(pol.name, k)
-                common = sorted(mine.keys() & base.keys())
-                if common:
-                    diffs = [mine[s] - base[s] for s in common]
-                    rows.append({"k": k, "n": len(common),
-                                 "delta": paired_difference(np.asarray(diffs), seed=seed)})  # fmt: skip
+            pair = (pol.name, other.name)
+            rows = pair_differences(sweep, runs, [pair], seed=seed)[" - ".join(pair)]
             if rows:
                 out.setdefault(pol.name, {})[other.name] = rows
     return out
@@ -396,10 +394,7 @@ def _forgetting_markdown(sweep: Sweep, forgetting: dict[str, Any]) -> list[str]:
              "| method | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " |",
              "|---|" + "---|" * len(sweep.ks)]  # fmt: skip
     for name, rows in forgetting.items():
-        at = {r["k"]: r["forgetting"] for r in rows}
-        cells = [_fmt_ci(at[None], "iqm") if None in at else
-                 (_fmt_ci(at[k], "iqm") if k in at else "—") for k in sweep.ks]  # fmt: skip
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(_k_cells(sweep, rows, "forgetting")) + " |")
     return [*lines, ""]
 
 
@@ -414,9 +409,8 @@ def _versus_markdown(sweep: Sweep, versus: dict[str, Any]) -> list[str]:
     for pol, by_method in versus.items():
         for other, rows in by_method.items():
             at = {r["k"]: r["delta"] for r in rows}
-            cells = [_fmt_ci(at[k], "mean", signed=True) if k in at else "—" for k in sweep.ks]
             every = all(k in at and at[k]["ci_high"] < 0 for k in sweep.ks)
-            lines.append(f"| {pol} | {other} | " + " | ".join(cells)
+            lines.append(f"| {pol} | {other} | " + " | ".join(_k_cells(sweep, rows, "delta"))
                          + f" | {'yes' if every else 'no'} |")  # fmt: skip
     return [*lines, ""]
 
