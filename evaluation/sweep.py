@@ -288,13 +288,19 @@ def pair_differences(
 
 def _pairs_markdown(sweep: Sweep, pairs: dict[str, Any]) -> list[str]:
     """The table of ``pair_differences`` (none without pairs)."""
-    if not pairs:
+    title = "Paired Δ test loss between methods (a - b) [95% CI]; below 0: a is better"
+    return _k_table(sweep, title, "a - b", pairs, "delta")
+
+
+def _k_table(sweep: Sweep, title: str, first: str, by_name: dict[str, Any], key: str) -> list[str]:
+    """A ``### title`` and a table of one row per name, one cell per ``k`` (none when
+    ``by_name`` is empty)."""
+    if not by_name:
         return []
-    lines = ["### Paired Δ test loss between methods (a - b) [95% CI]; below 0: a is better\n",
-             "| a - b | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " |",
+    lines = [f"### {title}\n", f"| {first} | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " |",
              "|---" * (len(sweep.ks) + 1) + "|"]  # fmt: skip
-    for name, rows in pairs.items():
-        lines.append(f"| {name} | " + " | ".join(_k_cells(sweep, rows, "delta")) + " |")
+    for name, rows in by_name.items():
+        lines.append(f"| {name} | " + " | ".join(_k_cells(sweep, rows, key)) + " |")
     return [*lines, ""]
 
 
@@ -388,14 +394,8 @@ def forgetting_summary(sweep: Sweep, runs: Sequence[dict[str, Any]], *, seed: in
 
 def _forgetting_markdown(sweep: Sweep, forgetting: dict[str, Any]) -> list[str]:
     """The forgetting table (none when no run reports forgetting)."""
-    if not forgetting:
-        return []
-    lines = ["### Forgetting: source-corpus loss at the end minus at the start, IQM [95% CI]\n",
-             "| method | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " |",
-             "|---|" + "---|" * len(sweep.ks)]  # fmt: skip
-    for name, rows in forgetting.items():
-        lines.append(f"| {name} | " + " | ".join(_k_cells(sweep, rows, "forgetting")) + " |")
-    return [*lines, ""]
+    title = "Forgetting: source-corpus loss at the end minus at the start, IQM [95% CI]"
+    return _k_table(sweep, title, "method", forgetting, "forgetting")
 
 
 def _versus_markdown(sweep: Sweep, versus: dict[str, Any]) -> list[str]:
