@@ -19,8 +19,9 @@ _EXPORTS = {
     "runs": ("RunSpec", "execute"),
     "store": ("RunStore", "added_after_results", "new_run_folder", "open_folder"),
     "sweep": (
-        "K_VALUES", "TOLERANCE", "Sweep", "check_action_bounds", "plot_sweep", "run_sweep",
-        "summarize_sweep", "sweep_from_plan", "sweep_markdown", "write_sweep_report",
+        "K_VALUES", "TOLERANCE", "Sweep", "check_action_bounds", "check_pairs", "pair_differences",
+        "run_sweep", "summarize_sweep", "sweep_from_plan",
     ),
+    "sweep_report": ("plot_sweep", "sweep_markdown", "write_sweep_report"),
 }  # fmt: skip
 __all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -20,8 +20,8 @@ from evaluation.sweep import (
     check_pairs,
     run_sweep,
     sweep_from_plan,
-    write_sweep_report,
 )
+from evaluation.sweep_report import write_sweep_report
 
 
 def read_plan(path: str | Path) -> tuple[dict[str, Any], str]:

@@ -34,6 +34,10 @@ beside the expert's (tuned cosine's) on the same seeds. Nothing selects on the t
 the final policy is the last round's. Seeds: round 0 from the run seed's share of the
 demonstration range, later rounds from its RL-training block, checks from
 model-selection and held-out seeds; final evaluations (the LR sweep) use none of them.
+
+(Past ~450 lines because the stages share one run folder, one config and its resume
+check; the PPO stage, which only reads the folder's last policy, is what to move out if
+the file grows further.)
 """
 
 from __future__ import annotations
