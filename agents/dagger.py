@@ -89,7 +89,7 @@ def dagger_round(
     policy: ActorCriticPolicy,
     episodes: Sequence[Episode],
     data: list[TrajectoryWithRew],
-    expert: PrivilegedSchedulePolicy,
+    expert: PrivilegedSchedulePolicy | Sequence[PrivilegedSchedulePolicy],
     config: DAggerConfig,
     *,
     rng: np.random.Generator,
@@ -99,12 +99,17 @@ def dagger_round(
     """One round: label ``episodes`` with the expert's actions, add them to ``data`` (in
     place), refit ``policy`` on all of it; the round's record.
 
-    The record: round, episodes, aggregate size (transitions), the action error on the
-    round's own states before the refit (None in round 0, whose episodes are the
-    expert's), on the ``validation`` expert episodes after it, and the mean best
-    validation loss and drawn base LRs of the round's episodes.
+    ``expert`` is one expert for every episode, or one per episode (a mixture of tasks,
+    each with its own reference LR). The record: round, episodes, aggregate size
+    (transitions), the action error on the round's own states before the refit (None in
+    round 0, whose episodes are the expert's), on the ``validation`` expert episodes
+    after it, and the mean best validation loss and drawn base LRs of the round's episodes.
     """
-    labelled = [relabel(e, expert) for e in episodes]
+    experts = [expert] * len(episodes) if isinstance(expert, PrivilegedSchedulePolicy) else expert
+    if len(experts) != len(episodes):
+        raise ValueError(f"{len(experts)} experts for {len(episodes)} episodes; give one "
+                         "expert, or one per episode")  # fmt: skip
+    labelled = [relabel(e, x) for e, x in zip(episodes, experts, strict=True)]
     before = action_error(policy, labelled) if r > 0 else None
     data += labelled
     train_actor(policy, data, config.bc, rng=rng, progress_bar=progress_bar)

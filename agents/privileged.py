@@ -23,6 +23,7 @@ gives noisy advantages. Here the critic is told the task -- ``log(reference / ba
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -81,18 +82,23 @@ class VecPrivileged(VecEnvWrapper):
 
     Args:
         venv: a vec env of ``LRScheduleEnv`` episodes (batched or not, any wrappers).
-        reference_lr: the LR the expert runs at (the task's "right" LR).
+        reference_lr: the LR the expert runs at (the task's "right" LR); one per env
+            when the envs are of several tasks (a ``MixedVecEnv``).
     """
 
-    def __init__(self, venv: VecEnv, reference_lr: float) -> None:
+    def __init__(self, venv: VecEnv, reference_lr: float | Sequence[float]) -> None:
         super().__init__(venv, observation_space=augmented_space(venv.observation_space))
-        self.reference_lr = float(reference_lr)
+        refs = np.broadcast_to(np.asarray(reference_lr, np.float64), (venv.num_envs,))
+        if not np.all(refs > 0):
+            raise ValueError(f"reference_lr={reference_lr!r} is invalid; expected one number "
+                             f"> 0, or {venv.num_envs} (one per env)")  # fmt: skip
+        self.reference_lrs = [float(r) for r in refs]
         self._features = np.zeros((venv.num_envs, N_PRIVILEGED), np.float32)
 
     def _read_features(self) -> np.ndarray:
         envs = self.venv.get_attr("unwrapped")
-        return np.stack([task_features(e.base_lr, self.reference_lr, e.trainee_name)
-                         for e in envs])  # fmt: skip
+        return np.stack([task_features(e.base_lr, ref, e.trainee_name)
+                         for e, ref in zip(envs, self.reference_lrs, strict=True)])  # fmt: skip
 
     def _augment(self, obs: np.ndarray, features: np.ndarray) -> np.ndarray:
         rows = np.broadcast_to(features[..., None, :], (*obs.shape[:-1], N_PRIVILEGED))

@@ -242,3 +242,159 @@ def make_batched_vec_env(
     if schedule is None:
         vec.seed(seed)
     return VecMonitor(vec)
+
+
+class MixedEpisodeSeeds:
+    """The :class:`EpisodeSeeds` of a :class:`MixedVecEnv`'s parts, saved and restored as one."""
+
+    def __init__(self, parts: list[EpisodeSeeds]) -> None:
+        self.parts = parts
+
+    @property
+    def used(self) -> list[int]:
+        """Every seed handed out, part by part."""
+        return [s for part in self.parts for s in part.used]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each part's state, in order."""
+        return {"parts": [part.state_dict() for part in self.parts]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`; the parts must be the same.
+
+        Raises:
+            ValueError: another number of parts, or a part of another block.
+        """
+        if len(state.get("parts", [])) != len(self.parts):
+            raise ValueError(f"episode seeds: stored {len(state.get('parts', []))} parts, this "
+                             f"job's {len(self.parts)}")  # fmt: skip
+        for part, stored in zip(self.parts, state["parts"], strict=True):
+            part.load_state_dict(stored)
+
+
+def space_summary(space: gym.Space) -> str:
+    """A space in a line: a Box's shape and dtype (its bounds can fill a screen)."""
+    if isinstance(space, gym.spaces.Box):
+        return f"Box(shape={space.shape}, dtype={space.dtype})"
+    return repr(space)
+
+
+class MixedVecEnv(VecEnv):
+    """Several vec envs of different trainees (or datasets, budgets) as one SB3 ``VecEnv``.
+
+    Env ``k`` of the whole is env ``k - offset`` of the part that holds it, parts in the
+    order given; each part steps as it would alone (a :class:`BatchedVecEnv` trains its
+    models together), one part after another. Every part must have the same observation
+    and action spaces, so that one policy acts in all of them.
+
+    Args:
+        parts: the vec envs, e.g. from :func:`make_mixed_vec_env`.
+
+    Raises:
+        ValueError: no parts, or a part whose spaces differ from the first's (named).
+    """
+
+    def __init__(self, parts: list[VecEnv]) -> None:
+        if not parts:
+            raise ValueError("MixedVecEnv needs at least one vec env")
+        first = parts[0]
+        for i, part in enumerate(parts[1:], 1):
+            for what in ("observation_space", "action_space"):
+                if getattr(part, what) != getattr(first, what):
+                    raise ValueError(
+                        f"part {i} has {what} {space_summary(getattr(part, what))}, part 0 "
+                        f"has {space_summary(getattr(first, what))}: one policy cannot act in both"
+                    )
+        self.parts = parts
+        self.bounds = np.cumsum([0] + [p.num_envs for p in parts])
+        super().__init__(int(self.bounds[-1]), first.observation_space, first.action_space)
+
+    def _split(self, indices: Any) -> list[tuple[VecEnv, list[int]]]:
+        wanted = range(self.num_envs) if indices is None else (
+            [indices] if isinstance(indices, int) else list(indices))  # fmt: skip
+        out: list[tuple[VecEnv, list[int]]] = []
+        for i, part in enumerate(self.parts):
+            local = [k - int(self.bounds[i]) for k in wanted
+                     if self.bounds[i] <= k < self.bounds[i + 1]]  # fmt: skip
+            if local:
+                out.append((part, local))
+        return out
+
+    def reset(self) -> np.ndarray:
+        """Reset every part; the observations of all envs, in order."""
+        obs = [part.reset() for part in self.parts]
+        self.reset_infos = [info for part in self.parts for info in part.unwrapped.reset_infos]
+        return np.concatenate(obs)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Hand each part its envs' actions."""
+        for i, part in enumerate(self.parts):
+            part.step_async(actions[self.bounds[i] : self.bounds[i + 1]])
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Step each part in turn; observations, rewards, dones and infos of all envs."""
+        results = [part.step_wait() for part in self.parts]
+        obs, rewards, dones, infos = zip(*results, strict=True)
+        return (np.concatenate(obs), np.concatenate(rewards), np.concatenate(dones),
+                [info for part in infos for info in part])  # fmt: skip
+
+    def close(self) -> None:
+        """Close every part."""
+        for part in self.parts:
+            part.close()
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        """``attr_name`` of the envs at ``indices`` (all by default), in order."""
+        return [v for part, local in self._split(indices) for v in part.get_attr(attr_name, local)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        """Set ``attr_name`` on the envs at ``indices``."""
+        for part, local in self._split(indices):
+            part.set_attr(attr_name, value, local)
+
+    def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
+                   **method_kwargs: Any) -> list[Any]:  # fmt: skip
+        """Call ``method_name`` on the envs at ``indices``; the results, in order."""
+        return [v for part, local in self._split(indices)
+                for v in part.env_method(method_name, *method_args, indices=local,
+                                         **method_kwargs)]  # fmt: skip
+
+    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: Any = None) -> list[bool]:
+        """Whether the envs at ``indices`` are wrapped with ``wrapper_class``."""
+        return [v for part, local in self._split(indices)
+                for v in part.env_is_wrapped(wrapper_class, local)]  # fmt: skip
+
+    def seed(self, seed: int | None = None) -> list[Any]:
+        """Seed part ``i`` with ``seed + (its first env's index)`` (SB3's ``seed + k``)."""
+        return [v for i, part in enumerate(self.parts)
+                for v in part.seed(None if seed is None else seed + int(self.bounds[i]))]  # fmt: skip
+
+
+def make_mixed_vec_env(
+    tasks: list[tuple[str, dict[str, Any], int]],
+    *,
+    episode_seeds: range,
+) -> MixedVecEnv:
+    """A :class:`MixedVecEnv` of ``(env_id, gym.make options, n_envs)`` parts, each built by
+    :func:`make_batched_vec_env` (batched where the trainee has a batched form).
+
+    Every episode of every part starts from its own seed of ``episode_seeds``: the block
+    is cut into one equal share per part, in order, so no seed is used twice. The
+    ``episode_seeds`` attribute (:class:`MixedEpisodeSeeds`) saves and restores them all.
+
+    Raises:
+        ValueError: no tasks, ``n_envs < 1``, an invalid option, or parts whose spaces
+            differ.
+    """
+    if not tasks:
+        raise ValueError("make_mixed_vec_env needs at least one (env_id, options, n_envs)")
+    share = len(episode_seeds) // len(tasks)
+    parts = []
+    for i, (env_id, options, n_envs) in enumerate(tasks):
+        block = episode_seeds[i * share : (i + 1) * share]
+        with warnings.catch_warnings():  # a part without a batched form is expected here
+            warnings.filterwarnings("ignore", message=".* has no batched form")
+            parts.append(make_batched_vec_env(env_id, n_envs, episode_seeds=block, **options))
+    mixed = MixedVecEnv(parts)
+    mixed.episode_seeds = MixedEpisodeSeeds([part.episode_seeds for part in parts])
+    return mixed

@@ -16,7 +16,7 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -44,7 +44,12 @@ from common.seeds import rl_training_block, take
 from envs.options import EnvOptions, check_env_ids
 from envs.rollout import run_episodes
 from envs.signature import signature_kwargs
-from envs.vec_env import EpisodeSeeds, make_batched_vec_env
+from envs.vec_env import (
+    EpisodeSeeds,
+    MixedEpisodeSeeds,
+    make_batched_vec_env,
+    make_mixed_vec_env,
+)
 from evaluation.compare import compare_to_start, summarize_episodes
 from experts.schedules import SCHEDULES
 
@@ -94,7 +99,7 @@ class _Job:
     checkpoint_every: int
     gamma: float
     history: list[dict[str, Any]]
-    episode_seeds: EpisodeSeeds | None = None
+    episode_seeds: EpisodeSeeds | MixedEpisodeSeeds | None = None
     best_return: float = -np.inf
     best_state: dict[str, torch.Tensor] | None = None
     handled: int = 0  # rollouts whose evaluation and checkpoint are done (or restored)
@@ -191,6 +196,7 @@ def finetune(
     progress: bool = True,
     device: str = "auto",
     reference_lr: float | None = None,
+    mixture: Sequence[tuple[str, dict[str, Any], int, float]] = (),
 ) -> dict[str, Any]:
     """Fine-tune the BC policy ``init`` with PPO; write policies, metrics and plots to ``folder``.
 
@@ -226,6 +232,12 @@ def finetune(
             training episode's ``log(reference_lr / base_lr)`` and trainee, the actor never
             is; for envs that draw their base LR (``base_lr_spread``). None: SB3's critic.
             Evaluations, saved policies and the report use the actor alone.
+        mixture: further training tasks beside ``n_envs`` of the main env, as
+            ``(env_id, gym.make options, n_envs, reference_lr)``: the training envs are a
+            ``envs.vec_env.MixedVecEnv`` (each part batched where it can be), the
+            privileged critic is told each env's own reference LR (``reference_lr`` is
+            required), and the training seeds' block is shared out among the parts.
+            Evaluations and the report stay on the main env.
 
     Returns:
         The metrics written to ``folder/metrics.json``.
@@ -251,9 +263,17 @@ def finetune(
     eval_env = gym.make(env_id, **kwargs)
     for mismatch in check_env(saved.env, eval_env, allow_mismatch=True, source=str(init)):
         warnings.warn(f"fine-tuning {init} on another env: {mismatch}", stacklevel=2)
-    vec = make_batched_vec_env(env_id, n_envs, episode_seeds=block, **kwargs)
-    if reference_lr is not None:
-        vec = VecPrivileged(vec, reference_lr)
+    if mixture and reference_lr is None:
+        raise ValueError("a mixture of tasks needs reference_lr (the privileged critic's)")
+    if mixture:
+        vec = make_mixed_vec_env([(env_id, kwargs, n_envs)] + [(e, o, n) for e, o, n, _ in mixture],
+                                 episode_seeds=block)  # fmt: skip
+        refs = [reference_lr] * n_envs + [r for _, _, n, r in mixture for _ in range(n)]
+        vec = VecPrivileged(vec, refs)
+    else:
+        vec = make_batched_vec_env(env_id, n_envs, episode_seeds=block, **kwargs)
+        if reference_lr is not None:
+            vec = VecPrivileged(vec, reference_lr)
     model = FinetunedPPO(vec, saved, config, seed=seed, device=device,
                          tensorboard_log=str(folder / "tb"))  # fmt: skip
     job = _Job(folder, eval_env, take("model_selection", eval_episodes), eval_every,
@@ -285,6 +305,9 @@ def finetune(
         "privileged_critic": {"reference_lr": reference_lr, "features": PRIVILEGED_FEATURES}
         if reference_lr is not None
         else None,
+        "mixture": [
+            {"env_id": e, "options": o, "n_envs": n, "reference_lr": r} for e, o, n, r in mixture
+        ],
         "total_timesteps": model.num_timesteps,
         "vec_env": type(vec.unwrapped).__name__,
         "training_seeds": vec.episode_seeds.state_dict(),

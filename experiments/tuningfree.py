@@ -68,6 +68,7 @@ from common.tensorboard import log_hyperparameters
 from envs.options import EnvOptions
 from envs.rewards import REWARDS, RewardName
 from envs.rollout import Episode, run_episode
+from envs.vec_env import space_summary
 from evaluation.backends import Backend, LocalBackend
 from evaluation.reference_lrs import reference_lr as reference_entry
 from experiments.ppo_job import finetune
@@ -86,6 +87,8 @@ class PPOStage:
         timesteps: env steps of the whole stage (all envs); 0 skips it. A resume may
             raise it (the stage continues from its checkpoint).
         n_envs: envs in lockstep (batched where the trainee has a batched form).
+        envs_per_extra_task: with a mixture (``TuningFreeConfig.extra_tasks``), each
+            further task's envs beside the ``n_envs`` of the main env.
         reward: the reward preset PPO trains with (None: the recipe's env options').
             Choose it with ``evaluation.reward_ranking``: the preset whose returns rank
             runs as their final test loss does.
@@ -96,17 +99,72 @@ class PPOStage:
 
     timesteps: int = 0
     n_envs: int = 8
+    envs_per_extra_task: int = 2
     reward: RewardName | None = None
     config: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(critic_warmup_rollouts=4))
 
     def __post_init__(self) -> None:
-        if self.timesteps < 0 or self.n_envs < 1:
+        if self.timesteps < 0 or self.n_envs < 1 or self.envs_per_extra_task < 1:
             raise ValueError(
-                f"timesteps={self.timesteps!r}, n_envs={self.n_envs!r} are invalid; expected "
-                "timesteps >= 0 and n_envs >= 1"
+                f"timesteps={self.timesteps!r}, n_envs={self.n_envs!r}, envs_per_extra_task="
+                f"{self.envs_per_extra_task!r}: expected timesteps >= 0, the others >= 1"
             )
         if self.reward is not None and self.reward not in REWARDS:
             raise ValueError(f"reward={self.reward!r} is invalid; valid: {', '.join(REWARDS)}")
+
+
+@dataclass(frozen=True)
+class MixTask:
+    """A further task of a mixture: another trainee, dataset or budget, its own reference.
+
+    Attributes:
+        env_id: the registered env id.
+        options: its ``gym.make`` options (dataset, total_steps, ...).
+        reference_lr: the expert's LR on it (tuned cosine's; say where it came from in
+            ``source``).
+        source: how the reference LR was found (a tuning command and its result).
+    """
+
+    env_id: str
+    options: dict[str, Any]
+    reference_lr: float
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.reference_lr, int | float) and self.reference_lr > 0):
+            raise ValueError(f"reference_lr={self.reference_lr!r} of task {self.env_id} "
+                             f"{self.options} is invalid; expected a number > 0")  # fmt: skip
+        if "base_lr" in self.options or "base_lr_spread" in self.options:
+            raise ValueError(f"task {self.env_id} {self.options}: give its reference_lr, not "
+                             "base_lr or base_lr_spread (the recipe sets both)")  # fmt: skip
+
+    def name(self) -> str:
+        """A short label: the env id's trainee, the dataset and the budget."""
+        trainee = self.env_id.removeprefix("LRSchedule-").removesuffix("-v0")
+        extra = [str(self.options[k]) for k in ("dataset", "preset") if k in self.options]
+        steps = self.options.get("total_steps")
+        return "-".join([trainee, *extra] + ([f"{steps}steps"] if steps else []))
+
+
+def load_tasks(path: str | Path) -> tuple[MixTask, ...]:
+    """The tasks of a mixture file: ``{"tasks": [{"env_id", "options", "reference_lr",
+    "source"}, ...]}`` (other top-level keys are notes).
+
+    Raises:
+        ValueError: a missing or unknown key, naming the task and the valid keys.
+    """
+    raw = json.loads(Path(path).read_text())
+    if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list):
+        raise ValueError(f"{path}: expected an object with a list under 'tasks'")
+    valid = {f.name for f in dataclasses.fields(MixTask)}
+    tasks = []
+    for i, entry in enumerate(raw["tasks"]):
+        keys = set(entry)
+        if not keys <= valid or not {"env_id", "options", "reference_lr"} <= keys:
+            raise ValueError(f"{path}: task {i} has keys {sorted(keys)}; required: env_id, "
+                             f"options, reference_lr; valid: {sorted(valid)}")  # fmt: skip
+        tasks.append(MixTask(**entry))
+    return tuple(tasks)
 
 
 @dataclass(frozen=True)
@@ -130,6 +188,12 @@ class TuningFreeConfig:
         curve_ks: base LRs of the final LR-curve plot (one held-out seed each).
         bc: each round's fit (on the aggregate of every round so far).
         policy: the actor-critic's architecture.
+        extra_tasks: a mixture: further tasks (trainees, datasets, budgets, each with its
+            own reference LR) whose episodes join round 0 and every DAgger round. Their
+            observation and action spaces must equal the main env's. The checks, the LR
+            curves and the validation episodes stay on the main env.
+        episodes_per_extra_task: each further task's episodes in round 0 and in every
+            DAgger round (beside ``demo_episodes`` / ``episodes_per_round`` of the main env).
     """
 
     env_id: str = "LRSchedule-MLP-v0"
@@ -146,6 +210,8 @@ class TuningFreeConfig:
     curve_ks: tuple[int, ...] = (-3, -2, -1, 0, 1, 2, 3)
     bc: BCConfig = field(default_factory=lambda: BCConfig(epochs=30, critic_epochs=0))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    extra_tasks: tuple[MixTask, ...] = ()
+    episodes_per_extra_task: int = 4
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -157,8 +223,15 @@ class TuningFreeConfig:
         for name in ("demo_episodes", "episodes_per_round", "validation_episodes", "check_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid; expected >= 1")
-        if self.demo_episodes > DEMO_SHARE:
-            raise ValueError(f"demo_episodes={self.demo_episodes} is invalid; at most {DEMO_SHARE}")
+        if self.episodes_per_extra_task < 1:
+            raise ValueError(f"episodes_per_extra_task={self.episodes_per_extra_task!r} is "
+                             "invalid; expected >= 1")  # fmt: skip
+        n_demos = self.demo_episodes + self._extra_episodes()
+        if n_demos > DEMO_SHARE:
+            raise ValueError(
+                f"demo_episodes={self.demo_episodes} (+ {self._extra_episodes()} of the further "
+                f"tasks) is invalid; at most {DEMO_SHARE} in all"
+            )
         if self.rounds < 0:
             raise ValueError(f"rounds={self.rounds!r} is invalid; expected an integer >= 0")
 
@@ -188,9 +261,21 @@ class TuningFreeConfig:
             )
         demos = seed_ranges.DEMONSTRATIONS[seed * DEMO_SHARE : (seed + 1) * DEMO_SHARE]
         block = seed_ranges.rl_training_block(seed)
-        n = self.episodes_per_round
-        return [list(demos[: self.demo_episodes])] + [
+        n = self.episodes_per_round + self._extra_episodes()
+        return [list(demos[: self.demo_episodes + self._extra_episodes()])] + [
             list(block[r * n : (r + 1) * n]) for r in range(self.rounds)
+        ]
+
+    def _extra_episodes(self) -> int:
+        return len(self.extra_tasks) * self.episodes_per_extra_task
+
+    def round_tasks(self, r: int) -> list[MixTask | None]:
+        """The task of each of round ``r``'s episodes, in the order of its seeds: None (the
+        main env) for the first ``demo_episodes`` / ``episodes_per_round``, then each further
+        task's ``episodes_per_extra_task``."""
+        n = self.demo_episodes if r == 0 else self.episodes_per_round
+        return [None] * n + [
+            t for t in self.extra_tasks for _ in range(self.episodes_per_extra_task)
         ]
 
 
@@ -352,9 +437,17 @@ def train_tuningfree(
     dagger = DAggerConfig(rounds=cfg.rounds, bc=cfg.bc)
     t0 = time.perf_counter()
 
-    def items(policy_file: str | None, seeds: Sequence[int]) -> list[RolloutItem]:
+    def items(policy_file: str | None, seeds: Sequence[int],
+              tasks: Sequence[MixTask | None] | None = None) -> list[RolloutItem]:  # fmt: skip
+        tasks = tasks or [None] * len(seeds)
         return [RolloutItem(cfg.env_id, kwargs, policy_file, cfg.schedule, reference, s)
-                for s in seeds]  # fmt: skip
+                if t is None else
+                RolloutItem(t.env_id, _task_kwargs(t, cfg.spread), policy_file, cfg.schedule,
+                            t.reference_lr, s)
+                for s, t in zip(seeds, tasks, strict=True)]  # fmt: skip
+
+    experts = [PrivilegedSchedulePolicy(make_schedule(cfg.schedule), env.action_space,
+                                        t.reference_lr) for t in _check_tasks(cfg, env)]  # fmt: skip
 
     validation_seeds = seed_ranges.take("model_selection", cfg.validation_episodes)
     validation = [relabel(e, expert) for e, _ in
@@ -381,10 +474,15 @@ def train_tuningfree(
             policy = load_policy(folder / "rounds" / str(r - 1) / "policy.pt", device="cpu")
             policy.set_training_mode(True)
         acting = None if r == 0 else str(folder / "rounds" / str(r - 1) / "policy.pt")
-        episodes = [e for e, _ in run_items(backend, items(acting, seeds), f"round {r}", progress)]
+        tasks = cfg.round_tasks(r)
+        episodes = [e for e, _ in
+                    run_items(backend, items(acting, seeds, tasks), f"round {r}", progress)]  # fmt: skip
         n_before = len(data)
-        rec = dagger_round(r, policy, episodes, data, expert, dagger,
+        labellers = [expert if t is None else experts[cfg.extra_tasks.index(t)] for t in tasks]
+        rec = dagger_round(r, policy, episodes, data, labellers, dagger,
                            rng=np.random.default_rng([seed, r]), validation=validation)  # fmt: skip
+        if cfg.extra_tasks:
+            rec["tasks"] = _per_task(episodes, tasks)
         save_policy(policy, rdir / "policy.pt", cfg.policy, env=env, gamma=cfg.bc.gamma)
         _save_round(rdir, data[n_before:])
         rec["check"] = loss_check(backend, cfg, reference, str(rdir / "policy.pt"), progress)
@@ -427,6 +525,8 @@ def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
     sub = folder / "ppo"
     settings = {"n_envs": stage.n_envs, "reward": stage.reward,
                 "config": dataclasses.asdict(stage.config), "seed": PPO_BLOCK_OFFSET + seed}  # fmt: skip
+    if cfg.extra_tasks:  # (absent without a mixture: stages written before it resume)
+        settings["envs_per_extra_task"] = stage.envs_per_extra_task
     settings_file = sub / "stage.json"
     resume = (sub / "checkpoint.pt").exists()
     if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
@@ -441,12 +541,54 @@ def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
         run = finetune(folder / "policy.pt", sub, env_id=cfg.env_id, options=options,
                        total_timesteps=stage.timesteps, n_envs=stage.n_envs,
                        seed=PPO_BLOCK_OFFSET + seed, config=stage.config, resume=resume,
-                       progress=progress, reference_lr=reference)  # fmt: skip
+                       progress=progress, reference_lr=reference,
+                       mixture=[(t.env_id, dict(_task_kwargs(t, cfg.spread)) | reward,
+                                 stage.envs_per_extra_task, t.reference_lr)
+                                for t in cfg.extra_tasks])  # fmt: skip
     atomic_write_bytes(folder / "policy_ppo.pt", Path(run["final_policy"]).read_bytes())
     return {"folder": str(sub), "policy": str(folder / "policy_ppo.pt"),
             "total_timesteps": run["total_timesteps"], "training_seeds": run["training_seeds"],
             "paired": run["report"].get("paired", {}),
             "seconds_this_session": run["seconds_this_session"]}  # fmt: skip
+
+
+def _task_kwargs(task: MixTask, spread: float) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((task.options | {"base_lr": task.reference_lr,
+                                         "base_lr_spread": spread}).items()))  # fmt: skip
+
+
+def _check_tasks(cfg: TuningFreeConfig, env: gym.Env) -> tuple[MixTask, ...]:
+    """The further tasks, each checked to build and to share ``env``'s spaces (one policy
+    acts in all of them).
+
+    Raises:
+        ValueError: a task whose observation or action space differs, naming both.
+    """
+    for t in cfg.extra_tasks:
+        other = gym.make(t.env_id, **dict(_task_kwargs(t, cfg.spread)))
+        try:
+            for what in ("observation_space", "action_space"):
+                if getattr(other, what) != getattr(env, what):
+                    raise ValueError(
+                        f"task {t.name()} ({t.env_id} {t.options}) has {what} "
+                        f"{space_summary(getattr(other, what))}; the main env {cfg.env_id} "
+                        f"has {space_summary(getattr(env, what))}: one policy cannot act in both"
+                    )
+        finally:
+            other.close()
+    return cfg.extra_tasks
+
+
+def _per_task(episodes: Sequence[Episode], tasks: Sequence[MixTask | None]) -> dict[str, Any]:
+    """Per task of a mixed round: its episodes and their mean best validation loss."""
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys("main" if t is None else t.name() for t in tasks):
+        rows = [e for e, t in zip(episodes, tasks, strict=True)
+                if ("main" if t is None else t.name()) == name]  # fmt: skip
+        out[name] = {"episodes": len(rows),
+                     "best_val_loss": float(np.mean([e.best_val_loss for e in rows])),
+                     "diverged": sum(e.diverged for e in rows)}  # fmt: skip
+    return out
 
 
 def _but_rounds(settings: dict[str, Any]) -> dict[str, Any]:

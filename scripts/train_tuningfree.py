@@ -23,7 +23,7 @@ from common.cli import parse
 from envs.options import EnvOptions, check_env_ids
 from envs.rewards import RewardName
 from evaluation.backends import make_backend
-from experiments.tuningfree import PPOStage, TuningFreeConfig, train_tuningfree
+from experiments.tuningfree import PPOStage, TuningFreeConfig, load_tasks, train_tuningfree
 from experts.demos import ExpertName
 
 
@@ -43,6 +43,10 @@ class Args:
         rounds: DAgger rounds after round 0.
         episodes_per_round: the policy's episodes per DAgger round.
         epochs: BC epochs of each round's fit (over the aggregate).
+        tasks: a mixture file (``experiments/mixtures/*.json``): further trainees,
+            datasets and budgets, each with its reference LR, whose episodes join every
+            round (``experiments.tuningfree.MixTask``).
+        episodes_per_extra_task: each further task's episodes per round.
         ppo_timesteps: PPO after the last round, privileged critic (0: no PPO stage); a
             resume may raise it.
         ppo_envs: PPO's envs in lockstep.
@@ -68,6 +72,8 @@ class Args:
     rounds: int = 4
     episodes_per_round: int = 16
     epochs: int = 30
+    tasks: str | None = None
+    episodes_per_extra_task: int = 4
     ppo_timesteps: int = 0
     ppo_envs: int = 8
     ppo_reward: RewardName | None = None
@@ -80,6 +86,8 @@ class Args:
 
     def __post_init__(self) -> None:
         check_env_ids(self.env)
+        if self.tasks is not None:
+            check_env_ids(*(t.env_id for t in load_tasks(self.tasks)))
         if self.options.base_lr_spread is not None:
             raise ValueError("--base-lr-spread is the recipe's --spread; give that instead")
         config = self.config()  # every value checked before any work
@@ -94,6 +102,8 @@ class Args:
             schedule=self.expert, spread=self.spread, demo_episodes=self.demo_episodes,
             rounds=self.rounds, episodes_per_round=self.episodes_per_round,
             bc=BCConfig(epochs=self.epochs, critic_epochs=0),
+            extra_tasks=load_tasks(self.tasks) if self.tasks else (),
+            episodes_per_extra_task=self.episodes_per_extra_task,
         )  # fmt: skip
 
     def ppo_stage(self) -> PPOStage:

@@ -79,3 +79,14 @@ def test_dagger_learns_the_expert_far_better_than_an_untrained_policy():
     assert [r["round"] for r in records] == [0, 1]
     assert records[1]["transitions"] == 2 * records[0]["transitions"]  # aggregated
     assert records[-1]["action_error_validation"] < 0.5 * untrained
+
+
+def test_a_mixed_round_needs_one_expert_per_episode():
+    from agents.dagger import dagger_round
+
+    env = task_env()
+    expert = PrivilegedSchedulePolicy(make_schedule("cosine"), env.action_space, 0.01)
+    episodes = [run_episode(env, Doubling(), seed=s) for s in (1, 2)]
+    with pytest.raises(ValueError, match="1 experts for 2 episodes; give one expert, or one per"):
+        dagger_round(0, fresh_policy(env), episodes, [], [expert], small(),
+                     rng=np.random.default_rng(0))  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -134,3 +135,36 @@ def test_renders_every_env():
     vec.step(np.zeros((2, 1), dtype=np.float32))
     images = vec.get_images()
     assert [im.shape for im in images] == [(240, 320, 3)] * 2
+
+
+def test_a_mixed_vec_env_steps_each_part_as_its_single_envs_from_disjoint_seeds():
+    from envs.vec_env import MixedVecEnv, make_mixed_vec_env
+
+    quad = "LRSchedule-Quadratic-v0"
+    tasks = [(quad, {"total_steps": 64}, 2), (quad, {"total_steps": 96, "base_lr": 0.02}, 1)]
+    block = range(700, 760)
+    mixed = make_mixed_vec_env(tasks, episode_seeds=block)
+    assert mixed.num_envs == 3
+    envs = mixed.get_attr("unwrapped")
+    assert [e.trainee.total_steps for e in envs] == [64, 64, 96]
+    assert [e.base_lr for e in mixed.get_attr("unwrapped", [2])] == [0.02]
+    obs = mixed.reset()
+    seeds = [info["episode_seed"] for info in mixed.reset_infos]
+    assert seeds == [700, 701, 730]  # part 0 owns 700..729, part 1 730..759
+    singles = [gym.make(quad, total_steps=64), gym.make(quad, total_steps=64),
+               gym.make(quad, total_steps=96, base_lr=0.02)]  # fmt: skip
+    want = [env.reset(seed=s)[0] for env, s in zip(singles, seeds, strict=True)]
+    np.testing.assert_allclose(obs, np.stack(want), rtol=1e-5, atol=1e-6)
+    n_actions = 64 // envs[0].config.steps_per_action  # the 64-step episodes' length
+    for step in random_actions(mixed.action_space, n_actions, 3):
+        obs, rewards, dones, infos = mixed.step(step)
+        for k, env in enumerate(singles):
+            o, r, terminated, *_ = env.step(step[k])
+            np.testing.assert_allclose(infos[k].get("terminal_observation", obs[k]), o,
+                                       rtol=1e-5, atol=1e-6)  # fmt: skip
+            assert rewards[k] == pytest.approx(r, rel=1e-5, abs=1e-7)
+            assert dones[k] == terminated
+    assert dones.tolist() == [True, True, False]  # the 96-step episode goes on
+    with pytest.raises(ValueError, match=r"part 1 has observation_space .* one policy cannot"):
+        MixedVecEnv([make_batched_vec_env(quad, 1, total_steps=64),
+                     make_batched_vec_env(quad, 1, total_steps=64, window=32)])  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -16,12 +17,15 @@ from common import seeds
 from evaluation.backends import LocalBackend
 from experiments.tuningfree import (
     PPO_BLOCK_OFFSET,
+    MixTask,
     PPOStage,
     RolloutItem,
     TuningFreeConfig,
+    load_tasks,
     run_items,
     train_tuningfree,
 )
+from experts.schedules import make_schedule
 
 QUAD = "LRSchedule-Quadratic-v0"
 TIMING = ("wall_seconds",)
@@ -135,3 +139,97 @@ def test_the_ppo_stage_trains_from_the_dagger_policy_on_its_own_block_and_resume
                          ppo=PPOStage(timesteps=192, n_envs=4, config=small))  # fmt: skip
     with pytest.raises(ValueError, match="reward='loss' is invalid; valid: stability"):
         PPOStage(reward="loss")
+
+
+def test_a_mixture_adds_each_tasks_episodes_to_every_round_labelled_at_its_reference(tmp_path):
+    longer = MixTask(QUAD, {"total_steps": 96}, reference_lr=0.02, source="a test")
+    cfg = config(extra_tasks=(longer,), episodes_per_extra_task=1)
+    assert cfg.round_tasks(0) == [None, None, longer] and cfg.round_tasks(1) == [None, None, longer]
+    first, second = cfg.round_seeds(0)
+    assert len(first) == len(second) == 3 and not set(first) & set(second)
+    metrics = train_tuningfree(cfg, tmp_path / "mix", progress=False)
+    per_action = gym.make(QUAD).unwrapped.config.steps_per_action
+    r0, r1 = metrics["rounds"]
+    assert r0["tasks"] == {
+        "main": {"episodes": 2, "best_val_loss": r0["tasks"]["main"]["best_val_loss"],
+                 "diverged": 0},
+        "Quadratic-96steps": {"episodes": 1,
+                              "best_val_loss": r0["tasks"]["Quadratic-96steps"]["best_val_loss"],
+                              "diverged": 0},
+    }  # fmt: skip
+    assert r0["transitions"] == 2 * (64 // per_action) + 96 // per_action
+    assert r1["transitions"] == 2 * r0["transitions"]
+    # round 0's last episode is the expert's on the 96-step task: it acted at its own
+    # reference, so its labels (the same expert, relabelled) are its actions: cosine at 0.02
+    with np.load(tmp_path / "mix" / "rounds" / "0" / "data.npz") as z:
+        obs, acts = z["obs_2"], z["acts_2"]
+    assert len(acts) == 96 // per_action
+    base_lr = r0["rollout_base_lrs"][2]
+    for o, a in zip(obs[:-1], acts, strict=True):
+        progress = 1.0 - float(o[-1, 0])
+        want = np.log(make_schedule("cosine")(progress) * 0.02 / base_lr)
+        assert a[0] == pytest.approx(want, abs=1e-5)
+    # a task whose spaces differ is refused before any episode, naming it
+    narrow = MixTask(QUAD, {"total_steps": 64, "window": 32}, reference_lr=0.01)
+    with pytest.raises(ValueError, match=r"task Quadratic-64steps .* has observation_space "
+                                         r"Box\(shape=\(32, 10\).*cannot act in both"):  # fmt: skip
+        train_tuningfree(config(extra_tasks=(narrow,)), tmp_path / "bad", progress=False)
+
+
+def test_mixture_files_and_tasks_are_checked(tmp_path):
+    good = tmp_path / "mix.json"
+    good.write_text(
+        json.dumps(
+            {
+                "notes": "x",
+                "tasks": [
+                    {
+                        "env_id": QUAD,
+                        "options": {"total_steps": 96},
+                        "reference_lr": 0.02,
+                        "source": "s",
+                    }
+                ],
+            }
+        )
+    )
+    assert load_tasks(good) == (MixTask(QUAD, {"total_steps": 96}, 0.02, "s"),)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"tasks": [{"env_id": QUAD, "options": {}, "lr": 0.02}]}))
+    with pytest.raises(ValueError, match=r"task 0 has keys \['env_id', 'lr', 'options'\]; "
+                                         "required: env_id, options, reference_lr"):  # fmt: skip
+        load_tasks(bad)
+    with pytest.raises(ValueError, match=r"reference_lr=-1 of task .* expected a number > 0"):
+        MixTask(QUAD, {}, -1)
+    with pytest.raises(ValueError, match="give its reference_lr, not base_lr"):
+        MixTask(QUAD, {"base_lr": 0.1}, 0.1)
+    with pytest.raises(ValueError, match=r"demo_episodes=48 \(\+ 4 of the further tasks\)"):
+        config(demo_episodes=48, extra_tasks=(MixTask(QUAD, {}, 0.1),))
+
+
+def test_ppo_on_a_mixture_trains_on_every_task_and_the_critic_sees_each_ones_reference(tmp_path):
+    from agents.privileged import VecPrivileged
+    from envs.vec_env import make_mixed_vec_env
+
+    # the privileged features: log(reference / base_lr) with each env's own reference
+    mixed = make_mixed_vec_env([(QUAD, {"total_steps": 64, "base_lr": 0.01}, 1),
+                                (QUAD, {"total_steps": 96, "base_lr": 0.02}, 1)],
+                               episode_seeds=range(0, 10))  # fmt: skip
+    obs = VecPrivileged(mixed, [0.01, 0.04]).reset()
+    n = mixed.observation_space.shape[1]
+    assert obs[:, -1, n] == pytest.approx([0.0, np.log(0.04 / 0.02)], abs=1e-6)
+    with pytest.raises(ValueError, match=r"reference_lr=\[0.01, -1\] is invalid"):
+        VecPrivileged(mixed, [0.01, -1])
+    # the recipe's PPO stage on the mixture: the main env's 2 envs and 1 of the 96-step task
+    longer = MixTask(QUAD, {"total_steps": 96}, reference_lr=0.02)
+    cfg = config(rounds=0, extra_tasks=(longer,), episodes_per_extra_task=1)
+    small = FinetuneConfig(n_steps=32, batch_size=48, n_epochs=1, critic_warmup_rollouts=1)
+    stage = PPOStage(timesteps=192, n_envs=2, envs_per_extra_task=1, config=small)
+    metrics = train_tuningfree(cfg, tmp_path, progress=False, ppo=stage)
+    assert metrics["ppo"]["total_timesteps"] == 192  # 2 rollouts of 32 steps x 3 envs
+    parts = metrics["ppo"]["training_seeds"]["parts"]
+    assert [p["n_envs"] for p in parts] == [2, 1] and all(min(p["started"]) >= 1 for p in parts)
+    stored = json.loads((tmp_path / "ppo" / "metrics.json").read_text())
+    assert [(m["env_id"], m["n_envs"], m["reference_lr"]) for m in stored["mixture"]] == [
+        (QUAD, 1, 0.02)]  # fmt: skip
+    assert stored["mixture"][0]["options"]["total_steps"] == 96
