@@ -153,6 +153,8 @@ def load_tasks(path: str | Path) -> tuple[MixTask, ...]:
     Raises:
         ValueError: a missing or unknown key, naming the task and the valid keys.
     """
+    if not Path(path).is_file():
+        raise ValueError(f"mixture file {str(path)!r} does not exist (see experiments/mixtures/)")
     raw = json.loads(Path(path).read_text())
     if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list):
         raise ValueError(f"{path}: expected an object with a list under 'tasks'")

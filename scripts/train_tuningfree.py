@@ -50,6 +50,8 @@ class Args:
         ppo_timesteps: PPO after the last round, privileged critic (0: no PPO stage); a
             resume may raise it.
         ppo_envs: PPO's envs in lockstep.
+        ppo_envs_per_extra_task: with ``tasks``, each further task's PPO envs (a
+            ``MixedVecEnv`` beside the ``ppo_envs`` of the main env).
         ppo_reward: the reward preset PPO trains with (None: the recipe's, ``--reward``);
             chosen after the DAgger rounds, it may differ from theirs.
         seed: the run seed (its own demonstration and RL-training seeds; 0..9).
@@ -62,9 +64,7 @@ class Args:
 
     out: str
     env: str = "LRSchedule-MLP-v0"
-    options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(
-        default_factory=lambda: EnvOptions(dataset="mnist")
-    )
+    options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvOptions)
     reference_lr: float | None = None
     expert: ExpertName = "cosine"
     spread: float = 8.0
@@ -76,6 +76,7 @@ class Args:
     episodes_per_extra_task: int = 4
     ppo_timesteps: int = 0
     ppo_envs: int = 8
+    ppo_envs_per_extra_task: int = 2
     ppo_reward: RewardName | None = None
     seed: int = 0
     backend: Literal["local", "ray"] = "local"
@@ -108,7 +109,8 @@ class Args:
 
     def ppo_stage(self) -> PPOStage:
         """The PPO stage (``timesteps`` 0: none)."""
-        return PPOStage(timesteps=self.ppo_timesteps, n_envs=self.ppo_envs, reward=self.ppo_reward)
+        return PPOStage(timesteps=self.ppo_timesteps, n_envs=self.ppo_envs,
+                        envs_per_extra_task=self.ppo_envs_per_extra_task, reward=self.ppo_reward)  # fmt: skip
 
 
 def main(args: Args) -> dict:

@@ -414,6 +414,8 @@ def test_renamed_flags_parse_in_both_spellings(script, field, new, old):
         ("train_trainee", ["--trainee", "gpt", "--dataset", "mnist"],
          ["'mnist'", "'gpt'", "shakespeare_char, enwik8, text8"]),
         ("train_trainee", ["--trainee", "mlp", "--dataset", "enwik8"], ["'enwik8'", "digits"]),
+        ("train_tuningfree", ["--out", "x", "--tasks", "nope.json"],
+         ["'nope.json' does not exist", "experiments/mixtures"]),
     ],
 )  # fmt: skip
 def test_bad_names_are_refused_before_any_work(script, argv, words, capsys):
@@ -522,3 +524,28 @@ def test_run_experiment_downloads_only_with_the_flag(tmp_path, monkeypatch, caps
     assert run_experiment.main(parse(run_experiment.Args, argv=[*argv, "--download"])) == {}
     assert urls == ["http://mattmahoney.net/dc/text8.zip"]
     assert "skipping text8" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_tuningfree_end_to_end_tiny_on_a_mixture(tmp_path):
+    mixture = tmp_path / "mix.json"
+    mixture.write_text(json.dumps({"tasks": [{
+        "env_id": "LRSchedule-Quadratic-v0", "options": {"total_steps": 96},
+        "reference_lr": 0.02, "source": "a test"}]}))  # fmt: skip
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--env", "LRSchedule-Quadratic-v0", "--total-steps", "64",
+            "--reference-lr", "0.01", "--demo-episodes", "2", "--rounds", "1",
+            "--episodes-per-round", "2", "--epochs", "2", "--tasks", str(mixture),
+            "--episodes-per-extra-task", "1", "--workers", "1", "--no-progress"]  # fmt: skip
+    stdout = run_script("train_tuningfree.py", *args)
+    assert f"wrote {out}/policy.pt" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == [0, 1]
+    assert {n: t["episodes"] for n, t in metrics["rounds"][1]["tasks"].items()} == {
+        "main": 2, "Quadratic-96steps": 1}  # fmt: skip
+    assert metrics["settings"]["config"]["extra_tasks"][0]["reference_lr"] == 0.02
+    for name in ("action_error", "lr_curves"):
+        assert (out / "plots" / f"{name}.png").stat().st_size > 1000
+        assert (out / "plots" / f"{name}.csv").stat().st_size > 0
+    assert list((out / "tb").iterdir())
+    assert "round 1" not in run_script("train_tuningfree.py", *args)  # resumed: nothing to do
