@@ -381,6 +381,8 @@ def make_mixed_vec_env(
     Every episode of every part starts from its own seed of ``episode_seeds``: the block
     is cut into one equal share per part, in order, so no seed is used twice. The
     ``episode_seeds`` attribute (:class:`MixedEpisodeSeeds`) saves and restores them all.
+    A part of short episodes spends its share first: a part of ``n`` envs whose episodes
+    last ``a`` actions can take ``share · a`` env steps (``RuntimeError`` past them).
 
     Raises:
         ValueError: no tasks, ``n_envs < 1``, an invalid option, or parts whose spaces

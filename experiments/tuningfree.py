@@ -65,6 +65,7 @@ from common import seeds as seed_ranges
 from common.files import atomic_write_bytes, write_json
 from common.plots import Panel, save_panels
 from common.tensorboard import log_hyperparameters
+from envs.config import ENV_OPTIONS
 from envs.options import EnvOptions
 from envs.rewards import REWARDS, RewardName
 from envs.rollout import Episode, run_episode
@@ -430,12 +431,13 @@ def train_tuningfree(
                 f"{folder} holds a run of another configuration ({settings_file}); "
                 "give a new --out, or the same arguments (--rounds may differ) to resume"
             )
-    write_json(settings_file, settings)
     kwargs = tuple(
         sorted((cfg.options | {"base_lr": reference, "base_lr_spread": cfg.spread}).items())
     )
     env = gym.make(cfg.env_id, **dict(kwargs))
     expert = PrivilegedSchedulePolicy(make_schedule(cfg.schedule), env.action_space, reference)
+    tasks = _check_tasks(cfg, env)  # before anything is written: a bad mixture leaves no folder
+    write_json(settings_file, settings)
     dagger = DAggerConfig(rounds=cfg.rounds, bc=cfg.bc)
     t0 = time.perf_counter()
 
@@ -444,12 +446,12 @@ def train_tuningfree(
         tasks = tasks or [None] * len(seeds)
         return [RolloutItem(cfg.env_id, kwargs, policy_file, cfg.schedule, reference, s)
                 if t is None else
-                RolloutItem(t.env_id, _task_kwargs(t, cfg.spread), policy_file, cfg.schedule,
+                RolloutItem(t.env_id, _task_kwargs(t, cfg), policy_file, cfg.schedule,
                             t.reference_lr, s)
                 for s, t in zip(seeds, tasks, strict=True)]  # fmt: skip
 
     experts = [PrivilegedSchedulePolicy(make_schedule(cfg.schedule), env.action_space,
-                                        t.reference_lr) for t in _check_tasks(cfg, env)]  # fmt: skip
+                                        t.reference_lr) for t in tasks]  # fmt: skip
 
     validation_seeds = seed_ranges.take("model_selection", cfg.validation_episodes)
     validation = [relabel(e, expert) for e, _ in
@@ -544,7 +546,7 @@ def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
                        total_timesteps=stage.timesteps, n_envs=stage.n_envs,
                        seed=PPO_BLOCK_OFFSET + seed, config=stage.config, resume=resume,
                        progress=progress, reference_lr=reference,
-                       mixture=[(t.env_id, dict(_task_kwargs(t, cfg.spread)) | reward,
+                       mixture=[(t.env_id, dict(_task_kwargs(t, cfg)) | reward,
                                  stage.envs_per_extra_task, t.reference_lr)
                                 for t in cfg.extra_tasks])  # fmt: skip
     atomic_write_bytes(folder / "policy_ppo.pt", Path(run["final_policy"]).read_bytes())
@@ -554,9 +556,12 @@ def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
             "seconds_this_session": run["seconds_this_session"]}  # fmt: skip
 
 
-def _task_kwargs(task: MixTask, spread: float) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((task.options | {"base_lr": task.reference_lr,
-                                         "base_lr_spread": spread}).items()))  # fmt: skip
+def _task_kwargs(task: MixTask, cfg: TuningFreeConfig) -> tuple[tuple[str, Any], ...]:
+    """A further task's ``gym.make`` options: the main env's env options (reward,
+    steps_per_action, ...; not its trainee's), then the task's own, then its base LR."""
+    inherited = {k: v for k, v in cfg.options.items() if k in ENV_OPTIONS}
+    return tuple(sorted((inherited | task.options | {"base_lr": task.reference_lr,
+                                                     "base_lr_spread": cfg.spread}).items()))  # fmt: skip
 
 
 def _check_tasks(cfg: TuningFreeConfig, env: gym.Env) -> tuple[MixTask, ...]:
@@ -567,7 +572,7 @@ def _check_tasks(cfg: TuningFreeConfig, env: gym.Env) -> tuple[MixTask, ...]:
         ValueError: a task whose observation or action space differs, naming both.
     """
     for t in cfg.extra_tasks:
-        other = gym.make(t.env_id, **dict(_task_kwargs(t, cfg.spread)))
+        other = gym.make(t.env_id, **dict(_task_kwargs(t, cfg)))
         try:
             for what in ("observation_space", "action_space"):
                 if getattr(other, what) != getattr(env, what):
@@ -595,8 +600,13 @@ def _per_task(episodes: Sequence[Episode], tasks: Sequence[MixTask | None]) -> d
 
 def _but_rounds(settings: dict[str, Any]) -> dict[str, Any]:
     """Settings without the number of rounds: round r's seeds do not depend on it, so a run
-    may be resumed to fewer rounds (ending at that round) or extended by more."""
-    return settings | {"config": {k: v for k, v in settings["config"].items() if k != "rounds"}}
+    may be resumed to fewer rounds (ending at that round) or extended by more. Options are
+    compared with the env id's defaults filled in (``dataset="mnist"`` given or not is the
+    same run of LRSchedule-MLP-v0)."""
+    config = {k: v for k, v in settings["config"].items() if k != "rounds"}
+    defaults = {k: v for k, v in gym.spec(config["env_id"]).kwargs.items() if k != "trainee"}
+    config["options"] = json.loads(json.dumps(defaults | config["options"], default=list))
+    return settings | {"config": config}
 
 
 def _log_round(writer: SummaryWriter, rec: dict[str, Any], expert: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -174,6 +175,24 @@ def test_a_mixture_adds_each_tasks_episodes_to_every_round_labelled_at_its_refer
     with pytest.raises(ValueError, match=r"task Quadratic-64steps .* has observation_space "
                                          r"Box\(shape=\(32, 10\).*cannot act in both"):  # fmt: skip
         train_tuningfree(config(extra_tasks=(narrow,)), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad" / "settings.json").exists()  # the folder stays free
+
+
+def test_tasks_inherit_the_main_envs_env_options_and_resumes_fill_in_the_ids_defaults():
+    from experiments.tuningfree import _but_rounds, _task_kwargs
+
+    cfg = config(options={"total_steps": 64, "reward": "val_improvement", "eval_every": 8})
+    own = MixTask(QUAD, {"total_steps": 96, "eval_every": 16}, reference_lr=0.02)
+    assert dict(_task_kwargs(own, cfg)) == {
+        "total_steps": 96, "reward": "val_improvement", "eval_every": 16,  # the task's wins
+        "base_lr": 0.02, "base_lr_spread": 8.0}  # fmt: skip
+
+    def settings(options):
+        mlp = TuningFreeConfig(options=options)
+        return {"config": json.loads(json.dumps(dataclasses.asdict(mlp), default=list)), "seed": 0}
+
+    assert _but_rounds(settings({})) == _but_rounds(settings({"dataset": "mnist"}))
+    assert _but_rounds(settings({})) != _but_rounds(settings({"dataset": "digits"}))
 
 
 def test_mixture_files_and_tasks_are_checked(tmp_path):
