@@ -478,15 +478,15 @@ def train_tuningfree(
             policy = load_policy(folder / "rounds" / str(r - 1) / "policy.pt", device="cpu")
             policy.set_training_mode(True)
         acting = None if r == 0 else str(folder / "rounds" / str(r - 1) / "policy.pt")
-        tasks = cfg.round_tasks(r)
+        of_round = cfg.round_tasks(r)
         episodes = [e for e, _ in
-                    run_items(backend, items(acting, seeds, tasks), f"round {r}", progress)]  # fmt: skip
+                    run_items(backend, items(acting, seeds, of_round), f"round {r}", progress)]  # fmt: skip
         n_before = len(data)
-        labellers = [expert if t is None else experts[cfg.extra_tasks.index(t)] for t in tasks]
+        labellers = [expert if t is None else experts[tasks.index(t)] for t in of_round]
         rec = dagger_round(r, policy, episodes, data, labellers, dagger,
                            rng=np.random.default_rng([seed, r]), validation=validation)  # fmt: skip
         if cfg.extra_tasks:
-            rec["tasks"] = _per_task(episodes, tasks)
+            rec["tasks"] = _per_task(episodes, of_round)
         save_policy(policy, rdir / "policy.pt", cfg.policy, env=env, gamma=cfg.bc.gamma)
         _save_round(rdir, data[n_before:])
         rec["check"] = loss_check(backend, cfg, reference, str(rdir / "policy.pt"), progress)
