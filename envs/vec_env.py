@@ -279,6 +279,21 @@ def space_summary(space: gym.Space) -> str:
     return repr(space)
 
 
+def check_same_spaces(first: Any, other: Any, first_name: str, other_name: str) -> None:
+    """Refuse ``other`` (an env or vec env) unless its observation and action spaces equal
+    ``first``'s: one policy acts in both.
+
+    Raises:
+        ValueError: naming both and the spaces that differ.
+    """
+    for what in ("observation_space", "action_space"):
+        if getattr(other, what) != getattr(first, what):
+            raise ValueError(
+                f"{other_name} has {what} {space_summary(getattr(other, what))}; {first_name} "
+                f"has {space_summary(getattr(first, what))}: one policy cannot act in both"
+            )
+
+
 class MixedVecEnv(VecEnv):
     """Several vec envs of different trainees (or datasets, budgets) as one SB3 ``VecEnv``.
 
@@ -299,12 +314,7 @@ class MixedVecEnv(VecEnv):
             raise ValueError("MixedVecEnv needs at least one vec env")
         first = parts[0]
         for i, part in enumerate(parts[1:], 1):
-            for what in ("observation_space", "action_space"):
-                if getattr(part, what) != getattr(first, what):
-                    raise ValueError(
-                        f"part {i} has {what} {space_summary(getattr(part, what))}, part 0 "
-                        f"has {space_summary(getattr(first, what))}: one policy cannot act in both"
-                    )
+            check_same_spaces(first, part, "part 0", f"part {i}")
         self.parts = parts
         self.bounds = np.cumsum([0] + [p.num_envs for p in parts])
         super().__init__(int(self.bounds[-1]), first.observation_space, first.action_space)

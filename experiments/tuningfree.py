@@ -72,7 +72,7 @@ from envs.config import ENV_OPTIONS
 from envs.options import EnvOptions
 from envs.rewards import REWARDS, RewardName
 from envs.rollout import Episode, run_episode
-from envs.vec_env import space_summary
+from envs.vec_env import check_same_spaces
 from evaluation.backends import Backend, LocalBackend
 from evaluation.reference_lrs import reference_lr as reference_entry
 from experiments.ppo_job import finetune
@@ -577,13 +577,8 @@ def _check_tasks(cfg: TuningFreeConfig, env: gym.Env) -> tuple[MixTask, ...]:
     for t in cfg.extra_tasks:
         other = gym.make(t.env_id, **dict(_task_kwargs(t, cfg)))
         try:
-            for what in ("observation_space", "action_space"):
-                if getattr(other, what) != getattr(env, what):
-                    raise ValueError(
-                        f"task {t.name()} ({t.env_id} {t.options}) has {what} "
-                        f"{space_summary(getattr(other, what))}; the main env {cfg.env_id} "
-                        f"has {space_summary(getattr(env, what))}: one policy cannot act in both"
-                    )
+            check_same_spaces(env, other, f"the main env {cfg.env_id}",
+                              f"task {t.name()} ({t.env_id} {t.options})")  # fmt: skip
         finally:
             other.close()
     return cfg.extra_tasks

@@ -87,11 +87,10 @@ class Args:
 
     def __post_init__(self) -> None:
         check_env_ids(self.env)
-        if self.tasks is not None:
-            check_env_ids(*(t.env_id for t in load_tasks(self.tasks)))
         if self.options.base_lr_spread is not None:
             raise ValueError("--base-lr-spread is the recipe's --spread; give that instead")
         config = self.config()  # every value checked before any work
+        check_env_ids(*(t.env_id for t in config.extra_tasks))
         config.reference()
         config.round_seeds(self.seed)
         self.ppo_stage()
