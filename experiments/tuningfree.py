@@ -10,12 +10,12 @@ Stages, each resumable from the run folder:
 3. **DAgger rounds**: the current policy's episodes on the same task, every visited state
    relabelled with the expert's action there, aggregated, refitted
    (``agents.dagger.dagger_round``).
-4. **PPO** (optional, :class:`PPOStage`): fine-tuning of the last DAgger policy on the
-   same task distribution (``experiments.ppo_job.finetune``) with a privileged critic
-   (``agents.privileged``: it sees ``log(reference / base_lr)`` and the trainee, the
-   actor never does) and the KL-to-start safeguard; written to ``ppo/`` and
-   ``policy_ppo.pt``. Its training episodes come from RL-training block
-   ``PPO_BLOCK_OFFSET + seed``, disjoint from every run's DAgger block.
+4. **PPO** (optional, ``experiments.tuningfree_ppo``): fine-tuning of the last DAgger
+   policy on the same task distribution with a privileged critic and the KL-to-start
+   safeguard; written to ``ppo/`` and ``policy_ppo.pt``.
+
+A mixture (``experiments.task_mixture``: further trainees, datasets or budgets, each with
+its own reference LR) adds its tasks' episodes to round 0 and every DAgger round.
 
 Episodes run on an evaluation backend (local processes or Ray): the policy of a round is
 written to its file first and every worker loads it. After each round the folder holds
@@ -30,17 +30,10 @@ length from the start.
 Per round the record holds the action error (on the round's own states before the refit,
 and on the expert's episodes of model-selection seeds after it) and, on model-selection
 seeds at base LRs ``reference · 2^k``, the policy's final validation and test losses
-beside the expert's (tuned cosine's) on the same seeds. Nothing selects on the test loss:
+beside the expert's (its schedule at the reference LR) on the same seeds. Nothing selects on the test loss:
 the final policy is the last round's. Seeds: round 0 from the run seed's share of the
 demonstration range, later rounds from its RL-training block, checks from
 model-selection and held-out seeds; final evaluations (the LR sweep) use none of them.
-
-(Past ~450 lines, now ~670, because the stages share one run folder, one config and its
-resume check, and mixtures (``MixTask``: each task's episodes, experts and options) run
-through every stage. Next to move out: the PPO stage, which only reads the folder's last
-policy, and the mixture helpers (``MixTask``, ``load_tasks``, ``_task_kwargs``,
-``_check_tasks``, ``_per_task``) into a module of their own; not done in the change that
-added them, for lack of time to re-verify the split.)
 """
 
 from __future__ import annotations
@@ -63,114 +56,19 @@ from tqdm import tqdm
 from agents.bc import BCConfig
 from agents.dagger import DAggerConfig, dagger_round, relabel
 from agents.policy import PolicyConfig, load_policy, make_policy, save_policy
-from agents.ppo import FinetuneConfig
 from common import seeds as seed_ranges
 from common.files import atomic_write_bytes, write_json
 from common.plots import Panel, save_panels
 from common.tensorboard import log_hyperparameters
-from envs.config import ENV_OPTIONS
-from envs.options import EnvOptions
-from envs.rewards import REWARDS, RewardName
 from envs.rollout import Episode, run_episode
-from envs.vec_env import check_same_spaces
 from evaluation.backends import Backend, LocalBackend
 from evaluation.reference_lrs import reference_lr as reference_entry
-from experiments.ppo_job import finetune
+from experiments.task_mixture import MixTask, check_tasks, per_task, task_kwargs
+from experiments.tuningfree_ppo import PPOStage, ppo_stage
 from experts.privileged import PrivilegedSchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
 
 DEMO_SHARE = 50  # demonstration seeds per run seed: run seed s owns DEMONSTRATIONS[50 s: 50 s + 50]
-PPO_BLOCK_OFFSET = 50  # the PPO stage of run seed s trains on RL-training block 50 + s
-
-
-@dataclass(frozen=True)
-class PPOStage:
-    """The recipe's optional last stage: PPO from the DAgger policy, privileged critic.
-
-    Attributes:
-        timesteps: env steps of the whole stage (all envs); 0 skips it. A resume may
-            raise it (the stage continues from its checkpoint).
-        n_envs: envs in lockstep (batched where the trainee has a batched form).
-        envs_per_extra_task: with a mixture (``TuningFreeConfig.extra_tasks``), each
-            further task's envs beside the ``n_envs`` of the main env.
-        reward: the reward preset PPO trains with (None: the recipe's env options').
-            Choose it with ``evaluation.reward_ranking``: the preset whose returns rank
-            runs as their final test loss does.
-        config: PPO hyperparameters and safeguards (KL to the DAgger start, separate
-            clips); the critic warm-up is longer than fine-tuning's default because the
-            DAgger policy's critic was never fitted.
-    """
-
-    timesteps: int = 0
-    n_envs: int = 8
-    envs_per_extra_task: int = 2
-    reward: RewardName | None = None
-    config: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(critic_warmup_rollouts=4))
-
-    def __post_init__(self) -> None:
-        if self.timesteps < 0 or self.n_envs < 1 or self.envs_per_extra_task < 1:
-            raise ValueError(
-                f"timesteps={self.timesteps!r}, n_envs={self.n_envs!r}, envs_per_extra_task="
-                f"{self.envs_per_extra_task!r}: expected timesteps >= 0, the others >= 1"
-            )
-        if self.reward is not None and self.reward not in REWARDS:
-            raise ValueError(f"reward={self.reward!r} is invalid; valid: {', '.join(REWARDS)}")
-
-
-@dataclass(frozen=True)
-class MixTask:
-    """A further task of a mixture: another trainee, dataset or budget, its own reference.
-
-    Attributes:
-        env_id: the registered env id.
-        options: its ``gym.make`` options (dataset, total_steps, ...).
-        reference_lr: the expert's LR on it (tuned cosine's; say where it came from in
-            ``source``).
-        source: how the reference LR was found (a tuning command and its result).
-    """
-
-    env_id: str
-    options: dict[str, Any]
-    reference_lr: float
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.reference_lr, int | float) and self.reference_lr > 0):
-            raise ValueError(f"reference_lr={self.reference_lr!r} of task {self.env_id} "
-                             f"{self.options} is invalid; expected a number > 0")  # fmt: skip
-        if "base_lr" in self.options or "base_lr_spread" in self.options:
-            raise ValueError(f"task {self.env_id} {self.options}: give its reference_lr, not "
-                             "base_lr or base_lr_spread (the recipe sets both)")  # fmt: skip
-
-    def name(self) -> str:
-        """A short label: the env id's trainee, the dataset and the budget."""
-        trainee = self.env_id.removeprefix("LRSchedule-").removesuffix("-v0")
-        extra = [str(self.options[k]) for k in ("dataset", "preset") if k in self.options]
-        steps = self.options.get("total_steps")
-        return "-".join([trainee, *extra] + ([f"{steps}steps"] if steps else []))
-
-
-def load_tasks(path: str | Path) -> tuple[MixTask, ...]:
-    """The tasks of a mixture file: ``{"tasks": [{"env_id", "options", "reference_lr",
-    "source"}, ...]}`` (other top-level keys are notes).
-
-    Raises:
-        ValueError: a missing or unknown key, naming the task and the valid keys.
-    """
-    if not Path(path).is_file():
-        raise ValueError(f"mixture file {str(path)!r} does not exist (see experiments/mixtures/)")
-    raw = json.loads(Path(path).read_text())
-    if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list):
-        raise ValueError(f"{path}: expected an object with a list under 'tasks'")
-    valid = {f.name for f in dataclasses.fields(MixTask)}
-    tasks = []
-    for i, entry in enumerate(raw["tasks"]):
-        keys = set(entry)
-        if not keys <= valid or not {"env_id", "options", "reference_lr"} <= keys:
-            raise ValueError(f"{path}: task {i} has keys {sorted(keys)}; required: env_id, "
-                             f"options, reference_lr; valid: {sorted(valid)}")  # fmt: skip
-        tasks.append(MixTask(**entry))
-    return tuple(tasks)
 
 
 @dataclass(frozen=True)
@@ -439,7 +337,9 @@ def train_tuningfree(
     )
     env = gym.make(cfg.env_id, **dict(kwargs))
     expert = PrivilegedSchedulePolicy(make_schedule(cfg.schedule), env.action_space, reference)
-    tasks = _check_tasks(cfg, env)  # before anything is written: a bad mixture leaves no folder
+    tasks = check_tasks(
+        cfg.extra_tasks, env, cfg.env_id, cfg.options, cfg.spread
+    )  # before anything is written: a bad mixture leaves no folder
     write_json(settings_file, settings)
     dagger = DAggerConfig(rounds=cfg.rounds, bc=cfg.bc)
     t0 = time.perf_counter()
@@ -449,7 +349,7 @@ def train_tuningfree(
         tasks = tasks or [None] * len(seeds)
         return [RolloutItem(cfg.env_id, kwargs, policy_file, cfg.schedule, reference, s)
                 if t is None else
-                RolloutItem(t.env_id, _task_kwargs(t, cfg), policy_file, cfg.schedule,
+                RolloutItem(t.env_id, task_kwargs(t, cfg.options, cfg.spread), policy_file, cfg.schedule,
                             t.reference_lr, s)
                 for s, t in zip(seeds, tasks, strict=True)]  # fmt: skip
 
@@ -489,7 +389,7 @@ def train_tuningfree(
         rec = dagger_round(r, policy, episodes, data, labellers, dagger,
                            rng=np.random.default_rng([seed, r]), validation=validation)  # fmt: skip
         if cfg.extra_tasks:
-            rec["tasks"] = _per_task(episodes, of_round)
+            rec["tasks"] = per_task(episodes, of_round)
         save_policy(policy, rdir / "policy.pt", cfg.policy, env=env, gamma=cfg.bc.gamma)
         _save_round(rdir, data[n_before:])
         rec["check"] = loss_check(backend, cfg, reference, str(rdir / "policy.pt"), progress)
@@ -518,82 +418,6 @@ def train_tuningfree(
     metrics["wall_seconds_this_invocation"] = time.perf_counter() - t0
     write_json(folder / "metrics.json", metrics)
     return metrics
-
-
-def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
-              stage: PPOStage, progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """PPO from ``folder/policy.pt`` on the recipe's task distribution, privileged critic.
-
-    Resumes from ``folder/ppo``'s checkpoint when there is one (``stage.timesteps`` may
-    extend it); a stage of other settings there is refused. Returns the PPO job's
-    summary: its folder, policy files, training seeds and the report's paired
-    differences against the DAgger start.
-    """
-    sub = folder / "ppo"
-    settings = {"n_envs": stage.n_envs, "reward": stage.reward,
-                "config": dataclasses.asdict(stage.config), "seed": PPO_BLOCK_OFFSET + seed}  # fmt: skip
-    if cfg.extra_tasks:  # (absent without a mixture: stages written before it resume)
-        settings["envs_per_extra_task"] = stage.envs_per_extra_task
-    settings_file = sub / "stage.json"
-    resume = (sub / "checkpoint.pt").exists()
-    if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
-        raise ValueError(f"{sub} holds a PPO stage of other settings ({settings_file}); "
-                         "give the same PPO settings (--ppo-timesteps may grow) or a new --out")  # fmt: skip
-    write_json(settings_file, settings)
-    reward = {} if stage.reward is None else {"reward": stage.reward}
-    options = EnvOptions(**(cfg.options | {"base_lr": reference, "base_lr_spread": cfg.spread}
-                            | reward))  # fmt: skip
-    with warnings.catch_warnings():  # the reward may differ from the DAgger file's: meant
-        warnings.filterwarnings("ignore", message="fine-tuning .* on another env")
-        run = finetune(folder / "policy.pt", sub, env_id=cfg.env_id, options=options,
-                       total_timesteps=stage.timesteps, n_envs=stage.n_envs,
-                       seed=PPO_BLOCK_OFFSET + seed, config=stage.config, resume=resume,
-                       progress=progress, reference_lr=reference,
-                       mixture=[(t.env_id, dict(_task_kwargs(t, cfg)) | reward,
-                                 stage.envs_per_extra_task, t.reference_lr)
-                                for t in cfg.extra_tasks])  # fmt: skip
-    atomic_write_bytes(folder / "policy_ppo.pt", Path(run["final_policy"]).read_bytes())
-    return {"folder": str(sub), "policy": str(folder / "policy_ppo.pt"),
-            "total_timesteps": run["total_timesteps"], "training_seeds": run["training_seeds"],
-            "paired": run["report"].get("paired", {}),
-            "seconds_this_session": run["seconds_this_session"]}  # fmt: skip
-
-
-def _task_kwargs(task: MixTask, cfg: TuningFreeConfig) -> tuple[tuple[str, Any], ...]:
-    """A further task's ``gym.make`` options: the main env's env options (reward,
-    steps_per_action, ...; not its trainee's), then the task's own, then its base LR."""
-    inherited = {k: v for k, v in cfg.options.items() if k in ENV_OPTIONS}
-    return tuple(sorted((inherited | task.options | {"base_lr": task.reference_lr,
-                                                     "base_lr_spread": cfg.spread}).items()))  # fmt: skip
-
-
-def _check_tasks(cfg: TuningFreeConfig, env: gym.Env) -> tuple[MixTask, ...]:
-    """The further tasks, each checked to build and to share ``env``'s spaces (one policy
-    acts in all of them).
-
-    Raises:
-        ValueError: a task whose observation or action space differs, naming both.
-    """
-    for t in cfg.extra_tasks:
-        other = gym.make(t.env_id, **dict(_task_kwargs(t, cfg)))
-        try:
-            check_same_spaces(env, other, f"the main env {cfg.env_id}",
-                              f"task {t.name()} ({t.env_id} {t.options})")  # fmt: skip
-        finally:
-            other.close()
-    return cfg.extra_tasks
-
-
-def _per_task(episodes: Sequence[Episode], tasks: Sequence[MixTask | None]) -> dict[str, Any]:
-    """Per task of a mixed round: its episodes and their mean best validation loss."""
-    out: dict[str, Any] = {}
-    for name in dict.fromkeys("main" if t is None else t.name() for t in tasks):
-        rows = [e for e, t in zip(episodes, tasks, strict=True)
-                if ("main" if t is None else t.name()) == name]  # fmt: skip
-        out[name] = {"episodes": len(rows),
-                     "best_val_loss": float(np.mean([e.best_val_loss for e in rows])),
-                     "diverged": sum(e.diverged for e in rows)}  # fmt: skip
-    return out
 
 
 def _but_rounds(settings: dict[str, Any]) -> dict[str, Any]:

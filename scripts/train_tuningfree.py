@@ -23,7 +23,9 @@ from common.cli import parse
 from envs.options import EnvOptions, check_env_ids
 from envs.rewards import RewardName
 from evaluation.backends import make_backend
-from experiments.tuningfree import PPOStage, TuningFreeConfig, load_tasks, train_tuningfree
+from experiments.task_mixture import load_tasks
+from experiments.tuningfree import TuningFreeConfig, train_tuningfree
+from experiments.tuningfree_ppo import PPOStage
 from experts.demos import ExpertName
 
 
@@ -45,7 +47,7 @@ class Args:
         epochs: BC epochs of each round's fit (over the aggregate).
         tasks: a mixture file (``experiments/mixtures/*.json``): further trainees,
             datasets and budgets, each with its reference LR, whose episodes join every
-            round (``experiments.tuningfree.MixTask``).
+            round (``experiments.task_mixture.MixTask``).
         episodes_per_extra_task: each further task's episodes per round.
         ppo_timesteps: PPO after the last round, privileged critic (0: no PPO stage); a
             resume may raise it.

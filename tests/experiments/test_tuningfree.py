@@ -16,16 +16,9 @@ from agents.policy import read_policy_file
 from agents.ppo import FinetuneConfig
 from common import seeds
 from evaluation.backends import LocalBackend
-from experiments.tuningfree import (
-    PPO_BLOCK_OFFSET,
-    MixTask,
-    PPOStage,
-    RolloutItem,
-    TuningFreeConfig,
-    load_tasks,
-    run_items,
-    train_tuningfree,
-)
+from experiments.task_mixture import MixTask, task_kwargs
+from experiments.tuningfree import RolloutItem, TuningFreeConfig, run_items, train_tuningfree
+from experiments.tuningfree_ppo import PPO_BLOCK_OFFSET, PPOStage
 from experts.schedules import make_schedule
 
 QUAD = "LRSchedule-Quadratic-v0"
@@ -161,14 +154,15 @@ def test_a_mixture_adds_each_tasks_episodes_to_every_round_labelled_at_its_refer
     assert r0["transitions"] == 2 * (64 // per_action) + 96 // per_action
     assert r1["transitions"] == 2 * r0["transitions"]
     # round 0's last episode is the expert's on the 96-step task: it acted at its own
-    # reference, so its labels (the same expert, relabelled) are its actions: cosine at 0.02
+    # reference, so its labels (the same expert, relabelled) are its actions: the default
+    # expert's schedule at 0.02
     with np.load(tmp_path / "mix" / "rounds" / "0" / "data.npz") as z:
         obs, acts = z["obs_2"], z["acts_2"]
     assert len(acts) == 96 // per_action
     base_lr = r0["rollout_base_lrs"][2]
     for o, a in zip(obs[:-1], acts, strict=True):
         progress = 1.0 - float(o[-1, 0])
-        want = np.log(make_schedule("cosine")(progress) * 0.02 / base_lr)
+        want = np.log(make_schedule(cfg.schedule)(progress) * 0.02 / base_lr)
         assert a[0] == pytest.approx(want, abs=1e-5)
     # a task whose spaces differ is refused before any episode, naming it
     narrow = MixTask(QUAD, {"total_steps": 64, "window": 32}, reference_lr=0.01)
@@ -178,12 +172,12 @@ def test_a_mixture_adds_each_tasks_episodes_to_every_round_labelled_at_its_refer
     assert not (tmp_path / "bad" / "settings.json").exists()  # the folder stays free
 
 
-def test_tasks_inherit_the_main_envs_env_options_and_resumes_fill_in_the_ids_defaults():
-    from experiments.tuningfree import _but_rounds, _task_kwargs
+def test_resumes_fill_in_the_ids_defaults():
+    from experiments.tuningfree import _but_rounds
 
     cfg = config(options={"total_steps": 64, "reward": "val_improvement", "eval_every": 8})
     own = MixTask(QUAD, {"total_steps": 96, "eval_every": 16}, reference_lr=0.02)
-    assert dict(_task_kwargs(own, cfg)) == {
+    assert dict(task_kwargs(own, cfg.options, cfg.spread)) == {
         "total_steps": 96, "reward": "val_improvement", "eval_every": 16,  # the task's wins
         "base_lr": 0.02, "base_lr_spread": 8.0}  # fmt: skip
 
@@ -193,35 +187,6 @@ def test_tasks_inherit_the_main_envs_env_options_and_resumes_fill_in_the_ids_def
 
     assert _but_rounds(settings({})) == _but_rounds(settings({"dataset": "mnist"}))
     assert _but_rounds(settings({})) != _but_rounds(settings({"dataset": "digits"}))
-
-
-def test_mixture_files_and_tasks_are_checked(tmp_path):
-    good = tmp_path / "mix.json"
-    good.write_text(
-        json.dumps(
-            {
-                "notes": "x",
-                "tasks": [
-                    {
-                        "env_id": QUAD,
-                        "options": {"total_steps": 96},
-                        "reference_lr": 0.02,
-                        "source": "s",
-                    }
-                ],
-            }
-        )
-    )
-    assert load_tasks(good) == (MixTask(QUAD, {"total_steps": 96}, 0.02, "s"),)
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"tasks": [{"env_id": QUAD, "options": {}, "lr": 0.02}]}))
-    with pytest.raises(ValueError, match=r"task 0 has keys \['env_id', 'lr', 'options'\]; "
-                                         "required: env_id, options, reference_lr"):  # fmt: skip
-        load_tasks(bad)
-    with pytest.raises(ValueError, match=r"reference_lr=-1 of task .* expected a number > 0"):
-        MixTask(QUAD, {}, -1)
-    with pytest.raises(ValueError, match="give its reference_lr, not base_lr"):
-        MixTask(QUAD, {"base_lr": 0.1}, 0.1)
     with pytest.raises(ValueError, match=r"demo_episodes=48 \(\+ 4 of the further tasks\)"):
         config(demo_episodes=48, extra_tasks=(MixTask(QUAD, {}, 0.1),))
 
