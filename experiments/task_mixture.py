@@ -91,9 +91,9 @@ def task_kwargs(task: MixTask, main_options: dict[str, Any],
 
 
 def check_tasks(tasks: Sequence[MixTask], env: gym.Env, env_id: str,
-                main_options: dict[str, Any], spread: float) -> tuple[MixTask, ...]:  # fmt: skip
-    """The further tasks, each checked to build and to share the main env's spaces (one
-    policy acts in all of them).
+                main_options: dict[str, Any], spread: float) -> None:  # fmt: skip
+    """Check that each further task builds and shares the main env's spaces (one policy
+    acts in all of them).
 
     Raises:
         ValueError: a task whose observation or action space differs, naming both.
@@ -105,7 +105,6 @@ def check_tasks(tasks: Sequence[MixTask], env: gym.Env, env_id: str,
                               f"task {t.name()} ({t.env_id} {t.options})")  # fmt: skip
         finally:
             other.close()
-    return tuple(tasks)
 
 
 def per_task(episodes: Sequence[Episode], tasks: Sequence[MixTask | None]) -> dict[str, Any]:

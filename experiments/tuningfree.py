@@ -30,10 +30,10 @@ length from the start.
 Per round the record holds the action error (on the round's own states before the refit,
 and on the expert's episodes of model-selection seeds after it) and, on model-selection
 seeds at base LRs ``reference · 2^k``, the policy's final validation and test losses
-beside the expert's (its schedule at the reference LR) on the same seeds. Nothing selects on the test loss:
-the final policy is the last round's. Seeds: round 0 from the run seed's share of the
-demonstration range, later rounds from its RL-training block, checks from
-model-selection and held-out seeds; final evaluations (the LR sweep) use none of them.
+beside the expert's (its schedule at the reference LR) on the same seeds. Nothing selects
+on the test loss: the final policy is the last round's. Seeds: round 0 from the run
+seed's share of the demonstration range, later rounds from its RL-training block, checks
+from model-selection and held-out seeds; final evaluations (the LR sweep) use none of them.
 """
 
 from __future__ import annotations
@@ -337,9 +337,9 @@ def train_tuningfree(
     )
     env = gym.make(cfg.env_id, **dict(kwargs))
     expert = PrivilegedSchedulePolicy(make_schedule(cfg.schedule), env.action_space, reference)
-    tasks = check_tasks(
-        cfg.extra_tasks, env, cfg.env_id, cfg.options, cfg.spread
-    )  # before anything is written: a bad mixture leaves no folder
+    # before anything is written: a bad mixture leaves no folder
+    check_tasks(cfg.extra_tasks, env, cfg.env_id, cfg.options, cfg.spread)
+    tasks = cfg.extra_tasks
     write_json(settings_file, settings)
     dagger = DAggerConfig(rounds=cfg.rounds, bc=cfg.bc)
     t0 = time.perf_counter()
@@ -349,8 +349,8 @@ def train_tuningfree(
         tasks = tasks or [None] * len(seeds)
         return [RolloutItem(cfg.env_id, kwargs, policy_file, cfg.schedule, reference, s)
                 if t is None else
-                RolloutItem(t.env_id, task_kwargs(t, cfg.options, cfg.spread), policy_file, cfg.schedule,
-                            t.reference_lr, s)
+                RolloutItem(t.env_id, task_kwargs(t, cfg.options, cfg.spread), policy_file,
+                            cfg.schedule, t.reference_lr, s)
                 for s, t in zip(seeds, tasks, strict=True)]  # fmt: skip
 
     experts = [PrivilegedSchedulePolicy(make_schedule(cfg.schedule), env.action_space,

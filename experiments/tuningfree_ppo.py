@@ -93,7 +93,8 @@ def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
                        total_timesteps=stage.timesteps, n_envs=stage.n_envs,
                        seed=PPO_BLOCK_OFFSET + seed, config=stage.config, resume=resume,
                        progress=progress, reference_lr=reference,
-                       mixture=[(t.env_id, dict(task_kwargs(t, cfg.options, cfg.spread)) | reward,
+                       mixture=[(t.env_id,
+                                 dict(task_kwargs(t, cfg.options, cfg.spread)) | reward,
                                  stage.envs_per_extra_task, t.reference_lr)
                                 for t in cfg.extra_tasks])  # fmt: skip
     atomic_write_bytes(folder / "policy_ppo.pt", Path(run["final_policy"]).read_bytes())
