@@ -34,6 +34,10 @@ beside the expert's (its schedule at the reference LR) on the same seeds. Nothin
 on the test loss: the final policy is the last round's. Seeds: round 0 from the run
 seed's share of the demonstration range, later rounds from its RL-training block, checks
 from model-selection and held-out seeds; final evaluations (the LR sweep) use none of them.
+
+(~500 lines: the PPO stage and the mixtures live in their own modules; what stays shares
+one run folder, one config and its resume check. Next to move out, if it grows: the
+per-round checks and plots, ``loss_check``, ``lr_curves`` and ``plot_run``.)
 """
 
 from __future__ import annotations
