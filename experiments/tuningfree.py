@@ -68,7 +68,7 @@ from envs.rollout import Episode, run_episode
 from evaluation.backends import Backend, LocalBackend
 from evaluation.reference_lrs import reference_lr as reference_entry
 from experiments.task_mixture import MixTask, check_tasks, per_task, task_kwargs
-from experiments.tuningfree_ppo import PPOStage, ppo_stage
+from experiments.tuningfree_ppo import PPOStage, check_stage, ppo_stage
 from experts.privileged import PrivilegedSchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
 
@@ -107,7 +107,7 @@ class TuningFreeConfig:
     env_id: str = "LRSchedule-MLP-v0"
     options: dict[str, Any] = field(default_factory=lambda: {"dataset": "mnist"})
     reference_lr: float | None = None
-    schedule: str = "cosine"
+    schedule: str = "linear_warmup"
     spread: float = 8.0
     demo_episodes: int = 16
     rounds: int = 4
@@ -324,6 +324,8 @@ def train_tuningfree(
     """
     backend = backend or LocalBackend(workers=0)
     folder = Path(out)
+    if ppo is not None:
+        check_stage(cfg, ppo)
     reference = cfg.reference()
     round_seeds = cfg.round_seeds(seed)
     settings = {"config": json.loads(json.dumps(dataclasses.asdict(cfg), default=list)),
@@ -332,8 +334,12 @@ def train_tuningfree(
     if settings_file.exists():  # a resume: the same run, perhaps to another number of rounds
         stored = json.loads(settings_file.read_text())
         if _but_rounds(stored) != _but_rounds(settings):
+            differ = "; ".join(
+                f"{key}: stored {a!r}, given {b!r}"
+                for key, a, b in _differences(_but_rounds(stored), _but_rounds(settings))
+            )
             raise ValueError(
-                f"{folder} holds a run of another configuration ({settings_file}); "
+                f"{folder} holds a run of another configuration ({settings_file}: {differ}); "
                 "give a new --out, or the same arguments (--rounds may differ) to resume"
             )
     kwargs = tuple(
@@ -433,6 +439,14 @@ def _but_rounds(settings: dict[str, Any]) -> dict[str, Any]:
     defaults = {k: v for k, v in gym.spec(config["env_id"]).kwargs.items() if k != "trainee"}
     config["options"] = json.loads(json.dumps(defaults | config["options"], default=list))
     return settings | {"config": config}
+
+
+def _differences(a: Any, b: Any, key: str = "") -> list[tuple[str, Any, Any]]:
+    """The leaves where two JSON-like values differ, as (dotted key, a's, b's)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(a.keys() | b.keys(), key=str)
+                for d in _differences(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))]  # fmt: skip
+    return [] if a == b else [(key, a, b)]
 
 
 def _log_round(writer: SummaryWriter, rec: dict[str, Any], expert: dict[str, Any]) -> None:

@@ -43,6 +43,8 @@ class PPOStage:
         reward: the reward preset PPO trains with (None: the recipe's env options').
             Choose it with ``evaluation.reward_ranking``: the preset whose returns rank
             runs as their final test loss does.
+        privileged_critic: the critic is told each episode's task (False: it sees what the
+            actor sees, as in plain fine-tuning; the ablation of the privileged critic).
         config: PPO hyperparameters and safeguards (KL to the DAgger start, separate
             clips); the critic warm-up is longer than fine-tuning's default because the
             DAgger policy's critic was never fitted.
@@ -52,6 +54,7 @@ class PPOStage:
     n_envs: int = 8
     envs_per_extra_task: int = 2
     reward: RewardName | None = None
+    privileged_critic: bool = True
     config: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(critic_warmup_rollouts=4))
 
     def __post_init__(self) -> None:
@@ -62,6 +65,15 @@ class PPOStage:
             )
         if self.reward is not None and self.reward not in REWARDS:
             raise ValueError(f"reward={self.reward!r} is invalid; valid: {', '.join(REWARDS)}")
+
+
+def check_stage(cfg: TuningFreeConfig, stage: PPOStage) -> None:
+    """Refuse, before any work, a stage the recipe's configuration cannot run."""
+    if stage.timesteps > 0 and cfg.extra_tasks and not stage.privileged_critic:
+        raise ValueError(
+            "privileged_critic=False is invalid with a mixture of tasks (extra_tasks): its "
+            "envs differ in their reference LR, which only a privileged critic is told"
+        )
 
 
 def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
@@ -78,6 +90,8 @@ def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
                 "config": dataclasses.asdict(stage.config), "seed": PPO_BLOCK_OFFSET + seed}  # fmt: skip
     if cfg.extra_tasks:  # (absent without a mixture: stages written before it resume)
         settings["envs_per_extra_task"] = stage.envs_per_extra_task
+    if not stage.privileged_critic:  # (absent when privileged, as every earlier stage was)
+        settings["privileged_critic"] = False
     settings_file = sub / "stage.json"
     resume = (sub / "checkpoint.pt").exists()
     if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
@@ -92,7 +106,8 @@ def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
         run = finetune(folder / "policy.pt", sub, env_id=cfg.env_id, options=options,
                        total_timesteps=stage.timesteps, n_envs=stage.n_envs,
                        seed=PPO_BLOCK_OFFSET + seed, config=stage.config, resume=resume,
-                       progress=progress, reference_lr=reference,
+                       progress=progress,
+                       reference_lr=reference if stage.privileged_critic else None,
                        mixture=[(t.env_id,
                                  dict(task_kwargs(t, cfg.options, cfg.spread)) | reward,
                                  stage.envs_per_extra_task, t.reference_lr)

@@ -25,7 +25,7 @@ from envs.rewards import RewardName
 from evaluation.backends import make_backend
 from experiments.task_mixture import load_tasks
 from experiments.tuningfree import TuningFreeConfig, train_tuningfree
-from experiments.tuningfree_ppo import PPOStage
+from experiments.tuningfree_ppo import PPOStage, check_stage
 from experts.demos import ExpertName
 
 
@@ -56,6 +56,8 @@ class Args:
             ``MixedVecEnv`` beside the ``ppo_envs`` of the main env).
         ppo_reward: the reward preset PPO trains with (None: the recipe's, ``--reward``);
             chosen after the DAgger rounds, it may differ from theirs.
+        ppo_privileged_critic: PPO's critic is told each episode's task
+            (``--no-ppo-privileged-critic``: it sees what the actor sees; the ablation).
         seed: the run seed (its own demonstration and RL-training seeds; 0..9).
         backend: local (processes) or ray.
         workers: local worker processes (Ray: CPUs), None for all cores.
@@ -68,7 +70,7 @@ class Args:
     env: str = "LRSchedule-MLP-v0"
     options: Annotated[EnvOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=EnvOptions)
     reference_lr: float | None = None
-    expert: ExpertName = "cosine"
+    expert: ExpertName = "linear_warmup"
     spread: float = 8.0
     demo_episodes: int = 16
     rounds: int = 4
@@ -80,6 +82,7 @@ class Args:
     ppo_envs: int = 8
     ppo_envs_per_extra_task: int = 2
     ppo_reward: RewardName | None = None
+    ppo_privileged_critic: bool = True
     seed: int = 0
     backend: Literal["local", "ray"] = "local"
     workers: int | None = None
@@ -95,7 +98,7 @@ class Args:
         check_env_ids(*(t.env_id for t in config.extra_tasks))
         config.reference()
         config.round_seeds(self.seed)
-        self.ppo_stage()
+        check_stage(config, self.ppo_stage())
 
     def config(self) -> TuningFreeConfig:
         """The recipe's configuration."""
@@ -111,7 +114,8 @@ class Args:
     def ppo_stage(self) -> PPOStage:
         """The PPO stage (``timesteps`` 0: none)."""
         return PPOStage(timesteps=self.ppo_timesteps, n_envs=self.ppo_envs,
-                        envs_per_extra_task=self.ppo_envs_per_extra_task, reward=self.ppo_reward)  # fmt: skip
+                        envs_per_extra_task=self.ppo_envs_per_extra_task, reward=self.ppo_reward,
+                        privileged_critic=self.ppo_privileged_critic)  # fmt: skip
 
 
 def main(args: Args) -> dict:

@@ -92,8 +92,18 @@ def test_a_resume_ends_as_an_uninterrupted_run_and_processes_run_the_same_episod
         assert (tmp_path / "a" / "plots" / name).exists()
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert saved["settings"]["reference_lr"] == 0.01 and len(saved["rounds"]) == 2
-    with pytest.raises(ValueError, match="holds a run of another configuration"):
+    with pytest.raises(
+        ValueError,
+        match=r"another configuration \(.*settings.json: "
+        r"config.spread: stored 8.0, given 4.0\); give a new --out",
+    ):
         train_tuningfree(config(spread=4.0), tmp_path / "a", progress=False)
+    with pytest.raises(
+        ValueError,
+        match=r"config.schedule: stored 'linear_warmup', given "
+        r"'cosine'; config.spread: stored 8.0, given 2.0\)",
+    ):
+        train_tuningfree(config(schedule="cosine", spread=2.0), tmp_path / "a", progress=False)
     # ended at round 0 instead: that round's policy, as a 0-round run from the start gives
     shorter = train_tuningfree(config(rounds=0), tmp_path / "a", progress=False)
     assert records(shorter) == records(local)[:1]
@@ -133,6 +143,19 @@ def test_the_ppo_stage_trains_from_the_dagger_policy_on_its_own_block_and_resume
                          ppo=PPOStage(timesteps=192, n_envs=4, config=small))  # fmt: skip
     with pytest.raises(ValueError, match="reward='loss' is invalid; valid: stability"):
         PPOStage(reward="loss")
+    # the ablation: a critic that sees what the actor sees, from the same DAgger policy
+    shutil.copytree(tmp_path, tmp_path / "plain", ignore=shutil.ignore_patterns("ppo*", "plain"))
+    plain = PPOStage(timesteps=128, n_envs=2, config=small, privileged_critic=False)
+    metrics = train_tuningfree(config(rounds=0), tmp_path / "plain", progress=False, ppo=plain)
+    assert metrics["ppo"]["total_timesteps"] == 128
+    assert json.loads((tmp_path / "plain" / "ppo" / "metrics.json").read_text())[
+        "privileged_critic"] is None  # fmt: skip
+    assert json.loads((tmp_path / "plain" / "ppo" / "stage.json").read_text())[
+        "privileged_critic"] is False  # fmt: skip
+    mixture = config(rounds=0, extra_tasks=(MixTask(QUAD, {"total_steps": 96}, 0.02),))
+    with pytest.raises(ValueError, match="privileged_critic=False is invalid with a mixture"):
+        train_tuningfree(mixture, tmp_path / "refused", progress=False, ppo=plain)
+    assert not (tmp_path / "refused").exists()  # refused before any work
 
 
 def test_a_mixture_adds_each_tasks_episodes_to_every_round_labelled_at_its_reference(tmp_path):

@@ -416,6 +416,9 @@ def test_renamed_flags_parse_in_both_spellings(script, field, new, old):
         ("train_trainee", ["--trainee", "mlp", "--dataset", "enwik8"], ["'enwik8'", "digits"]),
         ("train_tuningfree", ["--out", "x", "--tasks", "nope.json"],
          ["'nope.json' does not exist", "experiments/mixtures"]),
+        ("train_tuningfree", ["--out", "x", "--tasks", "experiments/mixtures/tuningfree_mixed.json",
+                              "--ppo-timesteps", "64", "--no-ppo-privileged-critic"],
+         ["privileged_critic=False is invalid with a mixture"]),
     ],
 )  # fmt: skip
 def test_bad_names_are_refused_before_any_work(script, argv, words, capsys):
