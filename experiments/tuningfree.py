@@ -333,10 +333,10 @@ def train_tuningfree(
     settings_file = folder / "settings.json"
     if settings_file.exists():  # a resume: the same run, perhaps to another number of rounds
         stored = json.loads(settings_file.read_text())
-        if _but_rounds(stored) != _but_rounds(settings):
+        old, new = _but_rounds(stored), _but_rounds(settings)
+        if old != new:
             differ = "; ".join(
-                f"{key}: stored {a!r}, given {b!r}"
-                for key, a, b in _differences(_but_rounds(stored), _but_rounds(settings))
+                f"{k}: stored {a!r}, given {b!r}" for k, a, b in _differences(old, new)
             )
             raise ValueError(
                 f"{folder} holds a run of another configuration ({settings_file}: {differ}); "

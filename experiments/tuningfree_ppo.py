@@ -78,7 +78,8 @@ def check_stage(cfg: TuningFreeConfig, stage: PPOStage) -> None:
 
 def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
               stage: PPOStage, progress: bool = True) -> dict[str, Any]:  # fmt: skip
-    """PPO from ``folder/policy.pt`` on the recipe's task distribution, privileged critic.
+    """PPO from ``folder/policy.pt`` on the recipe's task distribution, privileged critic
+    (unless ``stage.privileged_critic`` is False).
 
     Resumes from ``folder/ppo``'s checkpoint when there is one (``stage.timesteps`` may
     extend it); a stage of other settings there is refused. Returns the PPO job's
