@@ -92,19 +92,33 @@ def task_kwargs(task: MixTask, main_options: dict[str, Any],
 
 def check_tasks(tasks: Sequence[MixTask], env: gym.Env, env_id: str,
                 main_options: dict[str, Any], spread: float) -> None:  # fmt: skip
-    """Check that each further task builds and shares the main env's spaces (one policy
-    acts in all of them).
+    """Check that each further task builds, shares the main env's spaces (one policy
+    acts in all of them) and its cadence: the same ``steps_per_action`` and
+    ``eval_every``, so that an observation row and an action mean the same on every task.
 
     Raises:
-        ValueError: a task whose observation or action space differs, naming both.
+        ValueError: a task whose observation or action space, or whose cadence, differs
+            from the main env's, naming both.
     """
     for t in tasks:
         other = gym.make(t.env_id, **dict(task_kwargs(t, main_options, spread)))
         try:
-            check_same_spaces(env, other, f"the main env {env_id}",
-                              f"task {t.name()} ({t.env_id} {t.options})")  # fmt: skip
+            where = f"task {t.name()} ({t.env_id} {t.options})"
+            check_same_spaces(env, other, f"the main env {env_id}", where)
+            mine, theirs = _cadence(env), _cadence(other)
+            if mine != theirs:
+                raise ValueError(
+                    f"{where} runs at cadence {theirs}, the main env {env_id} at {mine}: "
+                    "one cadence for the whole mixture (set steps_per_action and "
+                    "eval_every in the task's options)"
+                )
         finally:
             other.close()
+
+
+def _cadence(env: gym.Env) -> dict[str, int]:
+    cfg = env.unwrapped.config
+    return {"steps_per_action": cfg.steps_per_action, "eval_every": cfg.eval_every}
 
 
 def per_task(episodes: Sequence[Episode], tasks: Sequence[MixTask | None]) -> dict[str, Any]:

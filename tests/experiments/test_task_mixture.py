@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
 from envs.rollout import Episode
-from experiments.task_mixture import MixTask, load_tasks, per_task, task_kwargs
+from experiments.task_mixture import MixTask, check_tasks, load_tasks, per_task, task_kwargs
 
 QUAD = "LRSchedule-Quadratic-v0"
 
@@ -61,3 +63,26 @@ def test_mixture_files_and_tasks_are_checked(tmp_path):
         MixTask(QUAD, {}, -1)
     with pytest.raises(ValueError, match="give its reference_lr, not base_lr"):
         MixTask(QUAD, {"base_lr": 0.1}, 0.1)
+
+
+def test_a_task_at_another_cadence_is_refused_naming_both():
+    main = gym.make(QUAD, total_steps=64, steps_per_action=8, eval_every=16)
+    same = MixTask(QUAD, {"total_steps": 96}, reference_lr=0.02)  # the registered 8 / 16
+    check_tasks([same], main, QUAD, {"total_steps": 64}, 4.0)
+    other = MixTask(QUAD, {"total_steps": 96, "eval_every": 32}, reference_lr=0.02)
+    with pytest.raises(
+        ValueError,
+        match=r"task Quadratic-96steps .* runs at cadence \{'steps_per_action': 8, "
+        r"'eval_every': 32\}, the main env LRSchedule-Quadratic-v0 at "
+        r"\{'steps_per_action': 8, 'eval_every': 16\}: one cadence",
+    ):
+        check_tasks([other], main, QUAD, {"total_steps": 64}, 4.0)
+
+
+def test_the_shipped_mixture_runs_every_task_at_the_main_envs_cadence():
+    tasks = load_tasks(Path(__file__).parents[2] / "experiments/mixtures/tuningfree_mixed.json")
+    defaults = {"steps_per_action": 32, "eval_every": 64}  # EnvConfig's, the main env's
+    for t in tasks:
+        registered = gym.spec(t.env_id).kwargs
+        cadence = {k: t.options.get(k, registered.get(k, v)) for k, v in defaults.items()}
+        assert cadence == defaults, t.name()
