@@ -20,6 +20,7 @@ the learning rates it would choose in the env::
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from gymnasium import spaces
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from agents.policy import load_policy
+from agents.hub import Domain
+from agents.pretrained import resolve_policy
 from envs.actions import ContinuousLogMultiplier, DiscreteFactors
 from envs.config import EnvConfig
 from envs.rollout import Policy
@@ -44,6 +46,10 @@ SETTINGS = (
 )  # fmt: skip
 
 
+class OutOfDomainWarning(UserWarning):
+    """A shipped or Hub-format policy is used outside the domain it was trained in."""
+
+
 class LearnedLRScheduler(LRScheduler):
     """Sets the LR of every param group to ``initial_lr * multiplier`` chosen by a policy.
 
@@ -56,7 +62,9 @@ class LearnedLRScheduler(LRScheduler):
 
     Args:
         optimizer: any optimizer; each param group keeps its own base LR.
-        policy: a policy file (from ``train_bc.py``...), a loaded policy, an expert
+        policy: a shipped policy's name (``"tuningfree"``, ``"tuningfree-v1"``: see
+            :mod:`agents.pretrained`), a Hub-format folder (:func:`agents.hub.save_pretrained`),
+            a policy file (from ``train_bc.py``...), a loaded policy, an expert
             ``SchedulePolicy``, or anything with SB3's ``predict``.
         model: the model whose gradients are observed (parameters in depth order).
         total_steps: optimizer steps of the whole run (the budget).
@@ -65,6 +73,12 @@ class LearnedLRScheduler(LRScheduler):
         **settings: ``window``, ``steps_per_action``, ``eval_every``, ``action_type``,
             ``min_lr_mult``, ``max_lr_mult``, ``factors``, ``initial_lr_mult``; by default
             those of the env a policy file records, else the env's defaults.
+
+    A shipped or Hub-format policy records the domain it was trained in
+    (:class:`agents.hub.Domain`); outside it the scheduler warns, once per cause and in
+    one line: another optimizer class, a budget far outside the trained range, another
+    gradient clipping given to ``observe(max_norm=)``, or no validation loss reported by the time
+    two evaluations were due.
     """
 
     def __init__(
@@ -83,7 +97,7 @@ class LearnedLRScheduler(LRScheduler):
         if unknown:
             raise ValueError(f"unknown setting(s) {unknown}; valid: {', '.join(SETTINGS)}")
         self.policy = (
-            load_policy(policy, device=device) if isinstance(policy, str | Path) else policy
+            resolve_policy(policy, device=device) if isinstance(policy, str | Path) else policy
         )
         cfg = _settings(self.policy, settings)
         self.steps_per_action = cfg["steps_per_action"]
@@ -104,6 +118,11 @@ class LearnedLRScheduler(LRScheduler):
             self._params[0].register_post_accumulate_grad_hook(self._on_grad)
         optimizer.register_step_post_hook(self._on_optimizer_step)
         self._started = False
+        pretrained = getattr(self.policy, "lrgym_pretrained", None)
+        self.domain: Domain | None = getattr(pretrained, "domain", None)
+        self._warned: set[str] = set()
+        self._val_reported = False
+        self._check_setup(optimizer)
         super().__init__(optimizer, last_epoch)
 
     # -- what the training loop calls ------------------------------------------------------
@@ -135,6 +154,8 @@ class LearnedLRScheduler(LRScheduler):
         loss_value, pooled, norms = self._pool.read(value, self._params)
         self.signals.record_step(loss_value, pooled[1:], self.lr_mult)
         self._observed = True
+        if self.domain is not None and max_norm not in (None, self.domain.max_grad_norm):
+            self._warn("clip", f"max_norm={max_norm} (trained with {self.domain.max_grad_norm})")
         if max_norm is not None:  # as clip_grad_norm_ does, reusing the norms just read
             GradNormPool.clip_(self._params, norms, max_norm)
 
@@ -143,6 +164,7 @@ class LearnedLRScheduler(LRScheduler):
         if not self._observed:
             raise RuntimeError("report_val_loss() belongs after observe() and before step()")
         self.signals.record_eval(float(val_loss))
+        self._val_reported = True
 
     def step(self, epoch: None = None) -> None:  # type: ignore[override]
         """After ``optimizer.step()``: sets the LR of the next optimizer step."""
@@ -159,6 +181,13 @@ class LearnedLRScheduler(LRScheduler):
                 )
             self._observed = self._stepped_optimizer = False
             done = self.signals.steps_done
+            due = 2 * self.signals.eval_every
+            if self.domain is not None and not self._val_reported and done >= due:
+                self._warn(
+                    "val",
+                    f"no validation loss reported in {done} steps (trained "
+                    f"with one every {self.domain.eval_every}: call report_val_loss)",
+                )
             if done < self.total_steps and done % self.steps_per_action == 0:
                 self._act()
         self.last_epoch += 1
@@ -178,6 +207,7 @@ class LearnedLRScheduler(LRScheduler):
             "base_lrs": list(self.base_lrs),
             "lr_mult": self.lr_mult,
             "observed": self._observed,
+            "val_reported": self._val_reported,
             "signals": self.signals.state_dict(),
         }
 
@@ -188,10 +218,33 @@ class LearnedLRScheduler(LRScheduler):
         self.base_lrs = list(state_dict["base_lrs"])
         self.lr_mult = float(state_dict["lr_mult"])
         self._observed = bool(state_dict["observed"])
+        self._val_reported = bool(state_dict.get("val_reported", True))
         self.signals.load_state_dict(state_dict["signals"])
         self._apply()
 
     # -- internals -------------------------------------------------------------------------
+    def _check_setup(self, optimizer: torch.optim.Optimizer) -> None:
+        """Warn where the optimizer or the budget is outside the policy's domain."""
+        d = self.domain
+        if d is None:
+            return
+        kind = type(optimizer).__name__
+        if kind not in d.optimizers:
+            self._warn("optimizer", f"optimizer {kind} (trained with {', '.join(d.optimizers)})")
+        lo, hi = d.total_steps
+        if not lo / d.budget_slack <= self.total_steps <= hi * d.budget_slack:
+            self._warn("budget", f"total_steps={self.total_steps} (trained on {lo}..{hi})")
+
+    def _warn(self, cause: str, what: str) -> None:
+        """One line, once per cause and scheduler."""
+        if cause in self._warned:
+            return
+        self._warned.add(cause)
+        name = getattr(getattr(self.policy, "lrgym_pretrained", None), "name", "the policy")
+        warnings.warn(
+            f"{name} used outside its trained domain: {what}", OutOfDomainWarning, stacklevel=3
+        )
+
     def _act(self) -> None:
         self.signals.flush()
         action, _ = self.policy.predict(self.signals.observation(), deterministic=True)

@@ -98,7 +98,8 @@ class LearnedLRTrainer(Trainer):
 
     Args:
         *args: ``Trainer``'s positional arguments (``model``, ``args``, ...).
-        policy: a policy file, a loaded policy or an expert ``SchedulePolicy``; needed
+        policy: a shipped policy's name (``"tuningfree"``), a Hub-format folder, a policy
+            file, a loaded policy or an expert ``SchedulePolicy``; needed
             unless ``optimizers`` holds a scheduler.
         initial_val_loss: validation loss of the model before training; by default
             ``train()`` evaluates it (``evaluate()[val_metric]``) unless it resumes.
@@ -150,7 +151,7 @@ class LearnedLRTrainer(Trainer):
             )
         if self.lr_scheduler is None and policy is None:
             raise ValueError(
-                "LearnedLRTrainer needs policy= (a policy file, a loaded policy or a "
+                "LearnedLRTrainer needs policy= (a shipped name, a policy file, a loaded policy or a "
                 "SchedulePolicy) or optimizers=(optimizer, LearnedLRScheduler(...))"
             )
         self.policy = policy

@@ -56,7 +56,8 @@ class LearnedLRCallback(Callback):
     default) resumes with the same LRs.
 
     Args:
-        policy: a policy file, a loaded policy or an expert ``SchedulePolicy``.
+        policy: a shipped policy's name (``"tuningfree"``), a Hub-format folder, a policy
+            file, a loaded policy or an expert ``SchedulePolicy``.
         initial_val_loss: validation loss of the model before training.
         total_steps: optimizer steps of the run; by default
             ``trainer.estimated_stepping_batches``.

@@ -353,7 +353,7 @@ def load_script(name: str) -> ModuleType:
     return sys.modules[name]
 
 
-def test_pretrain_base_script_builds_the_envs_base_once(tmp_path, capsys):
+def test_pretrain_base_script_builds_the_envs_base_once(tmp_path, capsys, corpus_dir):
     script = load_script("pretrain_base")
     assert script.Args().config() == LoRAConfig().pretrain_config()  # the env's default base
     argv = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
@@ -361,7 +361,9 @@ def test_pretrain_base_script_builds_the_envs_base_once(tmp_path, capsys):
             "--cache-dir", str(tmp_path)]  # fmt: skip
     base = script.main(parse(script.Args, argv=argv))
     assert "pretrained in" in capsys.readouterr().out
-    env_base = LoRATrainee(LoRAConfig(**TINY | dict(cache_dir=str(tmp_path)))).base_info
+    # the test's own corpus: the env's default (tiny Shakespeare) is not on a fresh clone
+    config = LoRAConfig(**TINY | dict(cache_dir=str(tmp_path), data_dir=corpus_dir))
+    env_base = LoRATrainee(config).base_info
     assert env_base["base_path"] == str(base.path)  # the env finds what the script built
     script.main(parse(script.Args, argv=argv))
     assert f"found in the cache: held-out loss {base.heldout_loss:.4f}" in capsys.readouterr().out
