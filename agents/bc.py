@@ -149,8 +149,11 @@ def _clone(
     total = max(1, config.epochs * (len(transitions) // batch_size))
     decay = torch.optim.lr_scheduler.LambdaLR(
         trainer.optimizer,
-        lambda b: config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * min(b / total, 1.0))),
-    )  # fmt: skip
+        lambda b: (
+            config.lr_final
+            + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * min(b / total, 1.0)))
+        ),
+    )
     errors: list[float] = []
     best: dict[str, torch.Tensor] = {}
 
@@ -161,8 +164,13 @@ def _clone(
                 best.update({k: v.detach().clone() for k, v in policy.state_dict().items()})
 
     if config.epochs > 0:
-        trainer.train(n_epochs=config.epochs, on_epoch_end=on_epoch_end,
-                      on_batch_end=decay.step, progress_bar=progress_bar, log_interval=100)  # fmt: skip
+        trainer.train(
+            n_epochs=config.epochs,
+            on_epoch_end=on_epoch_end,
+            on_batch_end=decay.step,
+            progress_bar=progress_bar,
+            log_interval=100,
+        )
     if best:
         policy.load_state_dict(best)
     best_epoch = int(np.argmin(errors)) + 1 if errors else config.epochs
@@ -240,8 +248,15 @@ def clone_policy(
     policy = make_policy(env.observation_space, env.action_space, policy_config, seed=seed)
     error_before = action_error(policy, trajectories)
     t0 = time.perf_counter()
-    fit = train_actor(policy, trajectories, bc_config, rng=rng, validation=selection,
-                      log_dir=log_dir, progress_bar=progress)  # fmt: skip
+    fit = train_actor(
+        policy,
+        trajectories,
+        bc_config,
+        rng=rng,
+        validation=selection,
+        log_dir=log_dir,
+        progress_bar=progress,
+    )
     critic_mse = fit_critic(policy, trajectories, bc_config, rng=rng)
     train_seconds = time.perf_counter() - t0
     saved = save_policy(policy, path, policy_config, env=env, gamma=bc_config.gamma)

@@ -36,8 +36,13 @@ class ExpertActor:
     def __init__(self, expert: PrivilegedSchedulePolicy, env: gym.Env) -> None:
         self.expert, self.env = expert, env
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:  # fmt: skip
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
         """The expert's action at the env's current state."""
         return self.expert.label(observation, self.env.unwrapped.base_lr), state
 
@@ -48,9 +53,13 @@ def relabel(episode: Episode, expert: PrivilegedSchedulePolicy) -> TrajectoryWit
     if base_lr is None:
         raise ValueError("the episode's infos record no base_lr: run it in an LRScheduleEnv")
     labels = np.stack([expert.label(obs, base_lr) for obs in episode.observations[:-1]])
-    return TrajectoryWithRew(obs=episode.observations, acts=labels.astype(np.float32),
-                             infos=None, terminal=True,
-                             rews=episode.rewards.astype(np.float32))  # fmt: skip
+    return TrajectoryWithRew(
+        obs=episode.observations,
+        acts=labels.astype(np.float32),
+        infos=None,
+        terminal=True,
+        rews=episode.rewards.astype(np.float32),
+    )
 
 
 @dataclass(frozen=True)
@@ -107,8 +116,10 @@ def dagger_round(
     """
     experts = [expert] * len(episodes) if isinstance(expert, PrivilegedSchedulePolicy) else expert
     if len(experts) != len(episodes):
-        raise ValueError(f"{len(experts)} experts for {len(episodes)} episodes; give one "
-                         "expert, or one per episode")  # fmt: skip
+        raise ValueError(
+            f"{len(experts)} experts for {len(episodes)} episodes; give one "
+            "expert, or one per episode"
+        )
     labelled = [relabel(e, x) for e, x in zip(episodes, experts, strict=True)]
     before = action_error(policy, labelled) if r > 0 else None
     data += labelled
@@ -153,8 +164,17 @@ def run_dagger(
     records = []
     for r, seeds in enumerate(round_seeds):
         episodes = collect(r, None if r == 0 else policy, seeds)
-        record = dagger_round(r, policy, episodes, data, expert, config, rng=rng,
-                              validation=validation, progress_bar=progress_bar)  # fmt: skip
+        record = dagger_round(
+            r,
+            policy,
+            episodes,
+            data,
+            expert,
+            config,
+            rng=rng,
+            validation=validation,
+            progress_bar=progress_bar,
+        )
         records.append(record)
         if on_round is not None:
             on_round(record)

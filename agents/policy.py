@@ -58,13 +58,16 @@ class PolicyConfig:
         return dict(
             features_extractor_class=WindowTransformer,
             features_extractor_kwargs=dict(
-                features_dim=self.features_dim, patch_size=self.patch_size,
-                d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
+                features_dim=self.features_dim,
+                patch_size=self.patch_size,
+                d_model=self.d_model,
+                n_layers=self.n_layers,
+                n_heads=self.n_heads,
             ),
             share_features_extractor=False,
             net_arch=dict(pi=list(self.pi_hidden), vf=list(self.vf_hidden)),
             log_std_init=self.log_std_init,
-        )  # fmt: skip
+        )
 
 
 def _constant_lr(_: float) -> float:
@@ -210,8 +213,13 @@ def read_policy_file(path: str | Path) -> PolicyFile:
     )
 
 
-def check_env(stored: Mapping[str, Any], env: gym.Env | Mapping[str, Any], *,
-              allow_mismatch: bool = False, source: str = "policy") -> list[str]:  # fmt: skip
+def check_env(
+    stored: Mapping[str, Any],
+    env: gym.Env | Mapping[str, Any],
+    *,
+    allow_mismatch: bool = False,
+    source: str = "policy",
+) -> list[str]:
     """Compare a policy's stored env signature with ``env``'s; return the mismatches.
 
     Raises:
@@ -223,15 +231,17 @@ def check_env(stored: Mapping[str, Any], env: gym.Env | Mapping[str, Any], *,
     structural = signature_mismatches(dict(stored), current, STRUCTURAL)
     if structural:
         raise ValueError(
-            f"{source} cannot run in this env: " + "; ".join(structural)
+            f"{source} cannot run in this env: "
+            + "; ".join(structural)
             + " (the network takes another observation or action space)"
-        )  # fmt: skip
+        )
     others = signature_mismatches(dict(stored), current)
     if others and not allow_mismatch:
         raise ValueError(
-            f"{source} was trained on another env: " + "; ".join(others)
+            f"{source} was trained on another env: "
+            + "; ".join(others)
             + ". Pass allow_mismatch=True to use it there deliberately (transfer)."
-        )  # fmt: skip
+        )
     return others
 
 

@@ -237,8 +237,9 @@ class FinetunedPPO(PPO):
         if dist is None:
             dist = self.policy.get_distribution(obs)
         with torch.no_grad():  # the BC policy reads the env's own columns only
-            ref = self.bc_policy.get_distribution(obs[..., :-N_PRIVILEGED] if self.privileged
-                                                  else obs)  # fmt: skip
+            ref = self.bc_policy.get_distribution(
+                obs[..., :-N_PRIVILEGED] if self.privileged else obs
+            )
         kl = torch.distributions.kl_divergence(ref.distribution, dist.distribution)
         return (sum_independent_dims(kl) if kl.dim() > 1 else kl).mean()
 
@@ -325,7 +326,11 @@ class FinetunedPPO(PPO):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)
         self.train_log.append(
-            {"rollout": self.rollouts_done + 1, "timesteps": self.num_timesteps,
-             "critic_warmup": warmup, "kl_coef": kl_coef}
+            {
+                "rollout": self.rollouts_done + 1,
+                "timesteps": self.num_timesteps,
+                "critic_warmup": warmup,
+                "kl_coef": kl_coef,
+            }
             | {k: float(np.mean(v)) if v else 0.0 for k, v in logs.items()}
-        )  # fmt: skip
+        )

@@ -90,15 +90,21 @@ class VecPrivileged(VecEnvWrapper):
         super().__init__(venv, observation_space=augmented_space(venv.observation_space))
         refs = np.broadcast_to(np.asarray(reference_lr, np.float64), (venv.num_envs,))
         if not np.all(refs > 0):
-            raise ValueError(f"reference_lr={reference_lr!r} is invalid; expected one number "
-                             f"> 0, or {venv.num_envs} (one per env)")  # fmt: skip
+            raise ValueError(
+                f"reference_lr={reference_lr!r} is invalid; expected one number "
+                f"> 0, or {venv.num_envs} (one per env)"
+            )
         self.reference_lrs = [float(r) for r in refs]
         self._features = np.zeros((venv.num_envs, N_PRIVILEGED), np.float32)
 
     def _read_features(self) -> np.ndarray:
         envs = self.venv.get_attr("unwrapped")
-        return np.stack([task_features(e.base_lr, ref, e.trainee_name)
-                         for e, ref in zip(envs, self.reference_lrs, strict=True)])  # fmt: skip
+        return np.stack(
+            [
+                task_features(e.base_lr, ref, e.trainee_name)
+                for e, ref in zip(envs, self.reference_lrs, strict=True)
+            ]
+        )
 
     def _augment(self, obs: np.ndarray, features: np.ndarray) -> np.ndarray:
         rows = np.broadcast_to(features[..., None, :], (*obs.shape[:-1], N_PRIVILEGED))
@@ -116,8 +122,7 @@ class VecPrivileged(VecEnvWrapper):
         ended = self._features
         for k, info in enumerate(infos):
             if dones[k] and "terminal_observation" in info:
-                info["terminal_observation"] = self._augment(info["terminal_observation"],
-                                                             ended[k])  # fmt: skip
+                info["terminal_observation"] = self._augment(info["terminal_observation"], ended[k])
         self._features = self._read_features() if dones.any() else ended
         return self._augment(obs, self._features), rewards, dones, infos
 
@@ -160,8 +165,9 @@ class PrivilegedActorCritic(ActorCriticPolicy):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.vf_features_extractor = CriticWindow(self.observation_space,
-                                                  **self.features_extractor_kwargs)  # fmt: skip
+        self.vf_features_extractor = CriticWindow(
+            self.observation_space, **self.features_extractor_kwargs
+        )
         self.optimizer = self.optimizer_class(
             self.parameters(), lr=self._initial_lr, **self.optimizer_kwargs
         )
@@ -193,8 +199,9 @@ def make_privileged_policy(
     config = config or PolicyConfig()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        policy = PrivilegedActorCritic(augmented_space(env_space), action_space,
-                                       lambda _: 3e-4, **privileged_kwargs(config))  # fmt: skip
+        policy = PrivilegedActorCritic(
+            augmented_space(env_space), action_space, lambda _: 3e-4, **privileged_kwargs(config)
+        )
     if state_dict is not None:
         load_plain_state(policy, state_dict)
     return policy

@@ -107,9 +107,13 @@ class QLearningAgent:
         return self.greedy(state)
 
     def update(
-        self, state: tuple[int, int], action: int, reward: float,
-        next_state: tuple[int, int], terminal: bool,
-    ) -> float:  # fmt: skip
+        self,
+        state: tuple[int, int],
+        action: int,
+        reward: float,
+        next_state: tuple[int, int],
+        terminal: bool,
+    ) -> float:
         """``Q <- Q + alpha (r + gamma max Q(s') - Q)``; returns the TD error."""
         if not math.isfinite(reward):
             raise ValueError(f"reward={reward!r} is not finite")
@@ -127,9 +131,12 @@ class QLearningAgent:
         )
 
     def predict(
-        self, observation: np.ndarray, state: object = None, episode_start: object = None,
+        self,
+        observation: np.ndarray,
+        state: object = None,
+        episode_start: object = None,
         deterministic: bool = True,
-    ) -> tuple[np.ndarray, None]:  # fmt: skip
+    ) -> tuple[np.ndarray, None]:
         """SB3-style ``predict`` (greedy when deterministic) for evaluation rollouts."""
         return np.asarray(self.act(self.state(observation), explore=not deterministic)), None
 

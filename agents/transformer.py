@@ -58,9 +58,14 @@ class WindowTransformer(BaseFeaturesExtractor):
         self.embed = nn.Linear(patch_size * n_features, d_model)
         self.pos = nn.Parameter(torch.randn(self.n_patches, d_model) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, 4 * d_model, dropout=0.0, activation="gelu",
-            batch_first=True, norm_first=True,
-        )  # fmt: skip
+            d_model,
+            n_heads,
+            4 * d_model,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Sequential(nn.Linear(2 * d_model + n_features + 2, features_dim), nn.ReLU())

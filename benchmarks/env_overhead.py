@@ -94,9 +94,14 @@ def env_overhead(
 
 
 def benchmark_envs(
-    env_ids: Sequence[str], out: str | Path, *, repeats: int = 5, total_steps: int | None = None,
-    dataset: str = "mnist", record: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    env_ids: Sequence[str],
+    out: str | Path,
+    *,
+    repeats: int = 5,
+    total_steps: int | None = None,
+    dataset: str = "mnist",
+    record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """:func:`env_overhead` of every id, one line each, into the JSON ``out``.
 
     Args:

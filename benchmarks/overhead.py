@@ -29,9 +29,13 @@ from trainees.torch_trainee import TorchTrainee
 
 
 def scheduler_overhead(
-    trainee: TorchTrainee, policy: str | Policy, *, seed: int = 0, eval_every: int = 64,
+    trainee: TorchTrainee,
+    policy: str | Policy,
+    *,
+    seed: int = 0,
+    eval_every: int = 64,
     **settings: Any,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Whole runs of ``trainee`` from ``seed`` in a plain PyTorch loop, timed.
 
     - ``learned``: driven by ``policy`` through ``LearnedLRScheduler``; its calls
@@ -60,9 +64,15 @@ def scheduler_overhead(
         trainee.reset(seed)
         model, opt = trainee.model, trainee.optimizer
         if learned:
-            sched: Any = LearnedLRScheduler(opt, policy, model=model, total_steps=total,
-                                            initial_val_loss=trainee.evaluate(),
-                                            eval_every=eval_every, **settings)  # fmt: skip
+            sched: Any = LearnedLRScheduler(
+                opt,
+                policy,
+                model=model,
+                total_steps=total,
+                initial_val_loss=trainee.evaluate(),
+                eval_every=eval_every,
+                **settings,
+            )
             steps_per_action = sched.steps_per_action
         else:
             trainee.evaluate()
@@ -108,9 +118,11 @@ def scheduler_overhead(
         }
     train_ms = runs["learned"]["train_ms_per_step"]
     out: dict[str, Any] = {
-        "steps": total, "steps_per_action": steps_per_action, "grad_clip": clip,
+        "steps": total,
+        "steps_per_action": steps_per_action,
+        "grad_clip": clip,
         "train_ms_per_step": train_ms,
-    }  # fmt: skip
+    }
     for suffix in ("", "_unclipped") if clip > 0 else ("",):
         gross = runs["learned" + suffix]["control_ms_per_step"]
         base = runs["baseline" + suffix]["control_ms_per_step"]
@@ -125,9 +137,13 @@ def scheduler_overhead(
 
 
 def benchmark_scheduler(
-    env_ids: Sequence[str], out: str | Path, *, options: EnvOptions | None = None,
-    policy: str | None = None, record: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    env_ids: Sequence[str],
+    out: str | Path,
+    *,
+    options: EnvOptions | None = None,
+    policy: str | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """:func:`scheduler_overhead` of each id's trainee, its lines printed, into the JSON ``out``.
 
     Args:
@@ -151,10 +167,15 @@ def benchmark_scheduler(
         with tempfile.TemporaryDirectory() as tmp:
             if file is None:
                 net = make_policy(env.observation_space, env.action_space, PolicyConfig())
-                file = str(save_policy(net, Path(tmp) / "p.pt", PolicyConfig(), env=env,
-                                       gamma=0.99))  # fmt: skip
-            r = scheduler_overhead(inner.trainee, file, eval_every=inner.config.eval_every,
-                                   steps_per_action=inner.config.steps_per_action)  # fmt: skip
+                file = str(
+                    save_policy(net, Path(tmp) / "p.pt", PolicyConfig(), env=env, gamma=0.99)
+                )
+            r = scheduler_overhead(
+                inner.trainee,
+                file,
+                eval_every=inner.config.eval_every,
+                steps_per_action=inner.config.steps_per_action,
+            )
         report["results"][env_id] = r
         for suffix in ("", "_unclipped"):
             if f"fraction{suffix}" in r:

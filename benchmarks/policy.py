@@ -44,10 +44,15 @@ def policy_env(
 
 
 def benchmark_policy(
-    policy: str | Path, out: str | Path, *, env_id: str | None = None,
-    options: EnvOptions | None = None, allow_mismatch: bool = False, episodes: int = 1,
+    policy: str | Path,
+    out: str | Path,
+    *,
+    env_id: str | None = None,
+    options: EnvOptions | None = None,
+    allow_mismatch: bool = False,
+    episodes: int = 1,
     record: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Run ``episodes`` episodes (seeds 0, 1, ...) driven by ``policy``; print and write its cost.
 
     Args:

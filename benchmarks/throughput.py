@@ -77,9 +77,17 @@ def measure_once(method: str, env_id: str, k: int, options: dict, env_steps: int
 
 
 def measure_methods(
-    env_id: str, k: int, methods: Sequence[str], options: dict, env_steps: int, *,
-    repeats: int = 3, memory: bool = True, floor: bool = True, profile: bool = False,
-) -> list[dict[str, Any]]:  # fmt: skip
+    env_id: str,
+    k: int,
+    methods: Sequence[str],
+    options: dict,
+    env_steps: int,
+    *,
+    repeats: int = 3,
+    memory: bool = True,
+    floor: bool = True,
+    profile: bool = False,
+) -> list[dict[str, Any]]:
     """One row per method: median optimizer steps/s of ``repeats`` measurements.
 
     The measurements are interleaved (method by method, ``repeats`` times), so slow
@@ -182,8 +190,11 @@ def batched_floor(env_id: str, k: int, options: dict, repeats: int = 30) -> dict
             "evaluation": _median_ms(batched.evaluate, max(3, repeats // 10)) / eval_every,
         }
     floor = sum(parts.values())
-    return {"floor_ms_per_step": floor, "floor_parts_ms": parts,
-            "ceiling_steps_per_second": 1e3 * k / floor}  # fmt: skip
+    return {
+        "floor_ms_per_step": floor,
+        "floor_parts_ms": parts,
+        "ceiling_steps_per_second": 1e3 * k / floor,
+    }
 
 
 # the matrix products among the ATen ops a profile records
@@ -354,9 +365,11 @@ def _memory_in_fresh_process(method: str, env_id: str, k: int, options: dict) ->
 
 
 def check_vec_args(
-    env_ids: Sequence[str], methods: Sequence[str], optimizer: str | None,
+    env_ids: Sequence[str],
+    methods: Sequence[str],
+    optimizer: str | None,
     env_steps: Sequence[int],
-) -> None:  # fmt: skip
+) -> None:
     """Raise ValueError (naming the valid values) for what :func:`benchmark_vec_envs` refuses."""
     check_env_ids(*env_ids)
     unknown = sorted(set(methods) - set(METHODS))
@@ -374,10 +387,19 @@ def check_vec_args(
 
 
 def measure_id(
-    env_id: str, env_steps: int, *, ks: Sequence[int], methods: Sequence[str] = METHODS,
-    max_subproc_k: int = 8, dataset: str = "mnist", optimizer: str | None = None,
-    repeats: int = 3, memory: bool = True, floor: bool = True, profile: bool = False,
-) -> list[dict[str, Any]]:  # fmt: skip
+    env_id: str,
+    env_steps: int,
+    *,
+    ks: Sequence[int],
+    methods: Sequence[str] = METHODS,
+    max_subproc_k: int = 8,
+    dataset: str = "mnist",
+    optimizer: str | None = None,
+    repeats: int = 3,
+    memory: bool = True,
+    floor: bool = True,
+    profile: bool = False,
+) -> list[dict[str, Any]]:
     """:func:`measure_methods` of one id at every K, one line per row.
 
     The batched method is left out for an id whose trainee has no batched form, and
@@ -396,8 +418,17 @@ def measure_id(
             if not (m == "batched" and trainee not in BATCHED_TRAINEES)
             and not (m == "subproc" and k > max_subproc_k)
         ]
-        for row in measure_methods(env_id, k, chosen, options, env_steps, repeats=repeats,
-                                   memory=memory, floor=floor, profile=profile):  # fmt: skip
+        for row in measure_methods(
+            env_id,
+            k,
+            chosen,
+            options,
+            env_steps,
+            repeats=repeats,
+            memory=memory,
+            floor=floor,
+            profile=profile,
+        ):
             rows.append(row)
             ceiling = row.get("ceiling_steps_per_second")
             print(
@@ -412,9 +443,12 @@ def measure_id(
 
 
 def plot_throughput(
-    path: str | Path, rows: Sequence[dict[str, Any]], env_ids: Sequence[str],
-    methods: Sequence[str], device: str,
-) -> None:  # fmt: skip
+    path: str | Path,
+    rows: Sequence[dict[str, Any]],
+    env_ids: Sequence[str],
+    methods: Sequence[str],
+    device: str,
+) -> None:
     """Steps/s against K, a line per method (and the batched floor's ceiling), a panel per id."""
     panels = []
     for env_id in env_ids:
@@ -439,11 +473,21 @@ def plot_throughput(
 
 
 def benchmark_vec_envs(
-    env_ids: Sequence[str], out: str | Path, *, env_steps: Sequence[int], ks: Sequence[int],
-    methods: Sequence[str] = METHODS, max_subproc_k: int = 8, dataset: str = "mnist",
-    optimizer: str | None = None, repeats: int = 3, memory: bool = True, floor: bool = True,
-    profile: bool = False, record: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    env_ids: Sequence[str],
+    out: str | Path,
+    *,
+    env_steps: Sequence[int],
+    ks: Sequence[int],
+    methods: Sequence[str] = METHODS,
+    max_subproc_k: int = 8,
+    dataset: str = "mnist",
+    optimizer: str | None = None,
+    repeats: int = 3,
+    memory: bool = True,
+    floor: bool = True,
+    profile: bool = False,
+    record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """:func:`measure_id` of every id (with its ``env_steps``), with speed-ups; JSON and plot.
 
     Writes the JSON ``out`` and, beside it, the plot (:func:`plot_throughput`) as PNG
@@ -454,9 +498,19 @@ def benchmark_vec_envs(
     """
     rows = []
     for env_id, steps in zip(env_ids, env_steps, strict=True):
-        rows += measure_id(env_id, steps, ks=ks, methods=methods, max_subproc_k=max_subproc_k,
-                           dataset=dataset, optimizer=optimizer, repeats=repeats,
-                           memory=memory, floor=floor, profile=profile)  # fmt: skip
+        rows += measure_id(
+            env_id,
+            steps,
+            ks=ks,
+            methods=methods,
+            max_subproc_k=max_subproc_k,
+            dataset=dataset,
+            optimizer=optimizer,
+            repeats=repeats,
+            memory=memory,
+            floor=floor,
+            profile=profile,
+        )
     add_speedups(rows)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = {

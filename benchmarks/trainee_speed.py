@@ -63,9 +63,14 @@ def time_steps(trainee: TorchTrainee, n: int) -> list[float]:
 
 
 def trainee_speed(
-    name: str, *, dataset: str = "mnist", timed_steps: int = 20, warmup: int = 3,
-    slow_steps: int = 3, gen_tokens: int = 100,
-) -> dict[str, Any]:  # fmt: skip
+    name: str,
+    *,
+    dataset: str = "mnist",
+    timed_steps: int = 20,
+    warmup: int = 3,
+    slow_steps: int = 3,
+    gen_tokens: int = 100,
+) -> dict[str, Any]:
     """Time one benchmark: ``warmup`` untimed steps, then ``timed_steps`` timed ones.
 
     Args:
@@ -111,10 +116,16 @@ def machine(device: torch.device) -> dict[str, Any]:
 
 
 def benchmark_trainees(
-    names: Sequence[str], out: str | Path, *, dataset: str = "mnist", timed_steps: int = 20,
-    warmup: int = 3, slow_steps: int = 3, gen_tokens: int = 100,
+    names: Sequence[str],
+    out: str | Path,
+    *,
+    dataset: str = "mnist",
+    timed_steps: int = 20,
+    warmup: int = 3,
+    slow_steps: int = 3,
+    gen_tokens: int = 100,
     record: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """:func:`trainee_speed` of every benchmark, one line each, into the JSON ``out``.
 
     Args:
@@ -130,9 +141,13 @@ def benchmark_trainees(
     report = {"args": dict(record or {}), "machine": machine(device), "results": {}}
     for name in names:
         report["results"][name] = r = trainee_speed(
-            name, dataset=dataset, timed_steps=timed_steps, warmup=warmup,
-            slow_steps=slow_steps, gen_tokens=gen_tokens,
-        )  # fmt: skip
+            name,
+            dataset=dataset,
+            timed_steps=timed_steps,
+            warmup=warmup,
+            slow_steps=slow_steps,
+            gen_tokens=gen_tokens,
+        )
         extra = "".join(
             f"  {k} {r[k]:,.0f}"
             for k in ("train_tokens_per_second", "inference_tokens_per_second")

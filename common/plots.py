@@ -103,9 +103,12 @@ def _write(fig: Figure, path: Path, rows: list[dict]) -> Path:
 
 
 def save_intervals(
-    path: str | Path, intervals: Sequence[tuple[str, float, float, float]], *, xlabel: str,
+    path: str | Path,
+    intervals: Sequence[tuple[str, float, float, float]],
+    *,
+    xlabel: str,
     title: str = "",
-) -> Path:  # fmt: skip
+) -> Path:
     """A point with its interval bar per label (``(label, point, low, high)``, top to
     bottom) into ``path`` (.png), and the same numbers into .csv; both atomic."""
     path = Path(path).with_suffix(".png")

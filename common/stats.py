@@ -86,9 +86,11 @@ def iqm_interval(
         raise ValueError(f"IQM needs finite scores, got {x.ravel().tolist()}")
     with _numpy_global_rng(seed):
         point, interval = rly.get_interval_estimates(
-            {"x": x}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps,
+            {"x": x},
+            lambda s: np.array([metrics.aggregate_iqm(s)]),
+            reps=reps,
             confidence_interval_size=level,
-        )  # fmt: skip
+        )
     return {
         "iqm": float(point["x"][0]),
         "ci_low": float(interval["x"][0, 0]),
@@ -98,9 +100,13 @@ def iqm_interval(
 
 
 def probability_of_improvement(
-    losses: Sequence[float], reference: Sequence[float], *, seed: int = 0, reps: int = 2_000,
+    losses: Sequence[float],
+    reference: Sequence[float],
+    *,
+    seed: int = 0,
+    reps: int = 2_000,
     level: float = 0.95,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """rliable's probability that a run of a method has a lower loss than a run of the
     reference (ties count half), with a stratified bootstrap CI.
 
@@ -113,9 +119,11 @@ def probability_of_improvement(
     b = -np.asarray(reference, dtype=np.float64).reshape(-1, 1)
     with _numpy_global_rng(seed):
         point, interval = rly.get_interval_estimates(
-            {"x": [a, b]}, _improvement, reps=reps,
+            {"x": [a, b]},
+            _improvement,
+            reps=reps,
             confidence_interval_size=level,
-        )  # fmt: skip
+        )
     return {
         "p": float(point["x"]),
         "ci_low": float(np.ravel(interval["x"])[0]),

@@ -258,9 +258,12 @@ class LRScheduleEnv(gym.Env):
         remaining = (total - done_steps) / total
         if diverged:
             reward = divergence_reward(
-                self.config.reward, self.config.reward_params, remaining=remaining,
-                margin=self.config.divergence_margin, loss_cap=self.config.reward_loss_cap,
-            )  # fmt: skip
+                self.config.reward,
+                self.config.reward_params,
+                remaining=remaining,
+                margin=self.config.divergence_margin,
+                loss_cap=self.config.reward_loss_cap,
+            )
         else:
             inputs = RewardInputs(
                 train=self._normalise(rows.train_loss),

@@ -21,9 +21,12 @@ class Policy(Protocol):
     """Anything with stable-baselines3's ``predict``."""
 
     def predict(
-        self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
         deterministic: bool = True,
-    ) -> tuple[np.ndarray, Any]: ...  # fmt: skip
+    ) -> tuple[np.ndarray, Any]: ...
 
 
 @dataclass(frozen=True)

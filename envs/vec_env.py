@@ -266,8 +266,10 @@ class MixedEpisodeSeeds:
             ValueError: another number of parts, or a part of another block.
         """
         if len(state.get("parts", [])) != len(self.parts):
-            raise ValueError(f"episode seeds: stored {len(state.get('parts', []))} parts, this "
-                             f"job's {len(self.parts)}")  # fmt: skip
+            raise ValueError(
+                f"episode seeds: stored {len(state.get('parts', []))} parts, this "
+                f"job's {len(self.parts)}"
+            )
         for part, stored in zip(self.parts, state["parts"], strict=True):
             part.load_state_dict(stored)
 
@@ -320,12 +322,16 @@ class MixedVecEnv(VecEnv):
         super().__init__(int(self.bounds[-1]), first.observation_space, first.action_space)
 
     def _split(self, indices: Any) -> list[tuple[VecEnv, list[int]]]:
-        wanted = range(self.num_envs) if indices is None else (
-            [indices] if isinstance(indices, int) else list(indices))  # fmt: skip
+        wanted = (
+            range(self.num_envs)
+            if indices is None
+            else ([indices] if isinstance(indices, int) else list(indices))
+        )
         out: list[tuple[VecEnv, list[int]]] = []
         for i, part in enumerate(self.parts):
-            local = [k - int(self.bounds[i]) for k in wanted
-                     if self.bounds[i] <= k < self.bounds[i + 1]]  # fmt: skip
+            local = [
+                k - int(self.bounds[i]) for k in wanted if self.bounds[i] <= k < self.bounds[i + 1]
+            ]
             if local:
                 out.append((part, local))
         return out
@@ -345,8 +351,12 @@ class MixedVecEnv(VecEnv):
         """Step each part in turn; observations, rewards, dones and infos of all envs."""
         results = [part.step_wait() for part in self.parts]
         obs, rewards, dones, infos = zip(*results, strict=True)
-        return (np.concatenate(obs), np.concatenate(rewards), np.concatenate(dones),
-                [info for part in infos for info in part])  # fmt: skip
+        return (
+            np.concatenate(obs),
+            np.concatenate(rewards),
+            np.concatenate(dones),
+            [info for part in infos for info in part],
+        )
 
     def close(self) -> None:
         """Close every part."""
@@ -362,22 +372,31 @@ class MixedVecEnv(VecEnv):
         for part, local in self._split(indices):
             part.set_attr(attr_name, value, local)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
-                   **method_kwargs: Any) -> list[Any]:  # fmt: skip
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
+    ) -> list[Any]:
         """Call ``method_name`` on the envs at ``indices``; the results, in order."""
-        return [v for part, local in self._split(indices)
-                for v in part.env_method(method_name, *method_args, indices=local,
-                                         **method_kwargs)]  # fmt: skip
+        return [
+            v
+            for part, local in self._split(indices)
+            for v in part.env_method(method_name, *method_args, indices=local, **method_kwargs)
+        ]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: Any = None) -> list[bool]:
         """Whether the envs at ``indices`` are wrapped with ``wrapper_class``."""
-        return [v for part, local in self._split(indices)
-                for v in part.env_is_wrapped(wrapper_class, local)]  # fmt: skip
+        return [
+            v
+            for part, local in self._split(indices)
+            for v in part.env_is_wrapped(wrapper_class, local)
+        ]
 
     def seed(self, seed: int | None = None) -> list[Any]:
         """Seed part ``i`` with ``seed + (its first env's index)`` (SB3's ``seed + k``)."""
-        return [v for i, part in enumerate(self.parts)
-                for v in part.seed(None if seed is None else seed + int(self.bounds[i]))]  # fmt: skip
+        return [
+            v
+            for i, part in enumerate(self.parts)
+            for v in part.seed(None if seed is None else seed + int(self.bounds[i]))
+        ]
 
 
 def make_mixed_vec_env(

@@ -93,8 +93,14 @@ def compare_to_start(
         "seeds": seeds,
         "runs": {k: summarize_episodes(v) for k, v in runs.items()},
     }
-    out["lr_schedules"] = {k: {"steps": v[0].steps.tolist(), "lrs": v[0].lrs.tolist(),
-                               "val_losses": v[0].val_losses.tolist()} for k, v in runs.items()}  # fmt: skip
+    out["lr_schedules"] = {
+        k: {
+            "steps": v[0].steps.tolist(),
+            "lrs": v[0].lrs.tolist(),
+            "val_losses": v[0].val_losses.tolist(),
+        }
+        for k, v in runs.items()
+    }
     out["paired"] = {}
     for ppo in ("ppo_final", "ppo_best"):
         for other in [k for k in runs if not k.startswith("ppo")]:
@@ -102,7 +108,12 @@ def compare_to_start(
                 a, b = np.array(out["runs"][ppo][key]), np.array(out["runs"][other][key])
                 out["paired"][f"{ppo}_minus_{other}_{key}"] = paired_difference(a - b, seed=0)
         base = runs["bc"]
-        out[f"{ppo}_lr_drift_from_bc"] = float(np.mean([
-            np.mean(np.abs(np.log(p.lrs / q.lrs))) for p, q in zip(runs[ppo], base, strict=True)
-        ]))  # fmt: skip
+        out[f"{ppo}_lr_drift_from_bc"] = float(
+            np.mean(
+                [
+                    np.mean(np.abs(np.log(p.lrs / q.lrs)))
+                    for p, q in zip(runs[ppo], base, strict=True)
+                ]
+            )
+        )
     return out

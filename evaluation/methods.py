@@ -117,10 +117,24 @@ def _file_sha1(path: str, mtime_ns: int, size: int) -> str:
 
 # The hand-designed schedules and the optimizers users pick instead, by name.
 MethodName = Literal[
-    "constant", "cosine", "cosine_untuned", "cosine_warmup", "linear_warmup", "polynomial",
-    "wsd", "schedulefree", "prodigy_cosine", "prodigy_d0_cosine", "dadapt_cosine",
-    "dadapt_d0_cosine", "dog", "ldog", "mechanic_cosine", "adam_hd", "range_test_cosine",
-]  # fmt: skip
+    "constant",
+    "cosine",
+    "cosine_untuned",
+    "cosine_warmup",
+    "linear_warmup",
+    "polynomial",
+    "wsd",
+    "schedulefree",
+    "prodigy_cosine",
+    "prodigy_d0_cosine",
+    "dadapt_cosine",
+    "dadapt_d0_cosine",
+    "dog",
+    "ldog",
+    "mechanic_cosine",
+    "adam_hd",
+    "range_test_cosine",
+]
 
 
 # The grid's default methods (scripts/evaluate.py): the schedules and the optimizers the

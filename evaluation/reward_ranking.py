@@ -58,9 +58,13 @@ class PresetReturns:
             cfg, total = self.env.config, self.env.trainee.total_steps
             remaining = (total - int(final_info["step"])) / total
             for name in REWARDS:
-                out[name] += divergence_reward(name, None, remaining=remaining,
-                                               margin=cfg.divergence_margin,
-                                               loss_cap=cfg.reward_loss_cap)  # fmt: skip
+                out[name] += divergence_reward(
+                    name,
+                    None,
+                    remaining=remaining,
+                    margin=cfg.divergence_margin,
+                    loss_cap=cfg.reward_loss_cap,
+                )
         return out
 
     def close(self) -> None:
@@ -102,12 +106,18 @@ def reward_ranking(runs: Sequence[dict[str, Any]], threshold: float = 0.9) -> di
             "rho_within_seed_min": float(np.min(within)) if within else None,
             "seeds": len(within),
             "meets_threshold": bool(
-                pooled is not None and mean_within is not None
-                and pooled >= threshold and mean_within >= threshold
+                pooled is not None
+                and mean_within is not None
+                and pooled >= threshold
+                and mean_within >= threshold
             ),
-        }  # fmt: skip
-    return {"runs": len(scored), "without_returns": len(runs) - len(scored),
-            "threshold": threshold, "presets": presets}  # fmt: skip
+        }
+    return {
+        "runs": len(scored),
+        "without_returns": len(runs) - len(scored),
+        "threshold": threshold,
+        "presets": presets,
+    }
 
 
 def ranking_markdown(ranking: dict[str, Any]) -> str:
@@ -125,6 +135,8 @@ def ranking_markdown(ranking: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for name, p in ranking["presets"].items():
-        lines.append(f"| {name} | {f(p['rho_pooled'])} | {f(p['rho_within_seed_mean'])} | "
-                     f"{f(p['rho_within_seed_min'])} | {'yes' if p['meets_threshold'] else 'no'} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {f(p['rho_pooled'])} | {f(p['rho_within_seed_mean'])} | "
+            f"{f(p['rho_within_seed_min'])} | {'yes' if p['meets_threshold'] else 'no'} |"
+        )
     return "\n".join(lines) + "\n"

@@ -103,8 +103,9 @@ class Sweep:
         for m in self.methods:
             lrs = [self.lr(k) for k in self.ks] if m.takes_lr else [m.base_lr]
             phase = "final" if self.seed_range == "final_evaluation" else "tune"
-            out += [RunSpec(phase, self.env_id, opts, m, lr, s)
-                    for lr in lrs for s in self.final_seeds]  # fmt: skip
+            out += [
+                RunSpec(phase, self.env_id, opts, m, lr, s) for lr in lrs for s in self.final_seeds
+            ]
         return out
 
     @functools.cached_property
@@ -139,11 +140,17 @@ def check_action_bounds(
     rows = []
     for k in ks:
         need = 2.0 ** (-k)
-        rows.append({"k": k, "needed": need, "room_up": max_lr_mult / need,
-                     "room_down": need / min_lr_mult})  # fmt: skip
+        rows.append(
+            {"k": k, "needed": need, "room_up": max_lr_mult / need, "room_down": need / min_lr_mult}
+        )
     ok = all(r["room_up"] >= spare and r["room_down"] >= spare for r in rows)
-    return {"ok": ok, "spare": spare, "min_lr_mult": min_lr_mult, "max_lr_mult": max_lr_mult,
-            "ks": rows}  # fmt: skip
+    return {
+        "ok": ok,
+        "spare": spare,
+        "min_lr_mult": min_lr_mult,
+        "max_lr_mult": max_lr_mult,
+        "ks": rows,
+    }
 
 
 def run_sweep(
@@ -160,8 +167,9 @@ def run_sweep(
     """
     store = RunStore(open_folder(folder, sweep))
     added = added_after_results(folder, sweep)
-    runs = store.run(sweep.specs(), backend, desc=f"sweep {sweep.env_id}", progress=progress,
-                     on_result=on_result)  # fmt: skip
+    runs = store.run(
+        sweep.specs(), backend, desc=f"sweep {sweep.env_id}", progress=progress, on_result=on_result
+    )
     return {
         "runs": runs,
         "preregistered": [m.name for m in sweep.methods if m.name not in added],
@@ -189,25 +197,35 @@ def summarize_sweep(
     """Per method and ``k``: test-loss IQM with its CI and the paired difference with the
     reference at ``k = 0``; per method the two summaries (module docstring); for each
     ``(a, b)`` of ``pairs`` the paired difference a - b at every ``k`` (``pair_differences``)."""
-    ref_runs = sorted((r for r in runs if r["method"] == sweep.reference
-                       and sweep.k_of(r) == 0), key=lambda r: r["seed"])  # fmt: skip
+    ref_runs = sorted(
+        (r for r in runs if r["method"] == sweep.reference and sweep.k_of(r) == 0),
+        key=lambda r: r["seed"],
+    )
     ref = {r["seed"]: loss_score(r) for r in ref_runs}
     methods = {}
     for m in sweep.methods:
         points = []
         for k in sweep.ks if m.takes_lr else [None]:
-            rs = sorted((r for r in runs if r["method"] == m.name and sweep.k_of(r) == k),
-                        key=lambda r: r["seed"])  # fmt: skip
+            rs = sorted(
+                (r for r in runs if r["method"] == m.name and sweep.k_of(r) == k),
+                key=lambda r: r["seed"],
+            )
             if not rs:
                 continue
             scores = [loss_score(r) for r in rs]
             if [r["seed"] for r in rs] != sorted(ref):
                 raise ValueError(f"{m.name} at k={k} and the reference differ in seeds")
-            delta = paired_difference(np.subtract(scores, [ref[r["seed"]] for r in rs]),
-                                      seed=seed)  # fmt: skip
-            points.append({"k": k, "lr": rs[0]["given_lr"], "test_loss": iqm_interval(scores, seed=seed),
-                           "delta": delta, "diverged": sum(bool(r["diverged"]) for r in rs),
-                           "n": len(rs)})  # fmt: skip
+            delta = paired_difference(np.subtract(scores, [ref[r["seed"]] for r in rs]), seed=seed)
+            points.append(
+                {
+                    "k": k,
+                    "lr": rs[0]["given_lr"],
+                    "test_loss": iqm_interval(scores, seed=seed),
+                    "delta": delta,
+                    "diverged": sum(bool(r["diverged"]) for r in rs),
+                    "n": len(rs),
+                }
+            )
         if not points:
             continue
         if m.takes_lr:
@@ -229,11 +247,16 @@ def summarize_sweep(
                 **{x: worst["delta"][x] for x in ("mean", "ci_low", "ci_high")},
             },
         }
-    return {"reference": sweep.reference, "reference_lr": sweep.reference_lr,
-            "tolerance": TOLERANCE, "n_compared": len(methods) - 1, "methods": methods,
-            "policies_vs_lr_free": policies_vs_lr_free(sweep, runs, seed=seed),
-            "forgetting": forgetting_summary(sweep, runs, seed=seed),
-            "pairs": pair_differences(sweep, runs, pairs, seed=seed)}  # fmt: skip
+    return {
+        "reference": sweep.reference,
+        "reference_lr": sweep.reference_lr,
+        "tolerance": TOLERANCE,
+        "n_compared": len(methods) - 1,
+        "methods": methods,
+        "policies_vs_lr_free": policies_vs_lr_free(sweep, runs, seed=seed),
+        "forgetting": forgetting_summary(sweep, runs, seed=seed),
+        "pairs": pair_differences(sweep, runs, pairs, seed=seed),
+    }
 
 
 def check_pairs(names: Sequence[str], pairs: Sequence[str]) -> list[tuple[str, str]]:
@@ -246,8 +269,10 @@ def check_pairs(names: Sequence[str], pairs: Sequence[str]) -> list[tuple[str, s
     for text in pairs:
         a, sep, b = text.partition(":")
         if not sep or a not in names or b not in names or a == b:
-            raise ValueError(f"pair {text!r} is invalid; expected A:B, two different methods "
-                             f"of the sweep: {', '.join(names)}")  # fmt: skip
+            raise ValueError(
+                f"pair {text!r} is invalid; expected A:B, two different methods "
+                f"of the sweep: {', '.join(names)}"
+            )
         out.append((a, b))
     return out
 
@@ -266,8 +291,9 @@ def pair_differences(
 
     def scores(name: str, k: int) -> dict[int, float]:
         at = k if takes[name] else None
-        return {r["seed"]: loss_score(r) for r in runs
-                if r["method"] == name and sweep.k_of(r) == at}  # fmt: skip
+        return {
+            r["seed"]: loss_score(r) for r in runs if r["method"] == name and sweep.k_of(r) == at
+        }
 
     out: dict[str, list[dict[str, Any]]] = {}
     for a, b in pairs:
@@ -277,8 +303,13 @@ def pair_differences(
             common = sorted(sa.keys() & sb.keys())
             if common:
                 diffs = [sa[s] - sb[s] for s in common]
-                rows.append({"k": k, "n": len(common),
-                             "delta": paired_difference(np.asarray(diffs), seed=seed)})  # fmt: skip
+                rows.append(
+                    {
+                        "k": k,
+                        "n": len(common),
+                        "delta": paired_difference(np.asarray(diffs), seed=seed),
+                    }
+                )
         out[f"{a} - {b}"] = rows
     return out
 
@@ -305,12 +336,17 @@ def forgetting_summary(sweep: Sweep, runs: Sequence[dict[str, Any]], *, seed: in
     out: dict[str, list[dict[str, Any]]] = {}
     for m in sweep.methods:
         for k in sweep.ks if m.takes_lr else [None]:
-            values = [r["final_info"]["forgetting"] for r in runs
-                      if r["method"] == m.name and sweep.k_of(r) == k
-                      and (r.get("final_info") or {}).get("forgetting") is not None]  # fmt: skip
+            values = [
+                r["final_info"]["forgetting"]
+                for r in runs
+                if r["method"] == m.name
+                and sweep.k_of(r) == k
+                and (r.get("final_info") or {}).get("forgetting") is not None
+            ]
             if values:
-                out.setdefault(m.name, []).append({"k": k, "n": len(values),
-                                                   "forgetting": iqm_interval(values, seed=seed)})  # fmt: skip
+                out.setdefault(m.name, []).append(
+                    {"k": k, "n": len(values), "forgetting": iqm_interval(values, seed=seed)}
+                )
     return out
 
 
@@ -324,10 +360,14 @@ def sweep_from_plan(plan: dict[str, Any], **overrides: Any) -> Sweep:
     if unknown:
         raise ValueError(f"plan methods {unknown} are not methods; valid: {', '.join(METHODS)}")
     policies = tuple(policy_method(p, takes_lr=True) for p in plan.get("policies", []))
-    kw = {"env_id": plan["env_id"],
-          "methods": tuple(METHODS[m] for m in plan["methods"]) + policies,
-          "reference_lr": float(plan["reference_lr"]), "ks": tuple(plan["ks"]),
-          "final_seeds": tuple(plan["final_seeds"]), "options": dict(plan.get("options", {})),
-          "reference": plan.get("reference", "cosine"),
-          "seed_range": plan.get("seed_range", "final_evaluation")}  # fmt: skip
+    kw = {
+        "env_id": plan["env_id"],
+        "methods": tuple(METHODS[m] for m in plan["methods"]) + policies,
+        "reference_lr": float(plan["reference_lr"]),
+        "ks": tuple(plan["ks"]),
+        "final_seeds": tuple(plan["final_seeds"]),
+        "options": dict(plan.get("options", {})),
+        "reference": plan.get("reference", "cosine"),
+        "seed_range": plan.get("seed_range", "final_evaluation"),
+    }
     return Sweep(**(kw | overrides))

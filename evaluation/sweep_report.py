@@ -31,8 +31,11 @@ def _k_table(sweep: Sweep, title: str, first: str, by_name: dict[str, Any], key:
     ``by_name`` is empty)."""
     if not by_name:
         return []
-    lines = [f"### {title}\n", f"| {first} | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " |",
-             "|---" * (len(sweep.ks) + 1) + "|"]  # fmt: skip
+    lines = [
+        f"### {title}\n",
+        f"| {first} | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " |",
+        "|---" * (len(sweep.ks) + 1) + "|",
+    ]
     for name, rows in by_name.items():
         lines.append(f"| {name} | " + " | ".join(_k_cells(sweep, rows, key)) + " |")
     return [*lines, ""]
@@ -68,31 +71,49 @@ def sweep_markdown(sweep: Sweep, summary: dict[str, Any], added: Sequence[str] =
         label = name + (" (added)" if name in added else "")
         by_k = {p["k"]: p for p in s["points"]}
         cells = [by_k.get(k) for k in sweep.ks] if s["takes_lr"] else [by_k[None]] * len(sweep.ks)
-        loss.append(f"| {label} | " + " | ".join(
-            _fmt_ci(c["test_loss"], "iqm") if c else "—" for c in cells) + " |")  # fmt: skip
-        delta.append(f"| {label} | " + " | ".join(
-            _fmt_ci(c["delta"], "mean", signed=True) if c else "—" for c in cells) + " |")  # fmt: skip
-    summ = ["| method | widest k within +0.005 (mean) | widest k (CI) | worst Δ [95% CI] at k |",
-            "|---|---|---|---|"]  # fmt: skip
+        loss.append(
+            f"| {label} | "
+            + " | ".join(_fmt_ci(c["test_loss"], "iqm") if c else "—" for c in cells)
+            + " |"
+        )
+        delta.append(
+            f"| {label} | "
+            + " | ".join(_fmt_ci(c["delta"], "mean", signed=True) if c else "—" for c in cells)
+            + " |"
+        )
+    summ = [
+        "| method | widest k within +0.005 (mean) | widest k (CI) | worst Δ [95% CI] at k |",
+        "|---|---|---|---|",
+    ]
     for name, s in summary["methods"].items():
         w = s["worst_delta"]
         at = "—" if w["k"] is None else f"{w['k']:+d}"
-        summ.append(f"| {name} | {_span(s['widest_within'])} | {_span(s['widest_within_ci'])} "
-                    f"| {_fmt_ci(w, 'mean', signed=True)} at {at} |")  # fmt: skip
+        summ.append(
+            f"| {name} | {_span(s['widest_within'])} | {_span(s['widest_within_ci'])} "
+            f"| {_fmt_ci(w, 'mean', signed=True)} at {at} |"
+        )
     ref = f"{summary['reference']} at k=0 (LR {summary['reference_lr']:.3g})"
-    return "\n".join([
-        f"## {sweep.env_id}: LR sensitivity\n",
-        f"LR = {summary['reference_lr']:.3g} x 2^k; {len(sweep.final_seeds)} "
-        f"{'final' if sweep.seed_range == 'final_evaluation' else sweep.seed_range} seeds "
-        f"({sweep.final_seeds[0]}…{sweep.final_seeds[-1]}); a method without an LR is one "
-        "column repeated.\n",
-        "### Test loss IQM [95% CI]\n", *loss, "",
-        f"### Δ test loss vs {ref}, paired on seeds [95% CI]\n", *delta, "",
-        f"### Summaries ({summary['n_compared']} methods compared with {ref})\n", *summ, "",
-        *_versus_markdown(sweep, summary.get("policies_vs_lr_free", {})),
-        *_forgetting_markdown(sweep, summary.get("forgetting", {})),
-        *_pairs_markdown(sweep, summary.get("pairs", {})),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"## {sweep.env_id}: LR sensitivity\n",
+            f"LR = {summary['reference_lr']:.3g} x 2^k; {len(sweep.final_seeds)} "
+            f"{'final' if sweep.seed_range == 'final_evaluation' else sweep.seed_range} seeds "
+            f"({sweep.final_seeds[0]}…{sweep.final_seeds[-1]}); a method without an LR is one "
+            "column repeated.\n",
+            "### Test loss IQM [95% CI]\n",
+            *loss,
+            "",
+            f"### Δ test loss vs {ref}, paired on seeds [95% CI]\n",
+            *delta,
+            "",
+            f"### Summaries ({summary['n_compared']} methods compared with {ref})\n",
+            *summ,
+            "",
+            *_versus_markdown(sweep, summary.get("policies_vs_lr_free", {})),
+            *_forgetting_markdown(sweep, summary.get("forgetting", {})),
+            *_pairs_markdown(sweep, summary.get("pairs", {})),
+        ]
+    )
 
 
 def _forgetting_markdown(sweep: Sweep, forgetting: dict[str, Any]) -> list[str]:
@@ -105,16 +126,23 @@ def _versus_markdown(sweep: Sweep, versus: dict[str, Any]) -> list[str]:
     """The policies-vs-LR-free-methods table (none without policies)."""
     if not versus:
         return []
-    lines = ["### Learned policies vs the methods that take no LR: Δ test loss "
-             "(policy - method), paired on seeds [95% CI]; below 0: the policy is better\n",
-             "| policy | vs | " + " | ".join(f"k={k:+d}" for k in sweep.ks) + " | CI below 0 at every k (unadjusted) |",
-             "|---|---|" + "---|" * (len(sweep.ks) + 1)]  # fmt: skip
+    lines = [
+        "### Learned policies vs the methods that take no LR: Δ test loss "
+        "(policy - method), paired on seeds [95% CI]; below 0: the policy is better\n",
+        "| policy | vs | "
+        + " | ".join(f"k={k:+d}" for k in sweep.ks)
+        + " | CI below 0 at every k (unadjusted) |",
+        "|---|---|" + "---|" * (len(sweep.ks) + 1),
+    ]
     for pol, by_method in versus.items():
         for other, rows in by_method.items():
             at = {r["k"]: r["delta"] for r in rows}
             every = all(k in at and at[k]["ci_high"] < 0 for k in sweep.ks)
-            lines.append(f"| {pol} | {other} | " + " | ".join(_k_cells(sweep, rows, "delta"))
-                         + f" | {'yes' if every else 'no'} |")  # fmt: skip
+            lines.append(
+                f"| {pol} | {other} | "
+                + " | ".join(_k_cells(sweep, rows, "delta"))
+                + f" | {'yes' if every else 'no'} |"
+            )
     return [*lines, ""]
 
 
@@ -122,8 +150,13 @@ def plot_sweep(path: str | Path, sweep: Sweep, summary: dict[str, Any]) -> Path:
     """Test loss against the LR factor (log2 axis), IQM with its CI band; a method without
     an LR is a horizontal band. PNG and CSV."""
     factors = [2.0**k for k in sweep.ks]
-    panel = Panel(f"{sweep.env_id}: test loss vs base LR", f"LR / {sweep.reference_lr:.3g}",
-                  "test loss (IQM, 95% CI; log scale)", logx=True, logy=True)  # fmt: skip
+    panel = Panel(
+        f"{sweep.env_id}: test loss vs base LR",
+        f"LR / {sweep.reference_lr:.3g}",
+        "test loss (IQM, 95% CI; log scale)",
+        logx=True,
+        logy=True,
+    )
     for name, s in summary["methods"].items():
         pts = s["points"]
         if s["takes_lr"]:
@@ -132,8 +165,11 @@ def plot_sweep(path: str | Path, sweep: Sweep, summary: dict[str, Any]) -> Path:
             xs, pts = factors, [pts[0]] * len(factors)
             name = f"ref:{name}" if name == sweep.reference else f"{name} (no LR)"
         panel.series[name] = (xs, [p["test_loss"]["iqm"] for p in pts])
-        panel.bands[name] = (xs, [p["test_loss"]["ci_low"] for p in pts],
-                             [p["test_loss"]["ci_high"] for p in pts])  # fmt: skip
+        panel.bands[name] = (
+            xs,
+            [p["test_loss"]["ci_low"] for p in pts],
+            [p["test_loss"]["ci_high"] for p in pts],
+        )
     return save_panels(path, [panel])
 
 
@@ -151,16 +187,31 @@ def write_sweep_report(
     summary = summarize_sweep(sweep, result["runs"], pairs=pairs)
     added = result.get("added_after_results", [])
     ranking = reward_ranking(result["runs"])  # runs stored before returns were recorded: none
-    results = {"sweep": sweep.to_json(), "summary": summary,
-               "preregistered": result.get("preregistered"), "added_after_results": added,
-               "reward_ranking": ranking} | (extra or {})  # fmt: skip
+    results = {
+        "sweep": sweep.to_json(),
+        "summary": summary,
+        "preregistered": result.get("preregistered"),
+        "added_after_results": added,
+        "reward_ranking": ranking,
+    } | (extra or {})
     write_json(folder / "results.json", results)
-    write_csv(folder / "runs.csv", [
-        {"method": r["method"], "k": sweep.k_of(r), "given_lr": r["given_lr"],
-         "base_lr": r["base_lr"], "seed": r["seed"], "test_loss": r.get("test_loss"),
-         "best_val_loss": r.get("best_val_loss"), "diverged": r["diverged"],
-         "wall_seconds": r["wall_seconds"]} for r in result["runs"]
-    ])  # fmt: skip
+    write_csv(
+        folder / "runs.csv",
+        [
+            {
+                "method": r["method"],
+                "k": sweep.k_of(r),
+                "given_lr": r["given_lr"],
+                "base_lr": r["base_lr"],
+                "seed": r["seed"],
+                "test_loss": r.get("test_loss"),
+                "best_val_loss": r.get("best_val_loss"),
+                "diverged": r["diverged"],
+                "wall_seconds": r["wall_seconds"],
+            }
+            for r in result["runs"]
+        ],
+    )
     md = sweep_markdown(sweep, summary, added)
     if ranking["runs"]:
         md += "\n## Reward presets vs test loss\n\n" + ranking_markdown(ranking)

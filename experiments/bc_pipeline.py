@@ -49,10 +49,15 @@ def demo_sets(root: str | Path, demo_episodes: int, selection_episodes: int) -> 
 
 
 def check_bc_args(
-    env_id: str, experts: Sequence[str], *, options: EnvOptions | None = None,
-    demo_episodes: int = 8, selection_episodes: int = 2, eval_episodes: int = 3,
+    env_id: str,
+    experts: Sequence[str],
+    *,
+    options: EnvOptions | None = None,
+    demo_episodes: int = 8,
+    selection_episodes: int = 2,
+    eval_episodes: int = 3,
     demos: str | Path | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Raise ValueError for what :func:`train_bc` would refuse, before any work.
 
     An unknown env id or expert, more seeds than their ranges hold, or saved
@@ -119,10 +124,11 @@ def train_bc(
     print(f"run folder {folder}")
     root = Path(demos) if demos else folder / "demos"
     demo, held = (
-        collect_experts(sub, experts, env, seeds, env_id=env_id, env_kwargs=options.kwargs(),
-                        progress=progress)
+        collect_experts(
+            sub, experts, env, seeds, env_id=env_id, env_kwargs=options.kwargs(), progress=progress
+        )
         for sub, seeds in demo_sets(root, demo_episodes, selection_episodes)
-    )  # fmt: skip
+    )
     datasets = {name: (demo[name], held[name]) for name in experts}
     if combined and len(experts) > 1:
         datasets["combined"] = tuple(
@@ -133,10 +139,15 @@ def train_bc(
     bc_config = bc_config or BCConfig()
     eval_seeds = take("held_out", eval_episodes)
     expert_runs = {
-        n: run_episodes(env, SchedulePolicy(make_schedule(n), env.action_space), eval_seeds,
-                        desc=f"eval expert {n}", progress=progress)
+        n: run_episodes(
+            env,
+            SchedulePolicy(make_schedule(n), env.action_space),
+            eval_seeds,
+            desc=f"eval expert {n}",
+            progress=progress,
+        )
         for n in experts
-    }  # fmt: skip
+    }
     writer = SummaryWriter(folder / "tb")
     log_hyperparameters(writer, record)
     report: dict = {"args": record, "policy_config": asdict(config), "policies": {}}
@@ -145,10 +156,16 @@ def train_bc(
             # imitation 1.0.1's BC logs float(tensor) on a tensor that requires grad: harmless
             warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
             policy, entry = clone_policy(
-                env, trajs, selection, folder / "policies" / f"bc_{name}.pt",
-                policy_config=config, bc_config=bc_config, seed=seed + i,
-                log_dir=str(folder / "tb" / f"bc_{name}"), progress=progress,
-            )  # fmt: skip
+                env,
+                trajs,
+                selection,
+                folder / "policies" / f"bc_{name}.pt",
+                policy_config=config,
+                bc_config=bc_config,
+                seed=seed + i,
+                log_dir=str(folder / "tb" / f"bc_{name}"),
+                progress=progress,
+            )
         runs = run_episodes(env, policy, eval_seeds, desc=f"eval BC {name}", progress=progress)
         targets = experts if name == "combined" else (name,)
         entry["vs_expert"] = {n: compare(runs, expert_runs[n]) for n in targets}
@@ -164,8 +181,9 @@ def train_bc(
                 f" ± {c['expert_best_val_std']:.4f})  within spread: {c['within_spread']}"
             )
         curves = {f"BC {name}": runs[0]} | {f"ref:expert {n}": expert_runs[n][0] for n in targets}
-        save_episode_schedules(folder / "plots" / f"bc_{name}", curves,
-                               title=f"{name}: held-out seed {runs[0].seed}")  # fmt: skip
+        save_episode_schedules(
+            folder / "plots" / f"bc_{name}", curves, title=f"{name}: held-out seed {runs[0].seed}"
+        )
     writer.close()
     write_json(folder / "metrics.json", report)
     return folder, report

@@ -28,17 +28,21 @@ from evaluation.store import new_run_folder
 
 
 def check_evaluation_args(
-    envs: Sequence[str], methods: Sequence[str], policies: Sequence[str] = (), *,
-    n_final_seeds: int = 10, n_tuning_seeds: int = 3, reference: str = "cosine",
-) -> None:  # fmt: skip
+    envs: Sequence[str],
+    methods: Sequence[str],
+    policies: Sequence[str] = (),
+    *,
+    n_final_seeds: int = 10,
+    n_tuning_seeds: int = 3,
+    reference: str = "cosine",
+) -> None:
     """Raise ValueError (naming the valid values) for an unknown env id or method, a seed
     count out of its range, or a reference that is not one of the methods or policies."""
     check_env_ids(*envs)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"--methods {unknown} invalid; valid: {', '.join(METHODS)}")
-    for role, n in (("final_evaluation", n_final_seeds),
-                    ("baseline_tuning", n_tuning_seeds)):  # fmt: skip
+    for role, n in (("final_evaluation", n_final_seeds), ("baseline_tuning", n_tuning_seeds)):
         if n < 1:
             raise ValueError(f"{n} {role} seeds asked; at least 1 is needed")
         seeds.take(role, n)  # more than the range holds: a ValueError naming it
@@ -51,11 +55,16 @@ def check_evaluation_args(
 
 
 def make_grid(
-    envs: Sequence[str], methods: Sequence[str], policies: Sequence[str] = (), *,
-    options: dict[str, Any] | None = None, n_final_seeds: int = 10, n_tuning_seeds: int = 3,
+    envs: Sequence[str],
+    methods: Sequence[str],
+    policies: Sequence[str] = (),
+    *,
+    options: dict[str, Any] | None = None,
+    n_final_seeds: int = 10,
+    n_tuning_seeds: int = 3,
     lr_factors: Sequence[float] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
     reference: str = "cosine",
-) -> Grid:  # fmt: skip
+) -> Grid:
     """The grid of named ``methods`` and saved ``policies`` (``name=path`` or ``path``) on
     ``envs``, with the first seeds of the final-evaluation and baseline-tuning ranges."""
     return Grid(
@@ -70,13 +79,23 @@ def make_grid(
 
 
 def evaluate(
-    envs: Sequence[str], methods: Sequence[str], policies: Sequence[str] = (), *,
-    options: dict[str, Any] | None = None, n_final_seeds: int = 10, n_tuning_seeds: int = 3,
+    envs: Sequence[str],
+    methods: Sequence[str],
+    policies: Sequence[str] = (),
+    *,
+    options: dict[str, Any] | None = None,
+    n_final_seeds: int = 10,
+    n_tuning_seeds: int = 3,
     lr_factors: Sequence[float] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
-    reference: str = "cosine", out: str | Path | None = None, backend: str = "local",
-    workers: int | None = None, threads: int = 1, ray_address: str | None = None,
-    seed: int = 0, progress: bool = True,
-) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+    reference: str = "cosine",
+    out: str | Path | None = None,
+    backend: str = "local",
+    workers: int | None = None,
+    threads: int = 1,
+    ray_address: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[Path, dict[str, Any]]:
     """Run the grid of :func:`make_grid` into its run folder (resuming it); write the report there.
 
     Prints the run folder first and the results table (``results.md``) at the end; each
@@ -98,9 +117,16 @@ def evaluate(
         The run folder, and the results written to its ``results.json`` (with
         ``timing``: wall and run seconds, runs, backend, workers, threads).
     """
-    grid = make_grid(envs, methods, policies, options=options, n_final_seeds=n_final_seeds,
-                     n_tuning_seeds=n_tuning_seeds, lr_factors=lr_factors,
-                     reference=reference)  # fmt: skip
+    grid = make_grid(
+        envs,
+        methods,
+        policies,
+        options=options,
+        n_final_seeds=n_final_seeds,
+        n_tuning_seeds=n_tuning_seeds,
+        lr_factors=lr_factors,
+        reference=reference,
+    )
     out = Path(out) if out else new_run_folder("runs/evaluate", grid.envs[0], "evaluate")
     print(f"run folder {out} (resume with --out {out})")
     runner = make_backend(backend, workers=workers, threads=threads, ray_address=ray_address)

@@ -61,8 +61,13 @@ def previous_invocations(results: Path) -> list[dict[str, Any]]:
     prev = json.loads(results.read_text())
     if "invocations" in prev:
         return list(prev["invocations"])
-    return [{"backend": prev["backend"], "wall_seconds": prev["wall_seconds_this_invocation"],
-             "runs": prev["runs_this_invocation"]}]  # fmt: skip
+    return [
+        {
+            "backend": prev["backend"],
+            "wall_seconds": prev["wall_seconds_this_invocation"],
+            "runs": prev["runs_this_invocation"],
+        }
+    ]
 
 
 def reuse_runs(specs: list, out: str | Path, folders: tuple[str | Path, ...]) -> dict[str, int]:

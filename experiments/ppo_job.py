@@ -111,8 +111,11 @@ class _Job:
     def evaluate(self, model: FinetunedPPO) -> None:
         policy = deployable(model.policy, model.policy_config)  # the actor on the env's own obs
         runs = run_episodes(self.eval_env, policy, self.eval_seeds)
-        entry = {"timesteps": model.num_timesteps, "rollouts": model.rollouts_done,
-                 "policy_sha1": policy_digest(model.policy)} | summarize_episodes(runs)  # fmt: skip
+        entry = {
+            "timesteps": model.num_timesteps,
+            "rollouts": model.rollouts_done,
+            "policy_sha1": policy_digest(model.policy),
+        } | summarize_episodes(runs)
         self.history.append(entry)
         for key in ("mean_return", "mean_best_val_loss"):
             model.logger.record(f"eval/{key}", entry[key])
@@ -124,8 +127,9 @@ class _Job:
         if entry["mean_return"] > self.best_return:
             self.best_return = entry["mean_return"]
             self.best_state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
-            save_policy(policy, self.best_path, model.policy_config, env=self.eval_env,
-                        gamma=self.gamma)  # fmt: skip
+            save_policy(
+                policy, self.best_path, model.policy_config, env=self.eval_env, gamma=self.gamma
+            )
         write_json(self.folder / "history.json", self.history)
 
     def between_rollouts(self, model: FinetunedPPO) -> None:
@@ -141,11 +145,16 @@ class _Job:
     def checkpoint(self, model: FinetunedPPO) -> None:
         """The model, the episode seeds and this job's history and best policy, atomically."""
         seeds = self.episode_seeds
-        save_checkpoint(model, self.folder / CHECKPOINT, {
-            "history": self.history, "best_return": self.best_return,
-            "best_state": self.best_state,
-            "episode_seeds": seeds.state_dict() if seeds is not None else None,
-        })  # fmt: skip
+        save_checkpoint(
+            model,
+            self.folder / CHECKPOINT,
+            {
+                "history": self.history,
+                "best_return": self.best_return,
+                "best_state": self.best_state,
+                "episode_seeds": seeds.state_dict() if seeds is not None else None,
+            },
+        )
 
     def restore(self, model: FinetunedPPO, extra: dict[str, Any]) -> None:
         """Continue from a checkpoint's ``extra``: history, best policy, episode seeds."""
@@ -155,11 +164,13 @@ class _Job:
         if self.episode_seeds is not None and extra.get("episode_seeds") is not None:
             self.episode_seeds.load_state_dict(extra["episode_seeds"])
         if self.best_state is not None:  # ppo_best.pt as of the checkpoint, not of a lost stretch
-            best = make_policy(self.eval_env.observation_space, self.eval_env.action_space,
-                               model.policy_config)  # fmt: skip
+            best = make_policy(
+                self.eval_env.observation_space, self.eval_env.action_space, model.policy_config
+            )
             best.load_state_dict(self.best_state)
-            save_policy(best, self.best_path, model.policy_config, env=self.eval_env,
-                        gamma=self.gamma)  # fmt: skip
+            save_policy(
+                best, self.best_path, model.policy_config, env=self.eval_env, gamma=self.gamma
+            )
         write_json(self.folder / "history.json", self.history)
 
 
@@ -266,33 +277,51 @@ def finetune(
     if mixture and reference_lr is None:
         raise ValueError("a mixture of tasks needs reference_lr (the privileged critic's)")
     if mixture:
-        vec = make_mixed_vec_env([(env_id, kwargs, n_envs)] + [(e, o, n) for e, o, n, _ in mixture],
-                                 episode_seeds=block)  # fmt: skip
+        vec = make_mixed_vec_env(
+            [(env_id, kwargs, n_envs)] + [(e, o, n) for e, o, n, _ in mixture], episode_seeds=block
+        )
         refs = [reference_lr] * n_envs + [r for _, _, n, r in mixture for _ in range(n)]
         vec = VecPrivileged(vec, refs)
     else:
         vec = make_batched_vec_env(env_id, n_envs, episode_seeds=block, **kwargs)
         if reference_lr is not None:
             vec = VecPrivileged(vec, reference_lr)
-    model = FinetunedPPO(vec, saved, config, seed=seed, device=device,
-                         tensorboard_log=str(folder / "tb"))  # fmt: skip
-    job = _Job(folder, eval_env, take("model_selection", eval_episodes), eval_every,
-               checkpoint_every, saved.gamma, history=[],
-               episode_seeds=vec.episode_seeds)  # fmt: skip
+    model = FinetunedPPO(
+        vec, saved, config, seed=seed, device=device, tensorboard_log=str(folder / "tb")
+    )
+    job = _Job(
+        folder,
+        eval_env,
+        take("model_selection", eval_episodes),
+        eval_every,
+        checkpoint_every,
+        saved.gamma,
+        history=[],
+        episode_seeds=vec.episode_seeds,
+    )
     t0 = time.perf_counter()
     if resume:  # fresh episodes: those running at the checkpoint are not continued
         job.restore(model, load_checkpoint(model, checkpoint))
         print(f"resumed {folder} at {model.num_timesteps} timesteps")
     remaining = total_timesteps - model.num_timesteps
     if remaining > 0:
-        model.learn(remaining, callback=_Lifecycle(job), reset_num_timesteps=not resume,
-                    tb_log_name="ppo", progress_bar=progress)  # fmt: skip
+        model.learn(
+            remaining,
+            callback=_Lifecycle(job),
+            reset_num_timesteps=not resume,
+            tb_log_name="ppo",
+            progress_bar=progress,
+        )
     if job.history[-1]["timesteps"] != model.num_timesteps:
         job.evaluate(model)
     seconds = time.perf_counter() - t0
-    final_path = save_policy(deployable(model.policy, saved.config),
-                             folder / "policies" / "ppo_final.pt", saved.config,
-                             env=eval_env, gamma=saved.gamma)  # fmt: skip
+    final_path = save_policy(
+        deployable(model.policy, saved.config),
+        folder / "policies" / "ppo_final.pt",
+        saved.config,
+        env=eval_env,
+        gamma=saved.gamma,
+    )
     job.checkpoint(model)
     report = compare_to_start(init, folder, eval_env, report_episodes, expert)
     metrics = {
@@ -431,15 +460,25 @@ def resumed_args(args: A, flags: Set[str]) -> A:
     data["ppo"] = FinetuneConfig(**data["ppo"])
     stored = type(args)(**data)
     total = args.total_timesteps if "--total-timesteps" in flags else stored.total_timesteps
-    return dataclasses.replace(stored, total_timesteps=total, progress=args.progress,
-                               device=args.device, resume=args.resume)  # fmt: skip
+    return dataclasses.replace(
+        stored,
+        total_timesteps=total,
+        progress=args.progress,
+        device=args.device,
+        resume=args.resume,
+    )
 
 
 def finetune_run(
-    init: str | Path, *, resume: str | Path | None = None, out: str | Path = "runs",
-    env_id: str | None = None, seed: int = 0, record: Mapping[str, Any] | None = None,
+    init: str | Path,
+    *,
+    resume: str | Path | None = None,
+    out: str | Path = "runs",
+    env_id: str | None = None,
+    seed: int = 0,
+    record: Mapping[str, Any] | None = None,
     **settings: Any,
-) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+) -> tuple[Path, dict[str, Any]]:
     """Start a fine-tuning run in a new folder under ``out``, or resume the one at ``resume``.
 
     Writes ``record`` as the folder's ``args.json`` (what a resume reads back), prints

@@ -54,9 +54,12 @@ RUN_TYPES: dict[str, dict[str, Any]] = {
 }
 # the names of RUN_TYPES, as a type (tests keep the two equal)
 RunType = Literal[
-    "baseline_cosine", "qlearning", "qlearning_low_initial_lr", "qlearning_improvement",
+    "baseline_cosine",
+    "qlearning",
+    "qlearning_low_initial_lr",
+    "qlearning_improvement",
     "qlearning_eps_decay",
-]  # fmt: skip
+]
 QLEARNING_REWARDS = ("neg_val_loss", "val_improvement")  # rewards of the tabular agent
 
 
@@ -65,18 +68,24 @@ def qlearning_options(
 ) -> EnvOptions:
     """Env options for a Q-learning agent: discrete factor actions, one per evaluation."""
     return dataclasses.replace(
-        base, action_type="discrete", reward=reward, eval_every=interval,
-        steps_per_action=interval, initial_lr_mult=initial_lr_mult,
-    )  # fmt: skip
+        base,
+        action_type="discrete",
+        reward=reward,
+        eval_every=interval,
+        steps_per_action=interval,
+        initial_lr_mult=initial_lr_mult,
+    )
 
 
 def run_options(run: dict[str, Any], base: EnvOptions, *, interval: int) -> EnvOptions:
     """Env options of a run type, on top of ``base`` (dataset, preset, budget)."""
     if run["kind"] == "qlearning":
         return qlearning_options(
-            base, reward=run["reward"], interval=interval,
+            base,
+            reward=run["reward"],
+            interval=interval,
             initial_lr_mult=run.get("initial_lr_mult", 1.0),
-        )  # fmt: skip
+        )
     return dataclasses.replace(base, eval_every=interval, steps_per_action=interval)
 
 
@@ -137,10 +146,17 @@ def check_qlearning_reward(reward: str | None) -> None:
 
 
 def train_qlearning(
-    env_id: str = "LRSchedule-GPT-v0", *, options: EnvOptions | None = None, episodes: int = 5,
-    interval: int = 100, config: QLearningConfig | None = None, table: str | Path | None = None,
-    seed: int = 0, out: str | Path = "runs", record: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    env_id: str = "LRSchedule-GPT-v0",
+    *,
+    options: EnvOptions | None = None,
+    episodes: int = 5,
+    interval: int = 100,
+    config: QLearningConfig | None = None,
+    table: str | Path | None = None,
+    seed: int = 0,
+    out: str | Path = "runs",
+    record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Learn one Q-table over ``episodes`` training runs of ``env_id``; log and save it.
 
     The agent acts at every evaluation with discrete factor actions
@@ -167,14 +183,19 @@ def train_qlearning(
     options = options or EnvOptions()
     record = dict(record or {})
     options = qlearning_options(
-        options, reward=options.reward or "neg_val_loss", interval=interval,
+        options,
+        reward=options.reward or "neg_val_loss",
+        interval=interval,
         initial_lr_mult=options.initial_lr_mult or 1.0,
-    )  # fmt: skip
+    )
     env = options.make(env_id)
     total_steps = env.unwrapped.trainee.total_steps
     config = config or QLearningConfig()
-    agent = (QLearningAgent.load(table, seed=seed) if table
-             else QLearningAgent(env.action_space.n, config, seed=seed))  # fmt: skip
+    agent = (
+        QLearningAgent.load(table, seed=seed)
+        if table
+        else QLearningAgent(env.action_space.n, config, seed=seed)
+    )
     folder = run_dir(out, env_id, "train_qlearning", seed)
     writer = SummaryWriter(folder)
     log_hyperparameters(writer, record)
@@ -190,10 +211,16 @@ def train_qlearning(
         writer.add_scalar("episode/best_val_loss", final["best_val_loss"], episode)
         writer.add_scalar("episode/return", run.episode_return, episode)
         writer.add_scalar("episode/epsilon", agent.epsilon, episode)
-        runs.append({"seed": seed + episode, "best_val_loss": final["best_val_loss"],
-                     "final_train_loss": final["final_train_loss"],
-                     "return": run.episode_return,
-                     "actions": run.actions.tolist(), "lrs": run.lrs.tolist()})  # fmt: skip
+        runs.append(
+            {
+                "seed": seed + episode,
+                "best_val_loss": final["best_val_loss"],
+                "final_train_loss": final["final_train_loss"],
+                "return": run.episode_return,
+                "actions": run.actions.tolist(),
+                "lrs": run.lrs.tolist(),
+            }
+        )
         tqdm.write(
             f"run {episode}: best val {final['best_val_loss']:.4f}, epsilon {agent.epsilon:.3f}"
         )
@@ -209,8 +236,10 @@ def train_qlearning(
 
 def check_experiment_args(datasets: Iterable[str], runs: Iterable[str], n_seeds: int) -> None:
     """Raise ValueError (naming the valid values) for an unknown corpus or run type, or no seeds."""
-    for flag, given, valid in (("--dataset", datasets, CORPORA),
-                               ("--runs", runs, tuple(RUN_TYPES))):  # fmt: skip
+    for flag, given, valid in (
+        ("--dataset", datasets, CORPORA),
+        ("--runs", runs, tuple(RUN_TYPES)),
+    ):
         unknown = sorted(set(given) - set(valid))
         if unknown:
             raise ValueError(f"{flag} {unknown} invalid; valid: {', '.join(valid)}")
@@ -252,10 +281,19 @@ def downloads(*, allowed: bool) -> Iterator[None]:
 
 
 def run_dataset(
-    dataset: str, preset: str, folder: Path, writer: SummaryWriter, *, runs: Sequence[str],
-    n_seeds: int, total_steps: int, interval: int, warmup: float, download: bool,
+    dataset: str,
+    preset: str,
+    folder: Path,
+    writer: SummaryWriter,
+    *,
+    runs: Sequence[str],
+    n_seeds: int,
+    total_steps: int,
+    interval: int,
+    warmup: float,
+    download: bool,
     record: Mapping[str, Any],
-) -> dict[str, Any] | None:  # fmt: skip
+) -> dict[str, Any] | None:
     """All run types on one corpus, written into ``folder``; None when its data is missing.
 
     Writes ``results_<dataset>.json`` (with ``record`` as ``args``), ``.md``,
@@ -265,9 +303,10 @@ def run_dataset(
     for run_name in runs:
         run = RUN_TYPES[run_name]
         options = run_options(
-            run, EnvOptions(dataset=dataset, preset=preset, total_steps=total_steps),
+            run,
+            EnvOptions(dataset=dataset, preset=preset, total_steps=total_steps),
             interval=interval,
-        )  # fmt: skip
+        )
         try:
             with downloads(allowed=download):
                 env = options.make("LRSchedule-GPT-v0")
@@ -281,8 +320,16 @@ def run_dataset(
             infos = one_run(env, agent, seed, warmup=warmup)
             finals.append({k: v for k, v in infos[-1].items() if isinstance(v, int | float)})
             for info in infos:
-                rows.append({"run": run_name, "seed": seed, "step": info["step"], "lr": info["lr"],
-                             "train_loss": info["train_loss"], "val_loss": info["val_loss"]})  # fmt: skip
+                rows.append(
+                    {
+                        "run": run_name,
+                        "seed": seed,
+                        "step": info["step"],
+                        "lr": info["lr"],
+                        "train_loss": info["train_loss"],
+                        "val_loss": info["val_loss"],
+                    }
+                )
                 writer.add_scalar(f"{dataset}/{run_name}/seed{seed}/lr", info["lr"], info["step"])
                 writer.add_scalar(
                     f"{dataset}/{run_name}/seed{seed}/val_loss", info["val_loss"], info["step"]
@@ -294,8 +341,13 @@ def run_dataset(
             "per_seed": finals,
             "summary": summarize(finals),
         }
-        print(f"{dataset} {run_name}: " + ", ".join(
-            f"{m} {s['mean']:.4g} ± {s['se']:.2g}" for m, s in results[run_name]["summary"].items()))  # fmt: skip
+        print(
+            f"{dataset} {run_name}: "
+            + ", ".join(
+                f"{m} {s['mean']:.4g} ± {s['se']:.2g}"
+                for m, s in results[run_name]["summary"].items()
+            )
+        )
     table = markdown_table({r: v["summary"] for r, v in results.items()})
     write_json(
         folder / f"results_{dataset}.json",
@@ -303,8 +355,11 @@ def run_dataset(
     )
     atomic_write_text(folder / f"results_{dataset}.md", table + "\n")
     write_csv(folder / f"runs_{dataset}.csv", rows)
-    for key, label in (("train_loss", "train loss (minibatch)"), ("val_loss", "validation loss"),
-                       ("lr", "learning rate")):  # fmt: skip
+    for key, label in (
+        ("train_loss", "train loss (minibatch)"),
+        ("val_loss", "validation loss"),
+        ("lr", "learning rate"),
+    ):
         panel = Panel(
             f"{key}_{dataset}", "optimizer step", label, mean_curves(rows, key), logy=True
         )
@@ -314,11 +369,18 @@ def run_dataset(
 
 
 def run_experiment(
-    datasets: Sequence[str] = CORPORA, *, download: bool = False, preset: str | None = None,
-    runs: Sequence[str] = tuple(RUN_TYPES), n_seeds: int = 3, total_steps: int = 2000,
-    interval: int = 100, warmup: float = 0.05, out: str | Path = "runs",
+    datasets: Sequence[str] = CORPORA,
+    *,
+    download: bool = False,
+    preset: str | None = None,
+    runs: Sequence[str] = tuple(RUN_TYPES),
+    n_seeds: int = 3,
+    total_steps: int = 2000,
+    interval: int = 100,
+    warmup: float = 0.05,
+    out: str | Path = "runs",
     record: Mapping[str, Any] | None = None,
-) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+) -> tuple[Path, dict[str, Any]]:
     """:func:`run_dataset` of every corpus present (or, with ``download``, that can be fetched).
 
     Args:
@@ -342,9 +404,19 @@ def run_experiment(
     writer = SummaryWriter(folder / "tb")
     report = {}
     for dataset in datasets:
-        result = run_dataset(dataset, preset, folder, writer, runs=runs, n_seeds=n_seeds,
-                             total_steps=total_steps, interval=interval, warmup=warmup,
-                             download=download, record=record or {})  # fmt: skip
+        result = run_dataset(
+            dataset,
+            preset,
+            folder,
+            writer,
+            runs=runs,
+            n_seeds=n_seeds,
+            total_steps=total_steps,
+            interval=interval,
+            warmup=warmup,
+            download=download,
+            record=record or {},
+        )
         if result is not None:
             report[dataset] = result
     writer.close()

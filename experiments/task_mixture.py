@@ -43,11 +43,15 @@ class MixTask:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.reference_lr, int | float) and self.reference_lr > 0):
-            raise ValueError(f"reference_lr={self.reference_lr!r} of task {self.env_id} "
-                             f"{self.options} is invalid; expected a number > 0")  # fmt: skip
+            raise ValueError(
+                f"reference_lr={self.reference_lr!r} of task {self.env_id} "
+                f"{self.options} is invalid; expected a number > 0"
+            )
         if "base_lr" in self.options or "base_lr_spread" in self.options:
-            raise ValueError(f"task {self.env_id} {self.options}: give its reference_lr, not "
-                             "base_lr or base_lr_spread (the recipe sets both)")  # fmt: skip
+            raise ValueError(
+                f"task {self.env_id} {self.options}: give its reference_lr, not "
+                "base_lr or base_lr_spread (the recipe sets both)"
+            )
 
     def name(self) -> str:
         """A short label: the env id's trainee, the dataset and the budget."""
@@ -74,24 +78,33 @@ def load_tasks(path: str | Path) -> tuple[MixTask, ...]:
     for i, entry in enumerate(raw["tasks"]):
         keys = set(entry)
         if not keys <= valid or not {"env_id", "options", "reference_lr"} <= keys:
-            raise ValueError(f"{path}: task {i} has keys {sorted(keys)}; required: env_id, "
-                             f"options, reference_lr; valid: {sorted(valid)}")  # fmt: skip
+            raise ValueError(
+                f"{path}: task {i} has keys {sorted(keys)}; required: env_id, "
+                f"options, reference_lr; valid: {sorted(valid)}"
+            )
         tasks.append(MixTask(**entry))
     return tuple(tasks)
 
 
-def task_kwargs(task: MixTask, main_options: dict[str, Any],
-                spread: float) -> tuple[tuple[str, Any], ...]:  # fmt: skip
+def task_kwargs(
+    task: MixTask, main_options: dict[str, Any], spread: float
+) -> tuple[tuple[str, Any], ...]:
     """A further task's ``gym.make`` options (sorted pairs): the main env's env options
     (reward, steps_per_action, ...; not its trainee's), then the task's own, then its base
     LR (its reference, drawn within ``spread``)."""
     inherited = {k: v for k, v in main_options.items() if k in ENV_OPTIONS}
-    return tuple(sorted((inherited | task.options | {"base_lr": task.reference_lr,
-                                                     "base_lr_spread": spread}).items()))  # fmt: skip
+    return tuple(
+        sorted(
+            (
+                inherited | task.options | {"base_lr": task.reference_lr, "base_lr_spread": spread}
+            ).items()
+        )
+    )
 
 
-def check_tasks(tasks: Sequence[MixTask], env: gym.Env, env_id: str,
-                main_options: dict[str, Any], spread: float) -> None:  # fmt: skip
+def check_tasks(
+    tasks: Sequence[MixTask], env: gym.Env, env_id: str, main_options: dict[str, Any], spread: float
+) -> None:
     """Check that each further task builds, shares the main env's spaces (one policy
     acts in all of them) and its cadence: the same ``steps_per_action`` and
     ``eval_every``, so that an observation row and an action mean the same on every task.
@@ -126,9 +139,14 @@ def per_task(episodes: Sequence[Episode], tasks: Sequence[MixTask | None]) -> di
     validation loss and how many diverged."""
     out: dict[str, Any] = {}
     for name in dict.fromkeys("main" if t is None else t.name() for t in tasks):
-        rows = [e for e, t in zip(episodes, tasks, strict=True)
-                if ("main" if t is None else t.name()) == name]  # fmt: skip
-        out[name] = {"episodes": len(rows),
-                     "best_val_loss": float(np.mean([e.best_val_loss for e in rows])),
-                     "diverged": sum(e.diverged for e in rows)}  # fmt: skip
+        rows = [
+            e
+            for e, t in zip(episodes, tasks, strict=True)
+            if ("main" if t is None else t.name()) == name
+        ]
+        out[name] = {
+            "episodes": len(rows),
+            "best_val_loss": float(np.mean([e.best_val_loss for e in rows])),
+            "diverged": sum(e.diverged for e in rows),
+        }
     return out

@@ -50,10 +50,16 @@ def dataset_name(trainee: str, dataset: str | None) -> str | None:
 
 
 def train_trainee(
-    trainee: str, *, dataset: str | None = None, total_steps: int = 300, lr_mult: float = 1.0,
-    eval_every: int = 50, seed: int = 0, out: str | Path = "runs",
+    trainee: str,
+    *,
+    dataset: str | None = None,
+    total_steps: int = 300,
+    lr_mult: float = 1.0,
+    eval_every: int = 50,
+    seed: int = 0,
+    out: str | Path = "runs",
     record: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Train one trainee at ``lr_mult`` x its base LR into a new run folder under ``out``.
 
     Logs to TensorBoard and writes ``losses.csv`` (every step), ``losses.png`` and
@@ -119,10 +125,16 @@ def plot_losses(rows: list[dict[str, Any]], path: str | Path, title: str) -> Non
     fig, ax = plt.subplots(figsize=(6, 4))
     train = [r for r in rows if r["train_loss"] != ""]
     evals = [r for r in rows if r["val_loss"] != ""]
-    ax.plot([r["step"] for r in train], [r["train_loss"] for r in train], lw=0.8,
-            alpha=0.7, label="train (minibatch)")  # fmt: skip
-    ax.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], marker="o",
-            label="validation")  # fmt: skip
+    ax.plot(
+        [r["step"] for r in train],
+        [r["train_loss"] for r in train],
+        lw=0.8,
+        alpha=0.7,
+        label="train (minibatch)",
+    )
+    ax.plot(
+        [r["step"] for r in evals], [r["val_loss"] for r in evals], marker="o", label="validation"
+    )
     ax.set(xlabel="optimizer step", ylabel="loss", title=title)
     ax.legend()
     fig.tight_layout()

@@ -94,10 +94,13 @@ def load_demonstrations(folder: str | Path) -> tuple[list[TrajectoryWithRew], di
     for n, info in zip(lengths.tolist(), infos, strict=True):
         trajectories.append(
             TrajectoryWithRew(
-                obs=obs[o : o + n + 1], acts=acts[a : a + n], infos=np.array(info),
-                terminal=True, rews=rews[a : a + n],
+                obs=obs[o : o + n + 1],
+                acts=acts[a : a + n],
+                infos=np.array(info),
+                terminal=True,
+                rews=rews[a : a + n],
             )
-        )  # fmt: skip
+        )
         o, a = o + n + 1, a + n
     return trajectories, json.loads(meta_path.read_text())
 
@@ -123,8 +126,12 @@ def check_saved(
     if not meta_path.is_file():
         return
     meta = json.loads(meta_path.read_text())
-    expected = {"expert": expert, "env_id": env_id, "env_kwargs": _jsonable(env_kwargs),
-                "seeds": list(seeds)}  # fmt: skip
+    expected = {
+        "expert": expert,
+        "env_id": env_id,
+        "env_kwargs": _jsonable(env_kwargs),
+        "seeds": list(seeds),
+    }
     diffs = [
         f"{key}: stored {meta.get(key)!r}, expected {value!r}"
         for key, value in expected.items()
@@ -165,13 +172,15 @@ def collect_or_load(
     if not seeds:
         return []
     if (folder / "meta.json").is_file():
-        check_saved(folder, expert=policy.schedule.name, seeds=seeds, env_id=env_id,
-                    env_kwargs=env_kwargs)  # fmt: skip
+        check_saved(
+            folder, expert=policy.schedule.name, seeds=seeds, env_id=env_id, env_kwargs=env_kwargs
+        )
         return load_demonstrations(folder)[0]
     desc = f"demos {policy.schedule.name}"
     episodes = run_episodes(env, policy, seeds, desc=desc, progress=progress)
-    save_demonstrations(folder, episodes, expert=policy.schedule, env_id=env_id,
-                        env_kwargs=env_kwargs)  # fmt: skip
+    save_demonstrations(
+        folder, episodes, expert=policy.schedule, env_id=env_id, env_kwargs=env_kwargs
+    )
     return [to_trajectory(e) for e in episodes]
 
 
@@ -192,8 +201,15 @@ def collect_experts(
     out = {}
     for name in experts:
         expert = SchedulePolicy(make_schedule(name), env.action_space)
-        out[name] = collect_or_load(Path(folder) / name, expert, env, seeds, env_id=env_id,
-                                    env_kwargs=env_kwargs, progress=progress)  # fmt: skip
+        out[name] = collect_or_load(
+            Path(folder) / name,
+            expert,
+            env,
+            seeds,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            progress=progress,
+        )
     return out
 
 
@@ -213,5 +229,6 @@ def check_saved_experts(
     if not seeds:
         return  # none are asked for: none are loaded
     for name in experts:
-        check_saved(Path(folder) / name, expert=name, seeds=seeds, env_id=env_id,
-                    env_kwargs=env_kwargs)  # fmt: skip
+        check_saved(
+            Path(folder) / name, expert=name, seeds=seeds, env_id=env_id, env_kwargs=env_kwargs
+        )

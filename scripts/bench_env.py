@@ -48,8 +48,14 @@ class Args:
 
 def main(args: Args) -> dict:
     """Measure every id and write the JSON."""
-    report = benchmark_envs(args.env, args.out, repeats=args.repeats, total_steps=args.total_steps,
-                            dataset=args.dataset, record=asdict(args))  # fmt: skip
+    report = benchmark_envs(
+        args.env,
+        args.out,
+        repeats=args.repeats,
+        total_steps=args.total_steps,
+        dataset=args.dataset,
+        record=asdict(args),
+    )
     print(f"wrote {args.out}")
     return report
 

@@ -49,9 +49,14 @@ class Args:
 def main(args: Args) -> dict:
     """Run the episodes and write the JSON."""
     report = benchmark_policy(
-        args.policy, args.out, env_id=args.env, options=args.options,
-        allow_mismatch=args.allow_mismatch, episodes=args.episodes, record=asdict(args),
-    )  # fmt: skip
+        args.policy,
+        args.out,
+        env_id=args.env,
+        options=args.options,
+        allow_mismatch=args.allow_mismatch,
+        episodes=args.episodes,
+        record=asdict(args),
+    )
     print(f"wrote {args.out}")
     return report
 

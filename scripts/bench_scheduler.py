@@ -49,8 +49,9 @@ class Args:
 
 def main(args: Args) -> dict:
     """Measure each id and write the JSON."""
-    report = benchmark_scheduler(args.env, args.out, options=args.options, policy=args.policy,
-                                 record=asdict(args))  # fmt: skip
+    report = benchmark_scheduler(
+        args.env, args.out, options=args.options, policy=args.policy, record=asdict(args)
+    )
     print(f"wrote {args.out}")
     return report
 

@@ -49,10 +49,15 @@ class Args:
 def main(args: Args) -> dict:
     """Run the benchmarks and write the JSON."""
     report = benchmark_trainees(
-        args.trainees, args.out, dataset=args.dataset, timed_steps=args.timed_steps,
-        warmup=args.warmup, slow_steps=args.slow_steps, gen_tokens=args.gen_tokens,
+        args.trainees,
+        args.out,
+        dataset=args.dataset,
+        timed_steps=args.timed_steps,
+        warmup=args.warmup,
+        slow_steps=args.slow_steps,
+        gen_tokens=args.gen_tokens,
         record=asdict(args),
-    )  # fmt: skip
+    )
     print(f"wrote {args.out}")
     return report
 

@@ -69,11 +69,20 @@ class Args:
 def main(args: Args) -> dict:
     """Measure every id, then write the JSON and the plot."""
     report = benchmark_vec_envs(
-        args.env, args.out, env_steps=args.env_steps, ks=args.ks, methods=args.methods,
-        max_subproc_k=args.max_subproc_k, dataset=args.dataset, optimizer=args.optimizer,
-        repeats=args.repeats, memory=args.memory, floor=args.floor, profile=args.profile,
+        args.env,
+        args.out,
+        env_steps=args.env_steps,
+        ks=args.ks,
+        methods=args.methods,
+        max_subproc_k=args.max_subproc_k,
+        dataset=args.dataset,
+        optimizer=args.optimizer,
+        repeats=args.repeats,
+        memory=args.memory,
+        floor=args.floor,
+        profile=args.profile,
         record=asdict(args),
-    )  # fmt: skip
+    )
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
     return report
 

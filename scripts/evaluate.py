@@ -65,19 +65,35 @@ class Args:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        check_evaluation_args(self.env, self.methods, self.policies, reference=self.reference,
-                              n_final_seeds=self.n_final_seeds,
-                              n_tuning_seeds=self.n_tuning_seeds)  # fmt: skip
+        check_evaluation_args(
+            self.env,
+            self.methods,
+            self.policies,
+            reference=self.reference,
+            n_final_seeds=self.n_final_seeds,
+            n_tuning_seeds=self.n_tuning_seeds,
+        )
 
 
 def main(args: Args) -> dict:
     """Run the grid into its run folder (resuming it) and write the results there."""
     out, results = evaluate(
-        args.env, args.methods, args.policies, options=args.options.kwargs(),
-        n_final_seeds=args.n_final_seeds, n_tuning_seeds=args.n_tuning_seeds,
-        lr_factors=args.lr_factors, reference=args.reference, out=args.out, backend=args.backend,
-        workers=args.workers, threads=args.threads, ray_address=args.ray_address,
-        seed=args.seed, progress=args.progress)  # fmt: skip
+        args.env,
+        args.methods,
+        args.policies,
+        options=args.options.kwargs(),
+        n_final_seeds=args.n_final_seeds,
+        n_tuning_seeds=args.n_tuning_seeds,
+        lr_factors=args.lr_factors,
+        reference=args.reference,
+        out=args.out,
+        backend=args.backend,
+        workers=args.workers,
+        threads=args.threads,
+        ray_address=args.ray_address,
+        seed=args.seed,
+        progress=args.progress,
+    )
     print(f"wrote {out}: results.json, runs.csv, results.md, plots/ ({results['timing']})")
     return results
 

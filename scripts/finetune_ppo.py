@@ -78,13 +78,24 @@ def main(args: Args, flags: Set[str] = frozenset()) -> dict:
         except ArgumentError as e:
             fail(str(e))
     folder, metrics = finetune_run(
-        args.init, resume=args.resume, out=args.out, env_id=args.env, seed=args.seed,
-        record=asdict(dataclasses.replace(args, resume=None)), options=args.options,
+        args.init,
+        resume=args.resume,
+        out=args.out,
+        env_id=args.env,
+        seed=args.seed,
+        record=asdict(dataclasses.replace(args, resume=None)),
+        options=args.options,
         config=args.ppo if args.safeguards else args.ppo.without_safeguards(),
-        total_timesteps=args.total_timesteps, n_envs=args.n_envs, eval_every=args.eval_rollouts,
-        eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_rollouts,
-        report_episodes=args.report_episodes, expert=args.expert, progress=args.progress,
-        device=args.device)  # fmt: skip
+        total_timesteps=args.total_timesteps,
+        n_envs=args.n_envs,
+        eval_every=args.eval_rollouts,
+        eval_episodes=args.eval_episodes,
+        checkpoint_every=args.checkpoint_rollouts,
+        report_episodes=args.report_episodes,
+        expert=args.expert,
+        progress=args.progress,
+        device=args.device,
+    )
     print(f"wrote {folder / 'metrics.json'}")
     return metrics
 

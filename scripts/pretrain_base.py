@@ -62,21 +62,29 @@ class Args:
     def config(self) -> PretrainConfig:
         """The base these arguments describe."""
         model = GPTModelConfig(
-            vocab_size=256, block_size=self.block_size, n_layer=self.n_layer,
-            n_head=self.n_head, n_embd=self.n_embd,
-        )  # fmt: skip
+            vocab_size=256,
+            block_size=self.block_size,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+        )
         return PretrainConfig(
-            model=model, corpus_bytes=self.corpus_bytes, steps=self.steps,
-            batch_size=self.batch_size, lr=self.lr,
-        )  # fmt: skip
+            model=model,
+            corpus_bytes=self.corpus_bytes,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+        )
 
 
 def main(args: Args) -> PretrainedBase:
     """Build (or find) the base; print where it is and its held-out loss."""
     base = pretrain_base(
-        args.config(), cache_dir=args.cache_dir, device=args.device,
+        args.config(),
+        cache_dir=args.cache_dir,
+        device=args.device,
         checkpoint_every=args.checkpoint_every,
-    )  # fmt: skip
+    )
     how = f"pretrained in {base.train_seconds:.0f} s" if base.built else "found in the cache"
     print(f"base {how}: held-out loss {base.heldout_loss:.4f} nats/byte; file {base.path}")
     return base

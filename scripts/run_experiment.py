@@ -60,10 +60,17 @@ class Args:
 def main(args: Args) -> dict:
     """Run every dataset whose data is present (or, with ``download``, can be fetched)."""
     folder, report = run_experiment(
-        args.dataset, download=args.download, preset=args.preset, runs=args.runs,
-        n_seeds=args.n_seeds, total_steps=args.total_steps, interval=args.interval,
-        warmup=args.warmup, out=args.out, record=asdict(args),
-    )  # fmt: skip
+        args.dataset,
+        download=args.download,
+        preset=args.preset,
+        runs=args.runs,
+        n_seeds=args.n_seeds,
+        total_steps=args.total_steps,
+        interval=args.interval,
+        warmup=args.warmup,
+        out=args.out,
+        record=asdict(args),
+    )
     print(f"results in {folder}")
     return report
 

@@ -53,16 +53,26 @@ class Args:
 
 
 def main(args: Args) -> None:
-    backend = make_backend(args.backend, workers=args.workers, threads=args.threads,
-                           ray_address=args.ray_address)  # fmt: skip
+    backend = make_backend(
+        args.backend, workers=args.workers, threads=args.threads, ray_address=args.ray_address
+    )
     try:
-        results = sweep_job(args.plan, args.out, backend, add_methods=args.add_methods,
-                            reuse=args.reuse, progress=args.progress, backend_name=args.backend,
-                            pairs=args.pairs)  # fmt: skip
+        results = sweep_job(
+            args.plan,
+            args.out,
+            backend,
+            add_methods=args.add_methods,
+            reuse=args.reuse,
+            progress=args.progress,
+            backend_name=args.backend,
+            pairs=args.pairs,
+        )
     finally:
         backend.close()
-    print(f"{results['runs']} runs ({results['runs_this_invocation']} this time, "
-          f"{results['wall_seconds_this_invocation']:.0f} s): {args.out}/results.md")  # fmt: skip
+    print(
+        f"{results['runs']} runs ({results['runs_this_invocation']} this time, "
+        f"{results['wall_seconds_this_invocation']:.0f} s): {args.out}/results.md"
+    )
 
 
 if __name__ == "__main__":

@@ -64,20 +64,37 @@ class Args:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        check_bc_args(self.env, self.experts, options=self.options, demos=self.demos,
-                      demo_episodes=self.demo_episodes, eval_episodes=self.eval_episodes,
-                      selection_episodes=self.selection_episodes)  # fmt: skip
+        check_bc_args(
+            self.env,
+            self.experts,
+            options=self.options,
+            demos=self.demos,
+            demo_episodes=self.demo_episodes,
+            eval_episodes=self.eval_episodes,
+            selection_episodes=self.selection_episodes,
+        )
 
 
 def main(args: Args) -> dict:
     """Collect demonstrations, clone, evaluate; write policies, metrics, plots."""
-    bc_config = BCConfig(epochs=args.epochs, critic_epochs=args.critic_epochs,
-                         batch_size=args.batch_size, lr=args.lr)  # fmt: skip
+    bc_config = BCConfig(
+        epochs=args.epochs, critic_epochs=args.critic_epochs, batch_size=args.batch_size, lr=args.lr
+    )
     folder, report = train_bc(
-        args.env, args.experts, options=args.options, combined=args.combined, seed=args.seed,
-        demo_episodes=args.demo_episodes, selection_episodes=args.selection_episodes,
-        eval_episodes=args.eval_episodes, bc_config=bc_config, demos=args.demos, out=args.out,
-        progress=args.progress, record=asdict(args))  # fmt: skip
+        args.env,
+        args.experts,
+        options=args.options,
+        combined=args.combined,
+        seed=args.seed,
+        demo_episodes=args.demo_episodes,
+        selection_episodes=args.selection_episodes,
+        eval_episodes=args.eval_episodes,
+        bc_config=bc_config,
+        demos=args.demos,
+        out=args.out,
+        progress=args.progress,
+        record=asdict(args),
+    )
     print(f"wrote {folder / 'metrics.json'}")
     return report
 

@@ -61,12 +61,20 @@ class Args:
 
 def main(args: Args) -> dict:
     """Learn over ``episodes`` training runs; log to TensorBoard; save the table."""
-    config = QLearningConfig(alpha=args.alpha, gamma=args.gamma, epsilon=args.epsilon,
-                             epsilon_decay=args.epsilon_decay)  # fmt: skip
+    config = QLearningConfig(
+        alpha=args.alpha, gamma=args.gamma, epsilon=args.epsilon, epsilon_decay=args.epsilon_decay
+    )
     report = train_qlearning(
-        args.env, options=args.options, episodes=args.episodes, interval=args.interval,
-        config=config, table=args.table, seed=args.seed, out=args.out, record=asdict(args),
-    )  # fmt: skip
+        args.env,
+        options=args.options,
+        episodes=args.episodes,
+        interval=args.interval,
+        config=config,
+        table=args.table,
+        seed=args.seed,
+        out=args.out,
+        record=asdict(args),
+    )
     print(f"table saved to {report['table']}")
     return report
 

@@ -60,9 +60,15 @@ class Args:
 def main(args: Args) -> dict:
     """Train, log to TensorBoard, write ``losses.csv`` (every step), ``losses.png``, ``metrics.json``."""
     metrics = train_trainee(
-        args.trainee, dataset=args.dataset, total_steps=args.total_steps, lr_mult=args.lr_mult,
-        eval_every=args.eval_every, seed=args.seed, out=args.out, record=asdict(args),
-    )  # fmt: skip
+        args.trainee,
+        dataset=args.dataset,
+        total_steps=args.total_steps,
+        lr_mult=args.lr_mult,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        out=args.out,
+        record=asdict(args),
+    )
     print(f"best val loss {metrics['best_val_loss']:.4f}; results in {metrics['run_dir']}")
     return metrics
 

@@ -103,29 +103,45 @@ class Args:
     def config(self) -> TuningFreeConfig:
         """The recipe's configuration."""
         return TuningFreeConfig(
-            env_id=self.env, options=self.options.kwargs(), reference_lr=self.reference_lr,
-            schedule=self.expert, spread=self.spread, demo_episodes=self.demo_episodes,
-            rounds=self.rounds, episodes_per_round=self.episodes_per_round,
+            env_id=self.env,
+            options=self.options.kwargs(),
+            reference_lr=self.reference_lr,
+            schedule=self.expert,
+            spread=self.spread,
+            demo_episodes=self.demo_episodes,
+            rounds=self.rounds,
+            episodes_per_round=self.episodes_per_round,
             bc=BCConfig(epochs=self.epochs, critic_epochs=0),
             extra_tasks=load_tasks(self.tasks) if self.tasks else (),
             episodes_per_extra_task=self.episodes_per_extra_task,
-        )  # fmt: skip
+        )
 
     def ppo_stage(self) -> PPOStage:
         """The PPO stage (``timesteps`` 0: none)."""
-        return PPOStage(timesteps=self.ppo_timesteps, n_envs=self.ppo_envs,
-                        envs_per_extra_task=self.ppo_envs_per_extra_task, reward=self.ppo_reward,
-                        privileged_critic=self.ppo_privileged_critic)  # fmt: skip
+        return PPOStage(
+            timesteps=self.ppo_timesteps,
+            n_envs=self.ppo_envs,
+            envs_per_extra_task=self.ppo_envs_per_extra_task,
+            reward=self.ppo_reward,
+            privileged_critic=self.ppo_privileged_critic,
+        )
 
 
 def main(args: Args) -> dict:
     """Run (or resume) the recipe; print where the policy went."""
-    backend = make_backend(args.backend, workers=args.workers, threads=args.threads,
-                           ray_address=args.ray_address)  # fmt: skip
+    backend = make_backend(
+        args.backend, workers=args.workers, threads=args.threads, ray_address=args.ray_address
+    )
     try:
-        metrics = train_tuningfree(args.config(), args.out, seed=args.seed, backend=backend,
-                                   progress=args.progress, record=asdict(args),
-                                   ppo=args.ppo_stage())  # fmt: skip
+        metrics = train_tuningfree(
+            args.config(),
+            args.out,
+            seed=args.seed,
+            backend=backend,
+            progress=args.progress,
+            record=asdict(args),
+            ppo=args.ppo_stage(),
+        )
     finally:
         backend.close()
     print(f"wrote {metrics['policy']} and {args.out}/metrics.json")

@@ -45,7 +45,11 @@ class SignalPolicy:
 
     def predict(self, obs, state=None, episode_start=None, deterministic=True):
         row = np.asarray(obs, dtype=np.float64)[-1]
-        raw = (self.bias + self.train * row[_COLUMNS["log_train_loss"]]
-               + self.val * row[_COLUMNS["log_val_loss"]] - 0.5 * row[_GRADS].mean())  # fmt: skip
+        raw = (
+            self.bias
+            + self.train * row[_COLUMNS["log_train_loss"]]
+            + self.val * row[_COLUMNS["log_val_loss"]]
+            - 0.5 * row[_GRADS].mean()
+        )
         low, high = float(self.action_space.low[0]), float(self.action_space.high[0])
         return np.array([np.clip(np.round(raw * 8) / 8, low, high)], np.float32), state

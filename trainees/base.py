@@ -135,10 +135,18 @@ class TraineeConfig:
         _check(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
         valid = OPTIMIZER_OPTIONS.get(self.optimizer, ())
         for name, value in self.optimizer_options:
-            _check(name in valid, "optimizer_options", dict(self.optimizer_options),
-                   f"options of optimizer {self.optimizer!r}: {', '.join(valid) or 'none'}")  # fmt: skip
-            _check(math.isfinite(value) and value > 0, f"optimizer_options[{name!r}]", value,
-                   "a finite number > 0")  # fmt: skip
+            _check(
+                name in valid,
+                "optimizer_options",
+                dict(self.optimizer_options),
+                f"options of optimizer {self.optimizer!r}: {', '.join(valid) or 'none'}",
+            )
+            _check(
+                math.isfinite(value) and value > 0,
+                f"optimizer_options[{name!r}]",
+                value,
+                "a finite number > 0",
+            )
         if self.device is not None:
             try:
                 torch.device(self.device)

@@ -85,18 +85,34 @@ class LoRAConfig(GPTConfig):
 
     def __post_init__(self) -> None:
         check(self.base in BASES, "base", self.base, f"one of {BASES}")
-        check(self.gguf_file is None or self.base == "smollm2", "gguf_file", self.gguf_file,
-              "None unless base='smollm2'")  # fmt: skip
+        check(
+            self.gguf_file is None or self.base == "smollm2",
+            "gguf_file",
+            self.gguf_file,
+            "None unless base='smollm2'",
+        )
         check(self.rank >= 1, "rank", self.rank, "an integer >= 1")
-        check(math.isfinite(self.lora_alpha) and self.lora_alpha > 0, "lora_alpha",
-              self.lora_alpha, "a finite number > 0")  # fmt: skip
+        check(
+            math.isfinite(self.lora_alpha) and self.lora_alpha > 0,
+            "lora_alpha",
+            self.lora_alpha,
+            "a finite number > 0",
+        )
         if self.target_modules is not None:
             object.__setattr__(self, "target_modules", tuple(self.target_modules))
-            check(len(self.target_modules) > 0 and all(isinstance(t, str) and t
-                  for t in self.target_modules), "target_modules", self.target_modules,
-                  "None or a non-empty tuple of module-name suffixes")  # fmt: skip
-        check(self.source_eval_windows >= 1, "source_eval_windows", self.source_eval_windows,
-              "an integer >= 1")  # fmt: skip
+            check(
+                len(self.target_modules) > 0
+                and all(isinstance(t, str) and t for t in self.target_modules),
+                "target_modules",
+                self.target_modules,
+                "None or a non-empty tuple of module-name suffixes",
+            )
+        check(
+            self.source_eval_windows >= 1,
+            "source_eval_windows",
+            self.source_eval_windows,
+            "an integer >= 1",
+        )
         super().__post_init__()
         if self.base == "gpt":
             self.pretrain_config()  # validates the recipe
@@ -104,9 +120,12 @@ class LoRAConfig(GPTConfig):
     def pretrain_config(self) -> PretrainConfig:
         """The GPT base this config fine-tunes."""
         return PretrainConfig(
-            model=self.model_config(256), corpus_bytes=self.corpus_bytes,
-            steps=self.pretrain_steps, batch_size=self.pretrain_batch_size, lr=self.pretrain_lr,
-        )  # fmt: skip
+            model=self.model_config(256),
+            corpus_bytes=self.corpus_bytes,
+            steps=self.pretrain_steps,
+            batch_size=self.pretrain_batch_size,
+            lr=self.pretrain_lr,
+        )
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -119,8 +138,9 @@ class _GPTBase:
 
     def __init__(self, config: LoRAConfig) -> None:
         pre = config.pretrain_config()
-        cached = pretrain_base(pre, cache_dir=config.cache_dir, build=config.build_base,
-                               device=config.device)  # fmt: skip
+        cached = pretrain_base(
+            pre, cache_dir=config.cache_dir, build=config.build_base, device=config.device
+        )
         model, _ = load_base(cached.path, pre.model)
         self.model_config: GPTModelConfig = model.cfg
         self.tensors = _tensors(model)
@@ -222,8 +242,10 @@ class LoRATrainee(GPTTrainee):
         check(T <= base.context, "block_size", T, f"<= the base's context of {base.context}")
         source = base.source_heldout
         if len(source) < T + 2:
-            raise ValueError(f"the base corpus's held-out text has {len(source)} tokens; "
-                             f"block_size={T} needs >= {T + 2}")  # fmt: skip
+            raise ValueError(
+                f"the base corpus's held-out text has {len(source)} tokens; "
+                f"block_size={T} needs >= {T + 2}"
+            )
         starts = np.linspace(0, len(source) - T - 1, config.source_eval_windows).astype(np.int64)
         self._source_windows = self._windows(source, starts)
         self._source_loss0: float | None = None  # the base's: adapters start at zero
@@ -240,9 +262,11 @@ class LoRATrainee(GPTTrainee):
         """The base with LoRA adapters (``peft.get_peft_model``), uninitialised."""
         peft = _import_peft()
         lora = peft.LoraConfig(
-            r=self.config.rank, lora_alpha=self.config.lora_alpha, lora_dropout=0.0,
+            r=self.config.rank,
+            lora_alpha=self.config.lora_alpha,
+            lora_dropout=0.0,
             target_modules=list(self.config.targets),
-        )  # fmt: skip
+        )
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             # peft's own init must not touch the global RNG; transformers 5 deprecates the
             # attribute peft reads (is_gradient_checkpointing), which is no concern of ours

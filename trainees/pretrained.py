@@ -79,16 +79,19 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.warmup is None:
             object.__setattr__(self, "warmup", min(100, self.steps // 10))
-        check_fields(self, [
-            (self.model.vocab_size == 256, "model", "a GPTModelConfig with vocab_size=256"),
-            (self.corpus_bytes >= 1000, "corpus_bytes", "an integer >= 1000"),
-            (self.steps >= 1, "steps", "an integer >= 1"),
-            (self.batch_size >= 1, "batch_size", "an integer >= 1"),
-            (math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0"),
-            (self.warmup >= 0, "warmup", "an integer >= 0"),
-            (self.weight_decay >= 0, "weight_decay", ">= 0"),
-            (self.eval_batches >= 1, "eval_batches", "an integer >= 1"),
-        ])  # fmt: skip
+        check_fields(
+            self,
+            [
+                (self.model.vocab_size == 256, "model", "a GPTModelConfig with vocab_size=256"),
+                (self.corpus_bytes >= 1000, "corpus_bytes", "an integer >= 1000"),
+                (self.steps >= 1, "steps", "an integer >= 1"),
+                (self.batch_size >= 1, "batch_size", "an integer >= 1"),
+                (math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0"),
+                (self.warmup >= 0, "warmup", "an integer >= 0"),
+                (self.weight_decay >= 0, "weight_decay", ">= 0"),
+                (self.eval_batches >= 1, "eval_batches", "an integer >= 1"),
+            ],
+        )
 
     def key(self, corpus_sha256: str) -> str:
         """16 hex digits naming the base built from this config and that corpus."""
@@ -189,11 +192,19 @@ def pretrain_base(
     heldout = trainee.evaluate()
     state = {k: v.detach().cpu() for k, v in trainee.model.state_dict().items()}
     meta = {
-        "format": FORMAT, "model_config": asdict(config.model), "pretrain": asdict(config),
-        "corpus": {"name": STDLIB_NAME, "sha256": corpus.sha256, "n_bytes": config.corpus_bytes,
-                   "n_files": corpus.n_files},
-        "heldout_loss": heldout, "train_seconds": seconds, "state_dict": state,
-    }  # fmt: skip
+        "format": FORMAT,
+        "model_config": asdict(config.model),
+        "pretrain": asdict(config),
+        "corpus": {
+            "name": STDLIB_NAME,
+            "sha256": corpus.sha256,
+            "n_bytes": config.corpus_bytes,
+            "n_files": corpus.n_files,
+        },
+        "heldout_loss": heldout,
+        "train_seconds": seconds,
+        "state_dict": state,
+    }
     atomic_write_bytes(path, _to_bytes(meta))
     partial.unlink(missing_ok=True)
     return PretrainedBase(path, heldout, seconds, built=True)
@@ -234,11 +245,18 @@ def load_base(path: str | Path, model: GPTModelConfig | None = None) -> tuple[GP
 def _trainee_config(config: PretrainConfig, device: str | None) -> GPTConfig:
     m = config.model
     return GPTConfig(
-        total_steps=config.steps, base_lr=config.lr, batch_size=config.batch_size,
-        weight_decay=config.weight_decay, eval_batches=config.eval_batches, device=device,
-        n_layer=m.n_layer, n_head=m.n_head, n_embd=m.n_embd, block_size=m.block_size,
+        total_steps=config.steps,
+        base_lr=config.lr,
+        batch_size=config.batch_size,
+        weight_decay=config.weight_decay,
+        eval_batches=config.eval_batches,
+        device=device,
+        n_layer=m.n_layer,
+        n_head=m.n_head,
+        n_embd=m.n_embd,
+        block_size=m.block_size,
         dropout=m.dropout,
-    )  # fmt: skip
+    )
 
 
 def _to_bytes(obj: Any) -> bytes:
@@ -251,8 +269,14 @@ def _read(path: Path, required: tuple[str, ...] = ("model_config", "state_dict")
     """A base or checkpoint file's dictionary, or BaseCacheError naming the file."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError,
-            OSError) as e:  # fmt: skip
+    except (
+        RuntimeError,
+        pickle.UnpicklingError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+    ) as e:
         raise BaseCacheError(
             f"{path}: not a readable base file ({type(e).__name__}: {e}); delete it to rebuild it"
         ) from e
@@ -267,10 +291,14 @@ def _read(path: Path, required: tuple[str, ...] = ("model_config", "state_dict")
 def _checkpoint(trainee: GPTTrainee, path: Path, seconds: float) -> None:
     """Everything a build needs to go on from here exactly as it would have."""
     state = {
-        "format": FORMAT, "step": trainee.steps_done, "seconds": seconds,
-        "model_config": asdict(trainee.model_config), "state_dict": trainee.model.state_dict(),
-        "optimizer": trainee.optimizer.state_dict(), "generator": trainee._gen.get_state(),
-    }  # fmt: skip
+        "format": FORMAT,
+        "step": trainee.steps_done,
+        "seconds": seconds,
+        "model_config": asdict(trainee.model_config),
+        "state_dict": trainee.model.state_dict(),
+        "optimizer": trainee.optimizer.state_dict(),
+        "generator": trainee._gen.get_state(),
+    }
     atomic_write_bytes(path, _to_bytes(state))
 
 

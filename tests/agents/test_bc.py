@@ -46,8 +46,13 @@ def test_bc_reduces_action_error_well_below_untrained(tiny):
     env, trajs = tiny
     policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
     before = action_error(policy, trajs)
-    train_actor(policy, trajs, BCConfig(epochs=150, batch_size=16), rng=np.random.default_rng(0),
-                progress_bar=False)  # fmt: skip
+    train_actor(
+        policy,
+        trajs,
+        BCConfig(epochs=150, batch_size=16),
+        rng=np.random.default_rng(0),
+        progress_bar=False,
+    )
     after = action_error(policy, trajs)
     assert after < 0.2 * before and after < 0.25, (before, after)
 
@@ -55,8 +60,16 @@ def test_bc_reduces_action_error_well_below_untrained(tiny):
 def test_clone_policy_saves_a_fitted_policy_for_its_env(tiny, tmp_path):
     env, trajs = tiny
     cfg = BCConfig(epochs=40, batch_size=16, critic_epochs=5)
-    policy, record = clone_policy(env, trajs[:3], trajs[3:], tmp_path / "bc.pt",
-                                  policy_config=SMALL, bc_config=cfg, seed=2, progress=False)  # fmt: skip
+    policy, record = clone_policy(
+        env,
+        trajs[:3],
+        trajs[3:],
+        tmp_path / "bc.pt",
+        policy_config=SMALL,
+        bc_config=cfg,
+        seed=2,
+        progress=False,
+    )
     assert record["path"] == str(tmp_path / "bc.pt")
     assert (record["demonstrations"], record["transitions"]) == (3, 3 * 8)  # 64 / 8 actions
     assert len(record["selection_action_errors"]) == 40
@@ -77,8 +90,9 @@ def test_critic_fit_reduces_value_error(tiny):
     policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
     cfg = BCConfig(critic_epochs=0, gamma=0.9)
     untrained = fit_critic(policy, trajs, cfg, rng=np.random.default_rng(0))
-    trained = fit_critic(policy, trajs, BCConfig(critic_epochs=100, gamma=0.9),
-                         rng=np.random.default_rng(0))  # fmt: skip
+    trained = fit_critic(
+        policy, trajs, BCConfig(critic_epochs=100, gamma=0.9), rng=np.random.default_rng(0)
+    )
     assert trained < 0.1 * untrained
 
 
@@ -116,9 +130,9 @@ def test_building_and_loading_leave_global_rng_untouched(tiny, tmp_path):
     assert torch.equal(torch.get_rng_state(), state)
     c = make_policy(env.observation_space, env.action_space, SMALL, seed=7)  # same seed, same net
     d = make_policy(env.observation_space, env.action_space, SMALL, seed=8)
-    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(),
-                                      c.state_dict().values(),
-                                      strict=True):  # fmt: skip
+    for (name, pa), pb, pc in zip(
+        a.state_dict().items(), b.state_dict().values(), c.state_dict().values(), strict=True
+    ):
         assert torch.equal(pa, pb) and torch.equal(pa, pc), name
     assert any(not torch.equal(x, y) for x, y in zip(a.parameters(), d.parameters(), strict=True))
 
@@ -167,10 +181,15 @@ def test_other_observation_or_action_space_is_refused_even_with_override(tiny, t
     policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
     path = save_policy(policy, tmp_path / "p.pt", SMALL, env=env, gamma=0.99)
     for kwargs, match in [
-        (dict(window=32, total_steps=64, steps_per_action=8), r"cannot run.*window: policy 16, env 32"),
-        (dict(window=16, total_steps=64, steps_per_action=8, action_type="discrete"),
-         r"cannot run.*action_type: policy 'continuous', env 'discrete'"),
-    ]:  # fmt: skip
+        (
+            dict(window=32, total_steps=64, steps_per_action=8),
+            r"cannot run.*window: policy 16, env 32",
+        ),
+        (
+            dict(window=16, total_steps=64, steps_per_action=8, action_type="discrete"),
+            r"cannot run.*action_type: policy 'continuous', env 'discrete'",
+        ),
+    ]:
         with pytest.raises(ValueError, match=match):
             load_policy(path, gym.make("LRSchedule-Quadratic-v0", **kwargs), allow_mismatch=True)
 
@@ -198,8 +217,13 @@ def test_bc_is_reproducible_keeps_log_std_and_global_rng(tiny):
         assert torch.equal(value, nets[1][name]), name
     assert torch.equal(nets[0]["log_std"], torch.full((1,), SMALL.log_std_init))  # not fitted
     policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
-    train_actor(policy, trajs, BCConfig(epochs=4, batch_size=8, train_log_std=True),
-                rng=np.random.default_rng(3), progress_bar=False)  # fmt: skip
+    train_actor(
+        policy,
+        trajs,
+        BCConfig(epochs=4, batch_size=8, train_log_std=True),
+        rng=np.random.default_rng(3),
+        progress_bar=False,
+    )
     assert policy.log_std.requires_grad
     assert float(policy.log_std) != SMALL.log_std_init  # fitted when asked to
 
@@ -209,8 +233,14 @@ def test_bc_keeps_the_epoch_best_on_held_out_demonstrations(tiny):
     expert = SchedulePolicy(Cosine(floor=0.05), env.action_space)
     held = [to_trajectory(run_episode(env, expert, s)) for s in (500, 501)]
     policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
-    fit = train_actor(policy, trajs, BCConfig(epochs=6, batch_size=8), rng=np.random.default_rng(0),
-                      validation=held, progress_bar=False)  # fmt: skip
+    fit = train_actor(
+        policy,
+        trajs,
+        BCConfig(epochs=6, batch_size=8),
+        rng=np.random.default_rng(0),
+        validation=held,
+        progress_bar=False,
+    )
     errors = fit.validation_errors
     assert len(errors) == 6 and fit.best_epoch == int(np.argmin(errors)) + 1
     assert action_error(policy, held) == min(errors)  # the kept weights are that epoch's

@@ -56,8 +56,13 @@ def test_round_trip_is_bit_for_bit(policy_file: Path, tmp_path: Path):
     assert loaded.lrgym_pretrained.domain == Domain(total_steps=(64, 512))
     obs = torch.as_tensor(f.observation_space.sample()[None])
     assert torch.equal(original.predict_values(obs), loaded.predict_values(obs))
-    again = save_pretrained(loaded, tmp_path / "again", name="mine-v1", card="# Mine\n",
-                            domain=Domain(total_steps=(64, 512)))  # fmt: skip
+    again = save_pretrained(
+        loaded,
+        tmp_path / "again",
+        name="mine-v1",
+        card="# Mine\n",
+        domain=Domain(total_steps=(64, 512)),
+    )
     for name in ("README.md", CONFIG, WEIGHTS):  # saving the loaded policy: the same bytes
         assert (again / name).read_bytes() == (folder / name).read_bytes(), name
 
@@ -205,9 +210,15 @@ def test_out_of_domain_use_warns_once_per_cause_in_one_line(policy_file, tmp_pat
     model = torch.nn.Linear(4, 2)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     with pytest.warns(OutOfDomainWarning) as seen:
-        sched = LearnedLRScheduler(opt, str(folder), model=model, total_steps=1024,
-                                   initial_val_loss=1.0, steps_per_action=8,
-                                   eval_every=16)  # fmt: skip
+        sched = LearnedLRScheduler(
+            opt,
+            str(folder),
+            model=model,
+            total_steps=1024,
+            initial_val_loss=1.0,
+            steps_per_action=8,
+            eval_every=16,
+        )
         run_loop(sched, opt, model, 64, max_norm=5.0)
     messages = [str(w.message) for w in seen]
     assert messages == [
@@ -225,7 +236,13 @@ def test_inside_the_domain_nothing_is_warned(policy_file, tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        sched = LearnedLRScheduler(opt, folder, model=model, total_steps=256,
-                                   initial_val_loss=1.0, steps_per_action=8,
-                                   eval_every=16)  # fmt: skip
+        sched = LearnedLRScheduler(
+            opt,
+            folder,
+            model=model,
+            total_steps=256,
+            initial_val_loss=1.0,
+            steps_per_action=8,
+            eval_every=16,
+        )
         run_loop(sched, opt, model, 64, val_every=16)

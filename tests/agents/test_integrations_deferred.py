@@ -26,8 +26,9 @@ def make(deferred: bool):
             p.copy_(torch.randn(p.shape, generator=gen))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     policy = SchedulePolicy(Cosine(warmup=0.2), ContinuousLogMultiplier(1e-3, 100.0).space)
-    sched = LearnedLRScheduler(opt, policy, model=model, total_steps=TOTAL, initial_val_loss=1.0,
-                               **SETTINGS)  # fmt: skip
+    sched = LearnedLRScheduler(
+        opt, policy, model=model, total_steps=TOTAL, initial_val_loss=1.0, **SETTINGS
+    )
     return model, opt, (DeferredScheduler(sched) if deferred else sched)
 
 

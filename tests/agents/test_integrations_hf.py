@@ -56,9 +56,18 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_gpt2() -> GPT2LMHeadModel:
-    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=VOCAB, n_positions=32,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0,
-                        eos_token_id=0)  # fmt: skip
+    config = GPT2Config(
+        n_layer=1,
+        n_head=2,
+        n_embd=16,
+        vocab_size=VOCAB,
+        n_positions=32,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     torch.manual_seed(0)  # the test's own model: the same initial weights in every run
     return GPT2LMHeadModel(config)
 
@@ -99,12 +108,23 @@ class RecordingTrainer(LearnedLRTrainer):
 
 def training_args(out, ga: int, **overrides) -> TrainingArguments:
     kwargs = dict(
-        output_dir=str(out), max_steps=TOTAL, per_device_train_batch_size=BATCH,
-        per_device_eval_batch_size=8, gradient_accumulation_steps=ga, learning_rate=LR,
-        max_grad_norm=0.0, eval_strategy="steps", eval_steps=EVAL_EVERY,
-        save_strategy="steps", save_steps=SAVE_EVERY, logging_steps=1000, report_to="none",
-        use_cpu=True, seed=0, disable_tqdm=True,
-    )  # fmt: skip
+        output_dir=str(out),
+        max_steps=TOTAL,
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=8,
+        gradient_accumulation_steps=ga,
+        learning_rate=LR,
+        max_grad_norm=0.0,
+        eval_strategy="steps",
+        eval_steps=EVAL_EVERY,
+        save_strategy="steps",
+        save_steps=SAVE_EVERY,
+        logging_steps=1000,
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
     return TrainingArguments(**{**kwargs, **overrides})
 
 
@@ -134,12 +154,24 @@ def run_trainer(out, ga: int, how: str, resume: str | None = None):
     kwargs: dict = dict(policy=SignalPolicy(), scheduler_kwargs=SETTINGS)
     if how == "given":  # optimizers=(optimizer, LearnedLRScheduler)
         opt = torch.optim.AdamW(model.parameters(), lr=LR)
-        sched = LearnedLRScheduler(opt, SignalPolicy(), model=model, total_steps=TOTAL,
-                                   initial_val_loss=evaluate(model), **SETTINGS)  # fmt: skip
+        sched = LearnedLRScheduler(
+            opt,
+            SignalPolicy(),
+            model=model,
+            total_steps=TOTAL,
+            initial_val_loss=evaluate(model),
+            **SETTINGS,
+        )
         kwargs = dict(optimizers=(opt, sched))
-    trainer = RecordingTrainer(model, training_args(out, ga), train_dataset=TRAIN,
-                               eval_dataset=VAL, callbacks=[record], max_norm=MAX_NORM,
-                               **kwargs)  # fmt: skip
+    trainer = RecordingTrainer(
+        model,
+        training_args(out, ga),
+        train_dataset=TRAIN,
+        eval_dataset=VAL,
+        callbacks=[record],
+        max_norm=MAX_NORM,
+        **kwargs,
+    )
     trainer.batches = []
     trainer.train(resume_from_checkpoint=resume)
     return record, trainer.batches
@@ -149,8 +181,14 @@ def plain_lrs(batches: list[torch.Tensor], ga: int, *, report=True, loss_scale=1
     """LearnedLRScheduler in a hand-written loop on the Trainer's micro-batches."""
     model = tiny_gpt2()
     opt = torch.optim.AdamW(model.parameters(), lr=LR)
-    sched = LearnedLRScheduler(opt, SignalPolicy(), model=model, total_steps=TOTAL,
-                               initial_val_loss=evaluate(model), **SETTINGS)  # fmt: skip
+    sched = LearnedLRScheduler(
+        opt,
+        SignalPolicy(),
+        model=model,
+        total_steps=TOTAL,
+        initial_val_loss=evaluate(model),
+        **SETTINGS,
+    )
     lrs = []
     for step in range(1, TOTAL + 1):
         total = 0.0

@@ -107,14 +107,24 @@ def loaders() -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]
 def run_fit(out, ga: int, clip: str, resume: str | None = None):
     """A Lightning run: its LRs, val losses and batches, and its checkpoints' folder."""
     module, record = Regressor(), Record()
-    callback = LearnedLRCallback(SignalPolicy(), initial_val_loss=evaluate(module.net),
-                                 max_norm=CLIP if clip == "callback" else None, **SETTINGS)  # fmt: skip
+    callback = LearnedLRCallback(
+        SignalPolicy(),
+        initial_val_loss=evaluate(module.net),
+        max_norm=CLIP if clip == "callback" else None,
+        **SETTINGS,
+    )
     trainer = L.Trainer(
-        max_epochs=EPOCHS, accumulate_grad_batches=ga, val_check_interval=VAL_EVERY,
-        gradient_clip_val=CLIP if clip == "lightning" else None, accelerator="cpu", devices=1,
+        max_epochs=EPOCHS,
+        accumulate_grad_batches=ga,
+        val_check_interval=VAL_EVERY,
+        gradient_clip_val=CLIP if clip == "lightning" else None,
+        accelerator="cpu",
+        devices=1,
         callbacks=[callback, record, ModelCheckpoint(dirpath=out, save_top_k=-1)],
-        logger=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, *loaders(), ckpt_path=resume)
     return record, module.batches, callback
 
@@ -126,8 +136,14 @@ def plain_lrs(
     net = tiny_net()
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     total_steps = len(batches) // ga
-    sched = LearnedLRScheduler(opt, SignalPolicy(), model=net, total_steps=total_steps,
-                               initial_val_loss=evaluate(net), **SETTINGS)  # fmt: skip
+    sched = LearnedLRScheduler(
+        opt,
+        SignalPolicy(),
+        model=net,
+        total_steps=total_steps,
+        initial_val_loss=evaluate(net),
+        **SETTINGS,
+    )
     lrs, vals = [], []
     for step in range(1, total_steps + 1):
         total = 0
@@ -187,8 +203,15 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
             return F.mse_loss(self.net(batch[0]), batch[1])
 
     def fit(module, **kwargs):
-        trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, **kwargs)  # fmt: skip
+        trainer = L.Trainer(
+            max_steps=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            **kwargs,
+        )
         trainer.fit(module, loaders()[0])
 
     callback = LearnedLRCallback(SignalPolicy(), initial_val_loss=1.0, **SETTINGS)

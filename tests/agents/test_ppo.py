@@ -93,8 +93,16 @@ def test_a_large_kl_coefficient_keeps_actions_near_bc(bc_file):
     drifts = {}
     for kl_coef in (0.0, 100.0):
         # an aggressive PPO (large steps, no early stop) that would wander off without the KL
-        model = build(bc_file, kl_coef=kl_coef, kl_final=1.0, critic_warmup_rollouts=0,
-                      learning_rate=3e-3, target_kl=None, clip_range=0.3, n_epochs=8)  # fmt: skip
+        model = build(
+            bc_file,
+            kl_coef=kl_coef,
+            kl_final=1.0,
+            critic_warmup_rollouts=0,
+            learning_rate=3e-3,
+            target_kl=None,
+            clip_range=0.3,
+            n_epochs=8,
+        )
         model.learn(256)
         drifts[kl_coef] = action_drift(model, bc_file, obs)
     assert drifts[100.0] < 0.05, drifts
@@ -128,12 +136,23 @@ def test_without_safeguards_is_sb3_ppo_parameter_for_parameter(bc_file):
     saved = read_policy_file(bc_file)
     config = FinetuneConfig(**SMALL, learning_rate=1e-3).without_safeguards()
     plain = PPO(
-        ActorCriticPolicy, make_batched_vec_env(ENV, 2, seed=5), learning_rate=1e-3,
-        n_steps=32, batch_size=64, n_epochs=2, gamma=saved.gamma, gae_lambda=config.gae_lambda,
-        clip_range=config.clip_range, ent_coef=0.0, vf_coef=config.vf_coef,
-        max_grad_norm=config.max_grad_norm, target_kl=config.target_kl,
-        policy_kwargs=saved.config.policy_kwargs(), seed=3, device="cpu",
-    )  # fmt: skip
+        ActorCriticPolicy,
+        make_batched_vec_env(ENV, 2, seed=5),
+        learning_rate=1e-3,
+        n_steps=32,
+        batch_size=64,
+        n_epochs=2,
+        gamma=saved.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=0.0,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        target_kl=config.target_kl,
+        policy_kwargs=saved.config.policy_kwargs(),
+        seed=3,
+        device="cpu",
+    )
     plain.policy.load_state_dict(saved.state_dict)
     plain.learn(64)  # one rollout of 2 x 32 steps, then one update
     # SB3 re-seeded its env to 3 + k; FinetunedPPO leaves the env to its builder
@@ -153,8 +172,11 @@ def test_the_ablation_differs_from_the_safeguarded_run_only_by_its_switches():
     base = FinetuneConfig()
     plain = base.without_safeguards()
     assert (plain.log_std, plain.critic_warmup_rollouts, plain.kl_coef, plain.separate_clip) == (
-        None, 0, 0.0, False,
-    )  # fmt: skip
+        None,
+        0,
+        0.0,
+        False,
+    )
     same = {"log_std", "critic_warmup_rollouts", "kl_coef", "separate_clip"}
     for field_ in dataclasses.fields(base):
         if field_.name not in same:

@@ -28,8 +28,9 @@ from tests.conftest import PPO_ENV as ENV
 from tests.conftest import SMALL_PPO as SMALL
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-CONFIG = PolicyConfig(features_dim=16, patch_size=8, d_model=16, n_layers=1, pi_hidden=(16,),
-                      vf_hidden=(16,))  # fmt: skip
+CONFIG = PolicyConfig(
+    features_dim=16, patch_size=8, d_model=16, n_layers=1, pi_hidden=(16,), vf_hidden=(16,)
+)
 
 
 def spaces_of(env_id: str = ENV):
@@ -79,8 +80,10 @@ def test_it_starts_as_the_plain_policy_and_ships_the_actor():
     obs = augmented_obs(obs_space, 5, seed=1)
     signals = obs[..., : obs_space.shape[1]]
     with torch.no_grad():
-        assert torch.equal(policy.get_distribution(obs).distribution.mean,
-                           plain.get_distribution(signals).distribution.mean)  # fmt: skip
+        assert torch.equal(
+            policy.get_distribution(obs).distribution.mean,
+            plain.get_distribution(signals).distribution.mean,
+        )
         assert torch.equal(policy.predict_values(obs), plain.predict_values(signals))
     shipped = deployable(policy, CONFIG)
     assert shipped.observation_space == obs_space
@@ -98,8 +101,9 @@ def test_vec_privileged_appends_each_episodes_task_and_the_ended_ones_to_its_ter
     assert vec.observation_space == augmented_space(inner.observation_space)
 
     def expected() -> np.ndarray:
-        return np.stack([task_features(e.base_lr, ref, "quadratic")
-                         for e in inner.get_attr("unwrapped")])  # fmt: skip
+        return np.stack(
+            [task_features(e.base_lr, ref, "quadratic") for e in inner.get_attr("unwrapped")]
+        )
 
     obs = vec.reset()
     task = expected()
@@ -108,8 +112,9 @@ def test_vec_privileged_appends_each_episodes_task_and_the_ended_ones_to_its_ter
     for _ in range(2 * 64 // 2 + 1):  # past the first automatic resets
         obs, _, dones, infos = vec.step(np.zeros((2, 1), np.float32))
         for k in np.flatnonzero(dones):
-            assert np.array_equal(infos[k]["terminal_observation"][..., n:],
-                                  np.repeat(task[k][None], obs.shape[1], 0))  # fmt: skip
+            assert np.array_equal(
+                infos[k]["terminal_observation"][..., n:], np.repeat(task[k][None], obs.shape[1], 0)
+            )
         task = expected()
         drawn.add(tuple(task[:, 0]))
         assert np.array_equal(obs[..., n:], np.repeat(task[:, None], obs.shape[1], 1))
@@ -120,11 +125,22 @@ def test_vec_privileged_appends_each_episodes_task_and_the_ended_ones_to_its_ter
 def test_ppo_with_a_privileged_critic_trains_the_critic_on_the_task_and_saves_the_actor(
     bc_file, tmp_path
 ):
-    metrics = finetune(bc_file, tmp_path, total_timesteps=128, n_envs=2, seed=0,
-                       config=FinetuneConfig(**SMALL, critic_warmup_rollouts=1),
-                       options=None, eval_every=1, eval_episodes=1, checkpoint_every=1,
-                       report_episodes=1, progress=False, device="cpu",
-                       reference_lr=0.05)  # fmt: skip
+    metrics = finetune(
+        bc_file,
+        tmp_path,
+        total_timesteps=128,
+        n_envs=2,
+        seed=0,
+        config=FinetuneConfig(**SMALL, critic_warmup_rollouts=1),
+        options=None,
+        eval_every=1,
+        eval_episodes=1,
+        checkpoint_every=1,
+        report_episodes=1,
+        progress=False,
+        device="cpu",
+        reference_lr=0.05,
+    )
     assert metrics["privileged_critic"]["reference_lr"] == 0.05
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["privileged_critic"]["features"] == list(PRIVILEGED_FEATURES)

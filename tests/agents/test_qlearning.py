@@ -7,9 +7,13 @@ from agents.qlearning import QLearningAgent, QLearningConfig, learn_episode
 
 def discrete_env(**kw):
     return gym.make(
-        "LRSchedule-Quadratic-v0", action_type="discrete", reward="neg_val_loss",
-        steps_per_action=16, eval_every=16, **kw,
-    )  # fmt: skip
+        "LRSchedule-Quadratic-v0",
+        action_type="discrete",
+        reward="neg_val_loss",
+        steps_per_action=16,
+        eval_every=16,
+        **kw,
+    )
 
 
 def test_optimizer_lr_after_each_action_is_previous_times_factor():

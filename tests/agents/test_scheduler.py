@@ -46,9 +46,15 @@ def env_lrs(env: gym.Env, policy, seed: int) -> list[list[float]]:
 
 
 def loop_lrs(
-    trainee, policy, seed: int, *, stop: int | None = None, state=None, clip_in_observe=False,
+    trainee,
+    policy,
+    seed: int,
+    *,
+    stop: int | None = None,
+    state=None,
+    clip_in_observe=False,
     **settings,
-):  # fmt: skip
+):
     """A plain PyTorch loop (not ``train_step``) driven by the scheduler.
 
     It clips with ``clip_grad_norm_`` after ``observe``, or with ``observe(max_norm=)``.
@@ -57,8 +63,9 @@ def loop_lrs(
     trainee.reset(trainee_seed(seed))
     model, opt, cfg = trainee.model, trainee.optimizer, trainee.config
     total, every = trainee.total_steps, settings.get("eval_every", SETTINGS["eval_every"])
-    sched = LearnedLRScheduler(opt, policy, model=model, total_steps=total,
-                               initial_val_loss=trainee.evaluate(), **settings)  # fmt: skip
+    sched = LearnedLRScheduler(
+        opt, policy, model=model, total_steps=total, initial_val_loss=trainee.evaluate(), **settings
+    )
     first = 1
     if state is not None:  # resume: model, optimizer, data order and scheduler
         model.load_state_dict(state["model"])
@@ -86,10 +93,14 @@ def loop_lrs(
         sched.step()
         if step == stop:
             return lrs, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "gen": trainee._gen.get_state(), "scheduler": sched.state_dict(), "step": step,
-                "order": trainee._order.clone(), "cursor": trainee._cursor,
-            }  # fmt: skip
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "gen": trainee._gen.get_state(),
+                "scheduler": sched.state_dict(),
+                "step": step,
+                "order": trainee._order.clone(),
+                "cursor": trainee._cursor,
+            }
     return lrs, None
 
 
@@ -98,8 +109,13 @@ def bc_policy_file(env: gym.Env, tmp_path) -> str:
     expert = SchedulePolicy(LinearWarmupDecay(warmup=0.25), env.action_space)
     demo = to_trajectory(run_episode(env, expert, seed=100))
     policy = make_policy(env.observation_space, env.action_space, SMALL, seed=0)
-    train_actor(policy, [demo], BCConfig(epochs=3, batch_size=4), rng=np.random.default_rng(0),
-                progress_bar=False)  # fmt: skip
+    train_actor(
+        policy,
+        [demo],
+        BCConfig(epochs=3, batch_size=4),
+        rng=np.random.default_rng(0),
+        progress_bar=False,
+    )
     return str(save_policy(policy, tmp_path / "bc.pt", SMALL, env=env, gamma=0.99))
 
 
@@ -157,8 +173,14 @@ def test_wrong_order_is_a_clear_error():
     trainee.reset(0)
     model, opt = trainee.model, trainee.optimizer
     env = gym.make("LRSchedule-Quadratic-v0")
-    sched = LearnedLRScheduler(opt, SchedulePolicy(Cosine(), env.action_space), model=model,
-                               total_steps=16, initial_val_loss=trainee.evaluate(), window=8)  # fmt: skip
+    sched = LearnedLRScheduler(
+        opt,
+        SchedulePolicy(Cosine(), env.action_space),
+        model=model,
+        total_steps=16,
+        initial_val_loss=trainee.evaluate(),
+        window=8,
+    )
 
     def backward():
         opt.zero_grad()
@@ -192,18 +214,34 @@ def test_wrong_order_is_a_clear_error():
     with pytest.raises(RuntimeError, match=r"report_val_loss\(\) belongs after observe"):
         sched.report_val_loss(1.0)
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['windw'\]"):
-        LearnedLRScheduler(opt, SchedulePolicy(Cosine(), env.action_space), model=model,
-                           total_steps=16, initial_val_loss=1.0, windw=8)  # fmt: skip
+        LearnedLRScheduler(
+            opt,
+            SchedulePolicy(Cosine(), env.action_space),
+            model=model,
+            total_steps=16,
+            initial_val_loss=1.0,
+            windw=8,
+        )
 
 
 def test_any_param_groups_keep_their_own_base_lr():
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
-    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.1},
-                           {"params": model[2].parameters(), "lr": 0.01}])  # fmt: skip
+    opt = torch.optim.SGD(
+        [
+            {"params": model[0].parameters(), "lr": 0.1},
+            {"params": model[2].parameters(), "lr": 0.01},
+        ]
+    )
     env = gym.make("LRSchedule-Quadratic-v0")
     schedule = Cosine(floor=0.1)
-    sched = LearnedLRScheduler(opt, SchedulePolicy(schedule, env.action_space), model=model,
-                               total_steps=20, initial_val_loss=1.0, steps_per_action=10)  # fmt: skip
+    sched = LearnedLRScheduler(
+        opt,
+        SchedulePolicy(schedule, env.action_space),
+        model=model,
+        total_steps=20,
+        initial_val_loss=1.0,
+        steps_per_action=10,
+    )
     seen = []
     for _ in range(20):
         opt.zero_grad()
@@ -227,8 +265,13 @@ def test_a_tuning_free_policy_runs_unchanged_from_the_users_lr(tmp_path):
     expert = PrivilegedSchedulePolicy(Cosine(), trained_on.action_space, 4e-3)
     demo = relabel(run_episode(trained_on, ExpertActor(expert, trained_on), seed=100), expert)
     policy = make_policy(trained_on.observation_space, trained_on.action_space, SMALL, seed=0)
-    train_actor(policy, [demo], BCConfig(epochs=3, batch_size=4), rng=np.random.default_rng(0),
-                progress_bar=False)  # fmt: skip
+    train_actor(
+        policy,
+        [demo],
+        BCConfig(epochs=3, batch_size=4),
+        rng=np.random.default_rng(0),
+        progress_bar=False,
+    )
     path = save_policy(policy, tmp_path / "tuningfree.pt", SMALL, env=trained_on, gamma=0.99)
     user_lr = 1.5e-3  # not the reference, and not what the policy was trained around
     env = gym.make(env_id, **kwargs, **SETTINGS, base_lr=user_lr)

@@ -17,8 +17,9 @@ from envs.rollout import Episode
 def episode(n: int, policy_seconds: float, train_seconds: float) -> Episode:
     infos = [{"lr": 0.1} for _ in range(n)]
     infos[-1]["total_train_time"] = train_seconds
-    return Episode(0, np.zeros((n + 1, 1)), np.zeros((n, 1)), np.zeros(n), infos,
-                   policy_seconds=policy_seconds)  # fmt: skip
+    return Episode(
+        0, np.zeros((n + 1, 1)), np.zeros((n, 1)), np.zeros(n), infos, policy_seconds=policy_seconds
+    )
 
 
 def test_inference_cost_is_per_action_over_all_episodes():
@@ -41,8 +42,13 @@ def test_refused_arguments_name_the_valid_values():
 
 
 def test_env_and_trainee_benchmarks_write_their_reports(tmp_path, capsys):
-    report = benchmark_envs(["LRSchedule-Quadratic-v0"], tmp_path / "env.json", repeats=1,
-                            total_steps=16, record={"repeats": 1})  # fmt: skip
+    report = benchmark_envs(
+        ["LRSchedule-Quadratic-v0"],
+        tmp_path / "env.json",
+        repeats=1,
+        total_steps=16,
+        record={"repeats": 1},
+    )
     assert json.loads((tmp_path / "env.json").read_text()) == report
     r = report["results"]["LRSchedule-Quadratic-v0"]
     assert report["args"] == {"repeats": 1} and r["total_steps"] == 16

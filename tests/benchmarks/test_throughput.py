@@ -10,11 +10,16 @@ from benchmarks.throughput import add_speedups, describe_step_profile, measure_m
 def test_speedups_are_over_the_single_env_of_the_same_id():
     rows = [
         {"env_id": "A", "method": "single", "k": 1, "steps_per_second": 100.0},
-        {"env_id": "A", "method": "batched", "k": 8, "steps_per_second": 250.0,
-         "ceiling_steps_per_second": 400.0},
+        {
+            "env_id": "A",
+            "method": "batched",
+            "k": 8,
+            "steps_per_second": 250.0,
+            "ceiling_steps_per_second": 400.0,
+        },
         {"env_id": "A", "method": "single", "k": 8, "steps_per_second": 90.0},
         {"env_id": "B", "method": "subproc", "k": 2, "steps_per_second": 30.0},
-    ]  # fmt: skip
+    ]
     add_speedups(rows)
     assert [r["speedup_vs_single_env"] for r in rows] == [1.0, 2.5, 0.9, None]
     # over the single envs measured beside it, at its own K
@@ -24,8 +29,9 @@ def test_speedups_are_over_the_single_env_of_the_same_id():
 
 
 def test_measure_methods_interleaves_and_reports_the_batched_floor():
-    rows = measure_methods("LRSchedule-Quadratic-v0", 2, ["batched", "single"], {}, 1,
-                           repeats=2, memory=False)  # fmt: skip
+    rows = measure_methods(
+        "LRSchedule-Quadratic-v0", 2, ["batched", "single"], {}, 1, repeats=2, memory=False
+    )
     assert [(r["method"], r["k"], r["optimizer_steps"]) for r in rows] == [
         ("batched", 2, 16),  # 1 env step of 8 optimizer steps, 2 envs
         ("single", 2, 16),

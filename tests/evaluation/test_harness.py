@@ -119,20 +119,34 @@ def test_a_policy_file_runs_and_records_a_transfer(tmp_path):
 
 # -- tuning -----------------------------------------------------------------------------------
 def fake(method, lr, seed, final_val, *, diverged=False, phase="tune", env=QUAD, **kw):
-    return {"env_id": env, "method": method, "base_lr": lr, "seed": seed, "phase": phase,
-            "final_val_loss": final_val, "diverged": diverged, **kw}  # fmt: skip
+    return {
+        "env_id": env,
+        "method": method,
+        "base_lr": lr,
+        "seed": seed,
+        "phase": phase,
+        "final_val_loss": final_val,
+        "diverged": diverged,
+        **kw,
+    }
 
 
 def test_tuning_picks_the_lowest_mean_final_validation_loss():
     grid = small_grid(lr_factors=(0.5, 1.0, 2.0), tuning_seeds=(2000, 2001))
     runs = [
-        fake("cosine", 0.025, 2000, 1.0), fake("cosine", 0.025, 2001, 0.8),
-        fake("cosine", 0.05, 2000, 0.6), fake("cosine", 0.05, 2001, 0.8),
-        fake("cosine", 0.1, 2000, 0.1), fake("cosine", 0.1, 2001, None, diverged=True),
-        fake("constant", 0.025, 2000, 0.5), fake("constant", 0.025, 2001, 0.5),
-        fake("constant", 0.05, 2000, 0.7), fake("constant", 0.05, 2001, 0.7),
-        fake("constant", 0.1, 2000, 0.9), fake("constant", 0.1, 2001, 0.9),
-    ]  # fmt: skip
+        fake("cosine", 0.025, 2000, 1.0),
+        fake("cosine", 0.025, 2001, 0.8),
+        fake("cosine", 0.05, 2000, 0.6),
+        fake("cosine", 0.05, 2001, 0.8),
+        fake("cosine", 0.1, 2000, 0.1),
+        fake("cosine", 0.1, 2001, None, diverged=True),
+        fake("constant", 0.025, 2000, 0.5),
+        fake("constant", 0.025, 2001, 0.5),
+        fake("constant", 0.05, 2000, 0.7),
+        fake("constant", 0.05, 2001, 0.7),
+        fake("constant", 0.1, 2000, 0.9),
+        fake("constant", 0.1, 2001, 0.9),
+    ]
     chosen = choose_base_lrs(grid, runs)[QUAD]
     assert chosen["cosine"]["base_lr"] == 0.05 and not chosen["cosine"]["at_edge"]
     assert [r["mean_final_val_loss"] for r in chosen["cosine"]["table"]] == [0.9, 0.7, np.inf]
@@ -162,8 +176,12 @@ def test_a_resumed_grid_skips_finished_runs(tmp_path, monkeypatch):
         without_timing(r) for r in first["final"]
     ]
     executed.clear()  # a method added to the finished grid: only its runs are new
-    run_grid(small_grid(METHODS["cosine"], METHODS["constant"], METHODS["wsd"]), tmp_path,
-             LocalBackend(workers=0), progress=False)  # fmt: skip
+    run_grid(
+        small_grid(METHODS["cosine"], METHODS["constant"], METHODS["wsd"]),
+        tmp_path,
+        LocalBackend(workers=0),
+        progress=False,
+    )
     assert len(executed) == 4 and all("__wsd-" in k for k in executed)
     with pytest.raises(ValueError, match=r"holds another grid \(differs in lr_factors"):
         open_folder(tmp_path, small_grid(lr_factors=(1.0,)))
@@ -177,13 +195,16 @@ def test_a_method_added_after_results_is_labelled(tmp_path):
         result = run_grid(grid, tmp_path, LocalBackend(workers=0), progress=False)
         assert result["added_after_results"] == ["wsd"]
     assert set(json.loads((tmp_path / "grid.json").read_text())["preregistered"]) == {
-        "cosine", "constant",
-    }  # fmt: skip
+        "cosine",
+        "constant",
+    }
     out = write_report(tmp_path, grid.to_json(), result)
     rows = {r["method"]: r for r in out["envs"][QUAD]["methods"]}
     assert {m: r["added_after_results"] for m, r in rows.items()} == {
-        "cosine": False, "constant": False, "wsd": True,
-    }  # fmt: skip
+        "cosine": False,
+        "constant": False,
+        "wsd": True,
+    }
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["added_after_results"] == ["wsd"]
     md = (tmp_path / "results.md").read_text()
@@ -247,12 +268,21 @@ def test_bad_backend_and_method_are_named():
 # -- statistics and the report ----------------------------------------------------------------
 def final_run(method, seed, loss, *, diverged=False, vals=(2.0, 1.0, 0.5)):
     return {
-        "env_id": QUAD, "method": method, "seed": seed, "phase": "final", "base_lr": 0.1,
-        "optimizer": "adamw", "test_loss": None if diverged else loss, "loss0": 3.0,
-        "diverged": diverged, "best_val_loss": min(vals), "final_val_loss": vals[-1],
-        "wall_seconds": 1.0, "test_split": "test",
+        "env_id": QUAD,
+        "method": method,
+        "seed": seed,
+        "phase": "final",
+        "base_lr": 0.1,
+        "optimizer": "adamw",
+        "test_loss": None if diverged else loss,
+        "loss0": 3.0,
+        "diverged": diverged,
+        "best_val_loss": min(vals),
+        "final_val_loss": vals[-1],
+        "wall_seconds": 1.0,
+        "test_split": "test",
         "curve": {"step": [10, 20, 30], "lr": [0.1, 0.1, 0.1], "val_loss": list(vals)},
-    }  # fmt: skip
+    }
 
 
 def test_summary_statistics_by_hand():
@@ -296,8 +326,10 @@ def test_write_report_files(tmp_path):
     assert (
         new_row["verdict"] == "not resolved" and "verdict" not in saved["envs"][QUAD]["methods"][0]
     )
-    assert "1 method compared with cosine on the same 4 seeds; a verdict holds after Holm's " \
-        "correction at 0.05." in md  # fmt: skip
+    assert (
+        "1 method compared with cosine on the same 4 seeds; a verdict holds after Holm's "
+        "correction at 0.05." in md
+    )
     assert "| Holm p | verdict |" in md and "| 0.125 | not resolved |" in md
     assert len((tmp_path / "runs.csv").read_text().splitlines()) == 9
     for name in ("test_loss", "curves"):
@@ -350,11 +382,14 @@ def test_verdicts_hold_after_holms_correction():
         return [final_run(name, r["seed"], r["test_loss"] + delta) for r in ref]
 
     # one method, 6 lower losses: p = 2/64 < 0.05, better
-    rows = {r["method"]: r for r in summarize(ref + method("a", -0.05), reference="cosine",
-                                               target=None)}  # fmt: skip
+    rows = {
+        r["method"]: r for r in summarize(ref + method("a", -0.05), reference="cosine", target=None)
+    }
     assert (rows["a"]["p_value"], rows["a"]["p_holm"], rows["a"]["verdict"]) == (
-        2 / 64, 2 / 64, "better",
-    )  # fmt: skip
+        2 / 64,
+        2 / 64,
+        "better",
+    )
     # the same method among three of equal p: Holm triples the smallest, not resolved
     runs = ref + method("a", -0.05) + method("b", -0.05) + method("c", 0.2)
     rows = {r["method"]: r for r in summarize(runs, reference="cosine", target=None)}

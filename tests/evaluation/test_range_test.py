@@ -59,8 +59,9 @@ def test_the_ramp_stops_when_the_loss_blows_up():
 def test_the_test_is_charged_to_the_budget_and_training_restarts_from_the_initial_weights(
     monkeypatch,
 ):
-    spec = RunSpec("final", QUAD, (("total_steps", 64),), METHODS["range_test_cosine"], None,
-                   10_000)  # fmt: skip
+    spec = RunSpec(
+        "final", QUAD, (("total_steps", 64),), METHODS["range_test_cosine"], None, 10_000
+    )
     initial = gym.make(QUAD, total_steps=64)
     initial.reset(seed=10_000)
     weights = [p.detach().clone() for p in initial.unwrapped.trainee.model.parameters()]

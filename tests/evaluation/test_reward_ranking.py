@@ -55,8 +55,13 @@ def test_execute_records_the_return_of_every_preset():
 
 
 def run(seed: int, loss: float, returns: dict[str, float], diverged: bool = False) -> dict:
-    return {"seed": seed, "test_loss": None if diverged else loss, "loss0": 2.0,
-            "diverged": diverged, "returns": returns}  # fmt: skip
+    return {
+        "seed": seed,
+        "test_loss": None if diverged else loss,
+        "loss0": 2.0,
+        "diverged": diverged,
+        "returns": returns,
+    }
 
 
 def test_ranking_by_hand():

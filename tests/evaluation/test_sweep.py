@@ -54,8 +54,9 @@ def test_specs_cover_each_lr_method_at_each_k_and_the_others_once():
     assert all(s.phase == "final" and s.seed in seeds.FINAL_EVALUATION for s in specs)
 
 
-@pytest.mark.parametrize("name", ["demonstrations", "model_selection", "held_out",
-                                  "baseline_tuning", "rl_training"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["demonstrations", "model_selection", "held_out", "baseline_tuning", "rl_training"]
+)
 def test_a_sweep_never_runs_on_training_or_tuning_seeds(name):
     seed = seeds.RANGES[name][0]
     with pytest.raises(ValueError, match=rf"final seeds \[{seed}\] are invalid"):
@@ -73,8 +74,12 @@ def test_the_swept_lr_of_an_lr_option_method_is_its_d0():
     spec = RunSpec(
         "final", QUAD, (("total_steps", 32),), METHODS["prodigy_d0_cosine"], 0.02, 10_000
     )
-    assert spec.env_kwargs() == {"total_steps": 32, "base_lr": 1.0, "optimizer": "prodigy",
-                                 "optimizer_options": {"d0": 0.02}}  # fmt: skip
+    assert spec.env_kwargs() == {
+        "total_steps": 32,
+        "base_lr": 1.0,
+        "optimizer": "prodigy",
+        "optimizer_options": {"d0": 0.02},
+    }
     env = gym.make(QUAD, **spec.env_kwargs())
     env.reset(seed=0)
     env.step(env.action_space.sample() * 0)  # log multiplier 0: lr = base_lr = 1.0
@@ -119,16 +124,28 @@ def test_ray_and_local_processes_give_the_same_values(tmp_path):
 
 
 def run(method: str, lr: float | None, seed: int, loss: float) -> dict:
-    return {"method": method, "given_lr": lr, "seed": seed, "test_loss": loss,
-            "diverged": False, "loss0": 9.0}  # fmt: skip
+    return {
+        "method": method,
+        "given_lr": lr,
+        "seed": seed,
+        "test_loss": loss,
+        "diverged": False,
+        "loss0": 9.0,
+    }
 
 
 def test_summaries_by_hand():
     sweep = small("cosine", "prodigy_cosine", ks=(-1, 0, 1))
-    runs = [run("cosine", 0.005, 10_000, 1.004), run("cosine", 0.005, 10_001, 2.004),
-            run("cosine", 0.01, 10_000, 1.0), run("cosine", 0.01, 10_001, 2.0),
-            run("cosine", 0.02, 10_000, 1.1), run("cosine", 0.02, 10_001, 2.1),
-            run("prodigy_cosine", 1.0, 10_000, 1.01), run("prodigy_cosine", 1.0, 10_001, 2.01)]  # fmt: skip
+    runs = [
+        run("cosine", 0.005, 10_000, 1.004),
+        run("cosine", 0.005, 10_001, 2.004),
+        run("cosine", 0.01, 10_000, 1.0),
+        run("cosine", 0.01, 10_001, 2.0),
+        run("cosine", 0.02, 10_000, 1.1),
+        run("cosine", 0.02, 10_001, 2.1),
+        run("prodigy_cosine", 1.0, 10_000, 1.01),
+        run("prodigy_cosine", 1.0, 10_001, 2.01),
+    ]
     s = summarize_sweep(sweep, runs)
     cos = s["methods"]["cosine"]
     assert [p["delta"]["mean"] for p in cos["points"]] == pytest.approx([0.004, 0.0, 0.1])
@@ -142,8 +159,12 @@ def test_summaries_by_hand():
 
 def test_a_diverged_run_scores_its_initial_loss():
     sweep = small("cosine", ks=(0, 1))
-    runs = [run("cosine", 0.01, 10_000, 1.0), run("cosine", 0.01, 10_001, 2.0),
-            run("cosine", 0.02, 10_000, 1.0), run("cosine", 0.02, 10_001, 2.0) | {"diverged": True}]  # fmt: skip
+    runs = [
+        run("cosine", 0.01, 10_000, 1.0),
+        run("cosine", 0.01, 10_001, 2.0),
+        run("cosine", 0.02, 10_000, 1.0),
+        run("cosine", 0.02, 10_001, 2.0) | {"diverged": True},
+    ]
     point = summarize_sweep(sweep, runs)["methods"]["cosine"]["points"][1]
     assert point["delta"]["diffs"] == [0.0, 7.0] and point["diverged"] == 1
 
@@ -170,12 +191,19 @@ def test_plans_are_valid_sweeps_of_the_reference_lrs():
 
 
 def test_the_job_writes_tables_plot_and_labels_added_methods(tmp_path):
-    plan = {"env_id": QUAD, "options": {"total_steps": 32}, "reference_lr": 0.01, "ks": [0, 1],
-            "final_seeds": [10_000, 10_001], "methods": ["cosine", "prodigy_cosine"]}  # fmt: skip
+    plan = {
+        "env_id": QUAD,
+        "options": {"total_steps": 32},
+        "reference_lr": 0.01,
+        "ks": [0, 1],
+        "final_seeds": [10_000, 10_001],
+        "methods": ["cosine", "prodigy_cosine"],
+    }
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     out = tmp_path / "out"
-    results = sweep_job(tmp_path / "plan.json", out, LocalBackend(workers=0),
-                        add_methods=("dog",), progress=False)  # fmt: skip
+    results = sweep_job(
+        tmp_path / "plan.json", out, LocalBackend(workers=0), add_methods=("dog",), progress=False
+    )
     assert results["added_after_results"] == ["dog"] and results["runs"] == (2 + 1 + 1) * 2
     assert results["preregistered"] == ["cosine", "prodigy_cosine"]  # the plan's
     md = (out / "results.md").read_text()
@@ -189,8 +217,14 @@ def test_a_plans_policies_run_at_every_swept_lr_and_finished_runs_are_reused(tmp
     env = gym.make(QUAD, total_steps=32)
     policy = make_policy(env.observation_space, env.action_space, TINY, seed=0)
     path = save_policy(policy, tmp_path / "tf.pt", TINY, env=env, gamma=0.99)
-    first = {"env_id": QUAD, "options": {"total_steps": 32}, "reference_lr": 0.01, "ks": [-1, 0],
-             "final_seeds": [10_000, 10_001], "methods": ["cosine", "prodigy_cosine"]}  # fmt: skip
+    first = {
+        "env_id": QUAD,
+        "options": {"total_steps": 32},
+        "reference_lr": 0.01,
+        "ks": [-1, 0],
+        "final_seeds": [10_000, 10_001],
+        "methods": ["cosine", "prodigy_cosine"],
+    }
     (tmp_path / "first.json").write_text(json.dumps(first))
     sweep_job(tmp_path / "first.json", tmp_path / "a", LocalBackend(workers=0), progress=False)
     plan = first | {"policies": [f"tf={path}"]}
@@ -198,9 +232,18 @@ def test_a_plans_policies_run_at_every_swept_lr_and_finished_runs_are_reused(tmp
     sweep = sweep_from_plan(plan)
     specs = [s for s in sweep.specs() if s.method.name == "tf"]
     assert sorted((s.base_lr, s.seed) for s in specs) == [
-        (0.005, 10_000), (0.005, 10_001), (0.01, 10_000), (0.01, 10_001)]  # fmt: skip
-    results = sweep_job(tmp_path / "plan.json", tmp_path / "b", LocalBackend(workers=0),
-                        reuse=(tmp_path / "a",), progress=False)  # fmt: skip
+        (0.005, 10_000),
+        (0.005, 10_001),
+        (0.01, 10_000),
+        (0.01, 10_001),
+    ]
+    results = sweep_job(
+        tmp_path / "plan.json",
+        tmp_path / "b",
+        LocalBackend(workers=0),
+        reuse=(tmp_path / "a",),
+        progress=False,
+    )
     assert results["reused_runs"] == {str(tmp_path / "a"): 6}  # cosine 2 ks + prodigy, 2 seeds
     assert results["runs_this_invocation"] == 4 and results["runs"] == 10  # only the policy's
     assert results["preregistered"] == ["cosine", "prodigy_cosine", "tf"]
@@ -209,16 +252,25 @@ def test_a_plans_policies_run_at_every_swept_lr_and_finished_runs_are_reused(tmp
         assert r["base_lr"] == r["given_lr"]  # the swept LR is the policy's base LR
     versus = runs["summary"]["policies_vs_lr_free"]["tf"]["prodigy_cosine"]
     assert [v["k"] for v in versus] == [-1, 0] and all(v["n"] == 2 for v in versus)
-    tf = {json.loads(f.read_text())["seed"]: json.loads(f.read_text())
-          for f in (tmp_path / "b" / "runs").glob("*tf-*lr0.005__*.json")}  # fmt: skip
-    pr = {json.loads(f.read_text())["seed"]: json.loads(f.read_text())
-          for f in (tmp_path / "b" / "runs").glob("*prodigy_cosine-*.json")}  # fmt: skip
+    tf = {
+        json.loads(f.read_text())["seed"]: json.loads(f.read_text())
+        for f in (tmp_path / "b" / "runs").glob("*tf-*lr0.005__*.json")
+    }
+    pr = {
+        json.loads(f.read_text())["seed"]: json.loads(f.read_text())
+        for f in (tmp_path / "b" / "runs").glob("*prodigy_cosine-*.json")
+    }
     diffs = [tf[s]["test_loss"] - pr[s]["test_loss"] for s in (10_000, 10_001)]
     assert versus[0]["delta"]["mean"] == pytest.approx(sum(diffs) / 2)
     assert "| tf | prodigy_cosine |" in (tmp_path / "b" / "results.md").read_text()
     with pytest.raises(FileNotFoundError, match="no runs/ folder"):
-        sweep_job(tmp_path / "plan.json", tmp_path / "c", LocalBackend(workers=0),
-                  reuse=(tmp_path / "nothing",), progress=False)  # fmt: skip
+        sweep_job(
+            tmp_path / "plan.json",
+            tmp_path / "c",
+            LocalBackend(workers=0),
+            reuse=(tmp_path / "nothing",),
+            progress=False,
+        )
 
 
 def test_forgetting_is_summarised_for_runs_that_report_it():
@@ -239,14 +291,26 @@ def test_pair_differences_are_paired_on_seeds_at_every_k():
     sweep = small("cosine", "linear_warmup", "prodigy_cosine", ks=(0, 1))
 
     def run(method, lr, seed, loss, diverged=False):
-        return {"method": method, "given_lr": lr, "seed": seed, "test_loss": loss,
-                "diverged": diverged, "loss0": 9.0}  # fmt: skip
+        return {
+            "method": method,
+            "given_lr": lr,
+            "seed": seed,
+            "test_loss": loss,
+            "diverged": diverged,
+            "loss0": 9.0,
+        }
 
-    runs = [run("cosine", 0.01, 10_000, 1.0), run("cosine", 0.01, 10_001, 2.0),
-            run("cosine", 0.02, 10_000, 3.0), run("cosine", 0.02, 10_001, 4.0),
-            run("linear_warmup", 0.01, 10_000, 1.5), run("linear_warmup", 0.01, 10_001, 1.5),
-            run("linear_warmup", 0.02, 10_000, 2.0, diverged=True),  # scored at loss0
-            run("prodigy_cosine", None, 10_000, 0.5), run("prodigy_cosine", None, 10_001, 1.0)]  # fmt: skip
+    runs = [
+        run("cosine", 0.01, 10_000, 1.0),
+        run("cosine", 0.01, 10_001, 2.0),
+        run("cosine", 0.02, 10_000, 3.0),
+        run("cosine", 0.02, 10_001, 4.0),
+        run("linear_warmup", 0.01, 10_000, 1.5),
+        run("linear_warmup", 0.01, 10_001, 1.5),
+        run("linear_warmup", 0.02, 10_000, 2.0, diverged=True),  # scored at loss0
+        run("prodigy_cosine", None, 10_000, 0.5),
+        run("prodigy_cosine", None, 10_001, 1.0),
+    ]
     out = pair_differences(sweep, runs, [("linear_warmup", "cosine"), ("cosine", "prodigy_cosine")])
     lw = out["linear_warmup - cosine"]
     assert [(r["k"], r["n"]) for r in lw] == [(0, 2), (1, 1)]  # k=+1: one seed ran both

@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_train_trainee_writes_its_run_folder(tmp_path, capsys):
-    metrics = train_trainee("quadratic", total_steps=4, eval_every=2, out=tmp_path,
-                            record={"trainee": "quadratic"})  # fmt: skip
+    metrics = train_trainee(
+        "quadratic", total_steps=4, eval_every=2, out=tmp_path, record={"trainee": "quadratic"}
+    )
     folder = Path(metrics["run_dir"])
     assert folder.parent == tmp_path and folder.name.startswith("quadratic__train_trainee__0__")
     assert json.loads((folder / "metrics.json").read_text()) == metrics
@@ -84,7 +85,8 @@ def test_packages_export_lazily_and_import_one_way():
         "for pkg in (benchmarks, evaluation, experiments):\n"
         "    assert pkg.__all__ and all(getattr(pkg, n) is not None for n in pkg.__all__)\n"
         "assert experiments.train_bc.__module__ == 'experiments.bc_pipeline'\n"
-    )  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]

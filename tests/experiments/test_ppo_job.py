@@ -36,8 +36,13 @@ def run_script(*args: str, **kwargs) -> subprocess.Popen:
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-W", "ignore", str(ROOT / "scripts" / "finetune_ppo.py"), *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 SCRIPT_ARGS = (
@@ -133,8 +138,16 @@ def test_after_a_crash_ppo_best_holds_a_policy_of_the_resumed_history(
             raise CrashError
 
     monkeypatch.setattr(ppo_module._Job, "between_rollouts", crash_after_fifth)
-    kwargs = dict(n_envs=2, config=FinetuneConfig(**SMALL), eval_every=1, eval_episodes=1,
-                  checkpoint_every=3, report_episodes=1, progress=False, device="cpu")  # fmt: skip
+    kwargs = dict(
+        n_envs=2,
+        config=FinetuneConfig(**SMALL),
+        eval_every=1,
+        eval_episodes=1,
+        checkpoint_every=3,
+        report_episodes=1,
+        progress=False,
+        device="cpu",
+    )
     with pytest.raises(CrashError):
         finetune(bc_file, tmp_path, total_timesteps=640, **kwargs)
     lost = policy_digest(load_policy(tmp_path / "policies" / "ppo_best.pt", device="cpu"))
@@ -178,9 +191,20 @@ def training_episode_seeds(bc_file: Path, folder: Path, seed: int, monkeypatch) 
     monkeypatch.setattr(LRScheduleEnv, "reset", spy_env)
     monkeypatch.setattr(TraineeSlot, "reset", spy_slot)
     # 2 envs x 96 steps: 3 episodes of 32 actions each, so two automatic resets per env
-    finetune(bc_file, folder, total_timesteps=192, n_envs=2, seed=seed,
-             config=FinetuneConfig(**SMALL), eval_every=10, eval_episodes=1,
-             checkpoint_every=10, report_episodes=1, progress=False, device="cpu")  # fmt: skip
+    finetune(
+        bc_file,
+        folder,
+        total_timesteps=192,
+        n_envs=2,
+        seed=seed,
+        config=FinetuneConfig(**SMALL),
+        eval_every=10,
+        eval_episodes=1,
+        checkpoint_every=10,
+        report_episodes=1,
+        progress=False,
+        device="cpu",
+    )
     monkeypatch.undo()
     return seen
 
@@ -221,15 +245,23 @@ def test_an_invalid_run_seed_or_expert_is_refused_before_any_work(bc_file, tmp_p
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--resume", "RUN", "--seed", "3", "--ppo.learning-rate", "1e-3"),
-         "--resume continues a run with its own arguments; cannot change --out, --ppo.learning-rate, "
-         "--seed (allowed with --resume: --total-timesteps, --progress, --device)"),
+        (
+            ("--resume", "RUN", "--seed", "3", "--ppo.learning-rate", "1e-3"),
+            "--resume continues a run with its own arguments; cannot change --out, --ppo.learning-rate, "
+            "--seed (allowed with --resume: --total-timesteps, --progress, --device)",
+        ),
         (("--init", "bc.pt", "--expert", "cosinus"), "--expert 'cosinus' is invalid; valid: "),
         (("--init", "bc.pt", "--seed", "90"), "--seed: run seed 90 is invalid"),
         (("--init", "bc.pt", "--env", "LRSchedule-Nope-v0"), "--env 'LRSchedule-Nope-v0' is not"),
-        (("--total-timesteps", "64",), "give --init POLICY_FILE to start a run, or --resume"),
+        (
+            (
+                "--total-timesteps",
+                "64",
+            ),
+            "give --init POLICY_FILE to start a run, or --resume",
+        ),
     ],
-)  # fmt: skip
+)
 def test_argument_errors_are_one_line_and_exit_2_before_any_work(args, message, tmp_path):
     proc = run_script(*args, "--out", str(tmp_path))
     out, _ = proc.communicate(timeout=120)

@@ -19,11 +19,21 @@ def test_experiment_summary_and_table():
     table = markdown_table({"qlearning": s})
     assert "| qlearning | 2 ± 0 | 2 ± 1 | — | — |" in table
     base = EnvOptions(dataset="text8", preset="tiny", total_steps=100)
-    kw = run_options({"kind": "qlearning", "reward": "val_improvement", "initial_lr_mult": 0.3},
-                     base, interval=10).kwargs()  # fmt: skip
-    assert kw == dict(dataset="text8", preset="tiny", total_steps=100, steps_per_action=10,
-                      eval_every=10, action_type="discrete", initial_lr_mult=0.3,
-                      reward="val_improvement")  # fmt: skip
+    kw = run_options(
+        {"kind": "qlearning", "reward": "val_improvement", "initial_lr_mult": 0.3},
+        base,
+        interval=10,
+    ).kwargs()
+    assert kw == dict(
+        dataset="text8",
+        preset="tiny",
+        total_steps=100,
+        steps_per_action=10,
+        eval_every=10,
+        action_type="discrete",
+        initial_lr_mult=0.3,
+        reward="val_improvement",
+    )
     assert kw["action_type"] == "discrete" and kw["steps_per_action"] == kw["eval_every"] == 10
     assert kw["reward"] == "val_improvement" and kw["initial_lr_mult"] == 0.3
 

@@ -19,8 +19,12 @@ def test_tasks_inherit_the_main_envs_env_options_not_its_trainees():
     main = {"total_steps": 64, "reward": "val_improvement", "eval_every": 8, "dim": 3}
     own = MixTask(QUAD, {"total_steps": 96, "eval_every": 16}, reference_lr=0.02)
     assert dict(task_kwargs(own, main, 4.0)) == {
-        "total_steps": 96, "reward": "val_improvement", "eval_every": 16,  # the task's wins
-        "base_lr": 0.02, "base_lr_spread": 4.0}  # fmt: skip
+        "total_steps": 96,
+        "reward": "val_improvement",
+        "eval_every": 16,  # the task's wins
+        "base_lr": 0.02,
+        "base_lr_spread": 4.0,
+    }
 
 
 def test_per_task_summarises_each_tasks_episodes():
@@ -56,8 +60,11 @@ def test_mixture_files_and_tasks_are_checked(tmp_path):
     assert load_tasks(good) == (MixTask(QUAD, {"total_steps": 96}, 0.02, "s"),)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"tasks": [{"env_id": QUAD, "options": {}, "lr": 0.02}]}))
-    with pytest.raises(ValueError, match=r"task 0 has keys \['env_id', 'lr', 'options'\]; "
-                                         "required: env_id, options, reference_lr"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"task 0 has keys \['env_id', 'lr', 'options'\]; "
+        "required: env_id, options, reference_lr",
+    ):
         load_tasks(bad)
     with pytest.raises(ValueError, match=r"reference_lr=-1 of task .* expected a number > 0"):
         MixTask(QUAD, {}, -1)

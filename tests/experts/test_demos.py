@@ -63,10 +63,12 @@ def test_another_env_or_options_is_refused(saved):
     with pytest.raises(ValueError, match=r"env_kwargs: stored \{'total_steps': 32\}, expected"):
         collect(saved, [0, 1], kwargs={"total_steps": 64})
     with pytest.raises(ValueError, match="env_id: stored 'LRSchedule-Quadratic-v0', expected"):
-        check_saved_experts(saved, ["cosine"], [0, 1], env_id="LRSchedule-MLP-v0",
-                            env_kwargs=KWARGS)  # fmt: skip
+        check_saved_experts(
+            saved, ["cosine"], [0, 1], env_id="LRSchedule-MLP-v0", env_kwargs=KWARGS
+        )
 
 
 def test_a_folder_without_demonstrations_passes(tmp_path):
-    check_saved_experts(tmp_path, ["cosine", "polynomial"], [0, 1], env_id=ENV_ID,
-                        env_kwargs=KWARGS)  # fmt: skip
+    check_saved_experts(
+        tmp_path, ["cosine", "polynomial"], [0, 1], env_id=ENV_ID, env_kwargs=KWARGS
+    )

@@ -24,9 +24,12 @@ def test_expert_reproduces_its_schedule_through_the_env(schedule):
 def test_discrete_expert_tracks_schedule_with_factors():
     factors = (0.8, 1.0, 1.25)
     env = gym.make(
-        "LRSchedule-Quadratic-v0", action_type="discrete", factors=factors,
-        total_steps=160, steps_per_action=8,
-    )  # fmt: skip
+        "LRSchedule-Quadratic-v0",
+        action_type="discrete",
+        factors=factors,
+        total_steps=160,
+        steps_per_action=8,
+    )
     schedule = Cosine(floor=0.3)
     episode = run_episode(env, SchedulePolicy(schedule, env.action_space, factors), seed=0)
     base = env.unwrapped.trainee.base_lr
@@ -51,8 +54,13 @@ def test_demonstrations_round_trip(tmp_path):
     env = gym.make("LRSchedule-Quadratic-v0", total_steps=32)
     schedule = Cosine()
     eps = [run_episode(env, SchedulePolicy(schedule, env.action_space), s) for s in (0, 1)]
-    save_demonstrations(tmp_path / "d", eps, expert=schedule, env_id="LRSchedule-Quadratic-v0",
-                        env_kwargs={"total_steps": 32})  # fmt: skip
+    save_demonstrations(
+        tmp_path / "d",
+        eps,
+        expert=schedule,
+        env_id="LRSchedule-Quadratic-v0",
+        env_kwargs={"total_steps": 32},
+    )
     trajs, meta = load_demonstrations(tmp_path / "d")
     assert meta["expert"] == "cosine" and meta["expert_params"]["floor"] == 0.1
     assert meta["seeds"] == [0, 1] and len(trajs) == 2

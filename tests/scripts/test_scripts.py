@@ -37,9 +37,18 @@ def run_script(name: str, *args: str) -> str:
 @pytest.mark.slow
 def test_train_trainee_writes_losses_plot_and_tensorboard(tmp_path):
     out = run_script(
-        "train_trainee.py", "--trainee", "mlp", "--dataset", "digits",
-        "--steps", "60", "--eval-every", "20", "--out", str(tmp_path),
-    )  # fmt: skip
+        "train_trainee.py",
+        "--trainee",
+        "mlp",
+        "--dataset",
+        "digits",
+        "--steps",
+        "60",
+        "--eval-every",
+        "20",
+        "--out",
+        str(tmp_path),
+    )
     (folder,) = tmp_path.glob("mlp-digits__train_trainee__0__*")
     metrics = json.loads((folder / "metrics.json").read_text())
     with open(folder / "losses.csv") as f:
@@ -59,9 +68,19 @@ def test_train_trainee_writes_losses_plot_and_tensorboard(tmp_path):
 def test_bench_trainees_writes_json(tmp_path, monkeypatch):
     out = tmp_path / "bench.json"
     run_script(
-        "bench_trainees.py", "--trainees", "quadratic", "mlp", "--image-dataset", "digits",
-        "--steps", "3", "--warmup", "1", "--out", str(out),
-    )  # fmt: skip
+        "bench_trainees.py",
+        "--trainees",
+        "quadratic",
+        "mlp",
+        "--image-dataset",
+        "digits",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--out",
+        str(out),
+    )
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"quadratic", "mlp"}
     for r in report["results"].values():
@@ -72,8 +91,11 @@ def test_bench_trainees_writes_json(tmp_path, monkeypatch):
 def test_bad_argument_is_a_clear_error(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train_trainee.py"), "--trainee", "lstm"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr == (
         "train_trainee.py: error: invalid choice 'lstm' for --trainee; "
@@ -85,9 +107,16 @@ def test_bad_argument_is_a_clear_error(tmp_path):
 def test_bench_env_writes_ratio(tmp_path):
     out = tmp_path / "env.json"
     run_script(
-        "bench_env.py", "--env-ids", "LRSchedule-Quadratic-v0", "--repeats", "2",
-        "--total-steps", "32", "--out", str(out),
-    )  # fmt: skip
+        "bench_env.py",
+        "--env-ids",
+        "LRSchedule-Quadratic-v0",
+        "--repeats",
+        "2",
+        "--total-steps",
+        "32",
+        "--out",
+        str(out),
+    )
     r = json.loads(out.read_text())["results"]["LRSchedule-Quadratic-v0"]
     assert r["total_steps"] == 32 and len(r["env_seconds"]) == len(r["plain_seconds"]) == 2
     assert r["ratio"] == pytest.approx(r["env_median_s"] / r["plain_median_s"])
@@ -97,10 +126,22 @@ def test_bench_env_writes_ratio(tmp_path):
 def test_bench_vec_env_writes_table_and_plot(tmp_path):
     out = tmp_path / "vec.json"
     run_script(
-        "bench_vec_env.py", "--env-ids", "LRSchedule-Quadratic-v0", "--env-steps", "2",
-        "--ks", "1", "2", "--repeats", "1", "--max-subproc-k", "1", "--no-memory",
-        "--out", str(out),
-    )  # fmt: skip
+        "bench_vec_env.py",
+        "--env-ids",
+        "LRSchedule-Quadratic-v0",
+        "--env-steps",
+        "2",
+        "--ks",
+        "1",
+        "2",
+        "--repeats",
+        "1",
+        "--max-subproc-k",
+        "1",
+        "--no-memory",
+        "--out",
+        str(out),
+    )
     rows = json.loads(out.read_text())["rows"]
     assert [(r["method"], r["k"]) for r in rows] == [
         ("batched", 1),
@@ -125,10 +166,26 @@ def test_bench_vec_env_writes_table_and_plot(tmp_path):
 @pytest.mark.slow
 def test_train_bc_end_to_end_tiny(tmp_path):
     run_script(
-        "train_bc.py", "--env", "LRSchedule-Quadratic-v0", "--total-steps", "64",
-        "--experts", "cosine", "polynomial", "--demo-episodes", "2", "--eval-episodes", "2",
-        "--epochs", "20", "--critic-epochs", "5", "--out", str(tmp_path), "--no-progress",
-    )  # fmt: skip
+        "train_bc.py",
+        "--env",
+        "LRSchedule-Quadratic-v0",
+        "--total-steps",
+        "64",
+        "--experts",
+        "cosine",
+        "polynomial",
+        "--demo-episodes",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--epochs",
+        "20",
+        "--critic-epochs",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    )
     (folder,) = tmp_path.glob("LRSchedule-Quadratic-v0__train_bc__0__*")
     report = json.loads((folder / "metrics.json").read_text())
     assert set(report["policies"]) == {"cosine", "polynomial", "combined"}
@@ -145,11 +202,27 @@ def test_train_bc_end_to_end_tiny(tmp_path):
     assert json.loads((folder / "demos" / "cosine" / "meta.json").read_text())["seeds"] == [0, 1]
     # the saved demonstrations are reused by a second run
     run_script(
-        "train_bc.py", "--env", "LRSchedule-Quadratic-v0", "--total-steps", "64",
-        "--experts", "cosine", "--demos", str(folder / "demos"), "--demo-episodes", "2",
-        "--eval-episodes", "1",
-        "--epochs", "1", "--critic-epochs", "1", "--out", str(tmp_path / "again"), "--no-progress",
-    )  # fmt: skip
+        "train_bc.py",
+        "--env",
+        "LRSchedule-Quadratic-v0",
+        "--total-steps",
+        "64",
+        "--experts",
+        "cosine",
+        "--demos",
+        str(folder / "demos"),
+        "--demo-episodes",
+        "2",
+        "--eval-episodes",
+        "1",
+        "--epochs",
+        "1",
+        "--critic-epochs",
+        "1",
+        "--out",
+        str(tmp_path / "again"),
+        "--no-progress",
+    )
 
 
 @pytest.mark.slow
@@ -160,8 +233,13 @@ def test_bench_policy_writes_ratio(tmp_path):
 
     env = gym.make("LRSchedule-Quadratic-v0", total_steps=32)
     config = PolicyConfig(d_model=16, features_dim=16)
-    path = save_policy(make_policy(env.observation_space, env.action_space, config),
-                       tmp_path / "p.pt", config, env=env, gamma=0.99)  # fmt: skip
+    path = save_policy(
+        make_policy(env.observation_space, env.action_space, config),
+        tmp_path / "p.pt",
+        config,
+        env=env,
+        gamma=0.99,
+    )
     out = tmp_path / "policy.json"
     # no --env: the env the policy file records (Quadratic, 32 steps: 4 actions of 8)
     run_script("bench_policy.py", "--policy", str(path), "--out", str(out))
@@ -176,9 +254,20 @@ def test_train_qlearning_tiny(tmp_path):
     import numpy as np
 
     run_script(
-        "train_qlearning.py", "--env", "LRSchedule-Quadratic-v0", "--episodes", "2",
-        "--total-steps", "48", "--interval", "16", "--epsilon", "0.5", "--out", str(tmp_path),
-    )  # fmt: skip
+        "train_qlearning.py",
+        "--env",
+        "LRSchedule-Quadratic-v0",
+        "--episodes",
+        "2",
+        "--total-steps",
+        "48",
+        "--interval",
+        "16",
+        "--epsilon",
+        "0.5",
+        "--out",
+        str(tmp_path),
+    )
     (folder,) = tmp_path.glob("LRSchedule-Quadratic-v0__train_qlearning__0__*")
     report = json.loads((folder / "metrics.json").read_text())
     assert [len(e["actions"]) for e in report["episodes"]] == [3, 3]
@@ -191,14 +280,29 @@ def test_train_qlearning_tiny(tmp_path):
 def test_run_experiment_tiny(tmp_path, monkeypatch):
     from trainees.data.chars import prepare_bytes
 
-    prepare_bytes(b"To be, or not to be: that is the question.\n" * 60,
-                  tmp_path / "data" / "shakespeare_char", (0.9, 0.1))  # fmt: skip
+    prepare_bytes(
+        b"To be, or not to be: that is the question.\n" * 60,
+        tmp_path / "data" / "shakespeare_char",
+        (0.9, 0.1),
+    )
     monkeypatch.setenv("LRGYM_DATA_DIR", str(tmp_path / "data"))
     out = run_script(
-        "run_experiment.py", "--datasets", "shakespeare_char", "enwik8", "--seeds", "2",
-        "--total-steps", "32", "--interval", "16", "--runs", "baseline_cosine", "qlearning",
-        "--out", str(tmp_path / "runs"),
-    )  # fmt: skip
+        "run_experiment.py",
+        "--datasets",
+        "shakespeare_char",
+        "enwik8",
+        "--seeds",
+        "2",
+        "--total-steps",
+        "32",
+        "--interval",
+        "16",
+        "--runs",
+        "baseline_cosine",
+        "qlearning",
+        "--out",
+        str(tmp_path / "runs"),
+    )
     assert "skipping enwik8" in out
     (folder,) = (tmp_path / "runs").glob("LRSchedule-GPT-v0__run_experiment__0__*")
     result = json.loads((folder / "results_shakespeare_char.json").read_text())["results"]
@@ -225,11 +329,29 @@ def test_evaluate_writes_results_and_resumes(tmp_path):
     path = save_policy(policy, tmp_path / "p.pt", PolicyConfig(), env=env.unwrapped, gamma=0.99)
     out = tmp_path / "eval"
     args = (
-        "--env", "LRSchedule-Quadratic-v0", "--total-steps", "64",
-        "--methods", "cosine", "constant", "schedulefree", "--policies", f"rand={path}",
-        "--n-final-seeds", "3", "--n-tuning-seeds", "1", "--lr-factors", "0.5", "1",
-        "--workers", "0", "--out", str(out), "--no-progress",
-    )  # fmt: skip
+        "--env",
+        "LRSchedule-Quadratic-v0",
+        "--total-steps",
+        "64",
+        "--methods",
+        "cosine",
+        "constant",
+        "schedulefree",
+        "--policies",
+        f"rand={path}",
+        "--n-final-seeds",
+        "3",
+        "--n-tuning-seeds",
+        "1",
+        "--lr-factors",
+        "0.5",
+        "1",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     stdout = run_script("evaluate.py", *args)
     results = json.loads((out / "results.json").read_text())
     rows = {r["method"]: r for r in results["envs"]["LRSchedule-Quadratic-v0"]["methods"]}
@@ -239,8 +361,10 @@ def test_evaluate_writes_results_and_resumes(tmp_path):
     assert "delta_test_loss" in rows["constant"] and "delta_test_loss" not in rows["cosine"]
     assert results["envs"]["LRSchedule-Quadratic-v0"]["n_compared"] == 3
     assert {rows[m]["verdict"] for m in ("constant", "schedulefree", "rand")} <= {
-        "better", "worse", "not resolved",
-    }  # fmt: skip
+        "better",
+        "worse",
+        "not resolved",
+    }
     assert "3 methods compared with cosine on the same 3 seeds" in stdout
     assert results["timing"]["runs"] == 3 * 2 + 4 * 3  # 3 tuned x 2 LRs x 1 seed + finals
     with open(out / "runs.csv") as f:
@@ -259,17 +383,32 @@ def run_evaluate(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     """``scripts/evaluate.py`` run from ``cwd`` (where its default run folders go)."""
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "evaluate.py"), *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
 def test_evaluate_makes_a_new_run_folder_by_default(tmp_path):
     args = (  # the old flag names still work, as aliases
-        "--envs", "LRSchedule-Quadratic-v0", "--total-steps", "64", "--methods", "cosine",
-        "--final-seeds", "2", "--tuning-seeds", "1", "--lr-factors", "1", "--workers", "0",
+        "--envs",
+        "LRSchedule-Quadratic-v0",
+        "--total-steps",
+        "64",
+        "--methods",
+        "cosine",
+        "--final-seeds",
+        "2",
+        "--tuning-seeds",
+        "1",
+        "--lr-factors",
+        "1",
+        "--workers",
+        "0",
         "--no-progress",
-    )  # fmt: skip
+    )
     for _ in range(2):
         proc = run_evaluate(tmp_path, *args)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -282,10 +421,24 @@ def test_evaluate_makes_a_new_run_folder_by_default(tmp_path):
 
 def test_evaluate_refuses_a_reference_that_is_not_a_method(tmp_path):
     proc = run_evaluate(
-        tmp_path, "--envs", "LRSchedule-Quadratic-v0", "--methods", "cosine", "constant",
-        "--reference", "cosinus", "--final-seeds", "2", "--tuning-seeds", "1", "--lr-factors",
-        "1", "--workers", "0", "--no-progress",
-    )  # fmt: skip
+        tmp_path,
+        "--envs",
+        "LRSchedule-Quadratic-v0",
+        "--methods",
+        "cosine",
+        "constant",
+        "--reference",
+        "cosinus",
+        "--final-seeds",
+        "2",
+        "--tuning-seeds",
+        "1",
+        "--lr-factors",
+        "1",
+        "--workers",
+        "0",
+        "--no-progress",
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "'cosinus'" in proc.stderr and "valid: cosine, constant" in proc.stderr
@@ -296,9 +449,14 @@ def test_evaluate_refuses_a_reference_that_is_not_a_method(tmp_path):
 def test_bench_scheduler_times_both_loops(tmp_path):
     out = tmp_path / "sched.json"
     run_script(
-        "bench_scheduler.py", "--env-ids", "LRSchedule-Quadratic-v0", "--total-steps", "32",
-        "--out", str(out),
-    )  # fmt: skip
+        "bench_scheduler.py",
+        "--env-ids",
+        "LRSchedule-Quadratic-v0",
+        "--total-steps",
+        "32",
+        "--out",
+        str(out),
+    )
     r = json.loads(out.read_text())["results"]["LRSchedule-Quadratic-v0"]
     assert (r["steps"], r["steps_per_action"], r["grad_clip"]) == (32, 8, 1.0)
     assert set(r["runs"]) == {"baseline", "learned", "baseline_unclipped", "learned_unclipped"}
@@ -411,16 +569,32 @@ def test_renamed_flags_parse_in_both_spellings(script, field, new, old):
         ("bench_trainees", ["--trainees", "gpt"], ["'gpt'", "gpt-tiny"]),
         ("run_experiment", ["--runs", "sarsa"], ["'sarsa'", "qlearning_eps_decay"]),
         ("run_experiment", ["--dataset", "wikitext"], ["'wikitext'", "enwik8"]),
-        ("train_trainee", ["--trainee", "gpt", "--dataset", "mnist"],
-         ["'mnist'", "'gpt'", "shakespeare_char, enwik8, text8"]),
+        (
+            "train_trainee",
+            ["--trainee", "gpt", "--dataset", "mnist"],
+            ["'mnist'", "'gpt'", "shakespeare_char, enwik8, text8"],
+        ),
         ("train_trainee", ["--trainee", "mlp", "--dataset", "enwik8"], ["'enwik8'", "digits"]),
-        ("train_tuningfree", ["--out", "x", "--tasks", "nope.json"],
-         ["'nope.json' does not exist", "experiments/mixtures"]),
-        ("train_tuningfree", ["--out", "x", "--tasks", "experiments/mixtures/tuningfree_mixed.json",
-                              "--ppo-timesteps", "64", "--no-ppo-privileged-critic"],
-         ["privileged_critic=False is invalid with a mixture"]),
+        (
+            "train_tuningfree",
+            ["--out", "x", "--tasks", "nope.json"],
+            ["'nope.json' does not exist", "experiments/mixtures"],
+        ),
+        (
+            "train_tuningfree",
+            [
+                "--out",
+                "x",
+                "--tasks",
+                "experiments/mixtures/tuningfree_mixed.json",
+                "--ppo-timesteps",
+                "64",
+                "--no-ppo-privileged-critic",
+            ],
+            ["privileged_critic=False is invalid with a mixture"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_names_are_refused_before_any_work(script, argv, words, capsys):
     line = refused(script, argv, capsys)
     assert ": error: " in line and all(w in line for w in words), line
@@ -431,11 +605,15 @@ def test_train_trainee_dataset_defaults_to_the_trainees(tmp_path, corpus_dir, mo
     train_trainee = load_script("train_trainee")
     parsed = {t: parse(train_trainee.Args, argv=["--trainee", t]) for t in TRAINEES}
     assert {t: a.dataset_name for t, a in parsed.items()} == {
-        "quadratic": None, "mlp": "digits", "resnet18": "digits", "gpt": "shakespeare_char",
-    }  # fmt: skip
+        "quadratic": None,
+        "mlp": "digits",
+        "resnet18": "digits",
+        "gpt": "shakespeare_char",
+    }
     monkeypatch.setenv("LRGYM_DATA_DIR", str(shakespeare_only(tmp_path, corpus_dir)))
-    args = parse(train_trainee.Args, argv=["--trainee", "gpt", "--total-steps", "2",
-                                           "--out", str(tmp_path)])  # fmt: skip
+    args = parse(
+        train_trainee.Args, argv=["--trainee", "gpt", "--total-steps", "2", "--out", str(tmp_path)]
+    )
     metrics = train_trainee.main(args)
     assert metrics["dataset"] == "shakespeare_char"
     assert Path(metrics["run_dir"]).name.startswith("gpt-shakespeare_char__train_trainee__0__")
@@ -449,10 +627,21 @@ def test_train_bc_refuses_saved_demonstrations_of_other_seeds(tmp_path, capsys):
     env_id, kwargs = "LRSchedule-Quadratic-v0", {"total_steps": 32}
     env = gym.make(env_id, **kwargs)
     collect_experts(tmp_path / "demos", ["cosine"], env, [0, 1], env_id=env_id, env_kwargs=kwargs)
-    collect_experts(tmp_path / "demos" / "selection", ["cosine"], env, [500], env_id=env_id,
-                    env_kwargs=kwargs)  # fmt: skip
-    base = ["--env", env_id, "--total-steps", "32", "--experts", "cosine",
-            "--demos", str(tmp_path / "demos"), "--out", str(tmp_path / "runs")]  # fmt: skip
+    collect_experts(
+        tmp_path / "demos" / "selection", ["cosine"], env, [500], env_id=env_id, env_kwargs=kwargs
+    )
+    base = [
+        "--env",
+        env_id,
+        "--total-steps",
+        "32",
+        "--experts",
+        "cosine",
+        "--demos",
+        str(tmp_path / "demos"),
+        "--out",
+        str(tmp_path / "runs"),
+    ]
     train_bc = load_script("train_bc")
     parse(train_bc.Args, argv=[*base, "--demo-episodes", "2", "--selection-episodes", "1"])
     line = refused("train_bc", [*base, "--selection-episodes", "1"], capsys)  # 8 asked
@@ -481,10 +670,20 @@ def test_train_bc_refuses_saved_demonstrations_of_other_seeds(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["--reward", "nope"], ["--experts", "cosine", "nope"]])
 def test_train_bc_argument_error_is_one_line_exit_2_and_no_run(tmp_path, argv):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train_bc.py"), "--env",
-         "LRSchedule-Quadratic-v0", *argv, "--out", str(tmp_path / "runs")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train_bc.py"),
+            "--env",
+            "LRSchedule-Quadratic-v0",
+            *argv,
+            "--out",
+            str(tmp_path / "runs"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
@@ -500,8 +699,18 @@ def test_run_experiment_skips_missing_corpora_without_downloading(
 ):
     run_experiment = load_script("run_experiment")
     monkeypatch.setenv("LRGYM_DATA_DIR", str(shakespeare_only(tmp_path, corpus_dir)))
-    argv = ["--runs", "baseline_cosine", "--n-seeds", "1", "--total-steps", "16",
-            "--interval", "16", "--out", str(tmp_path / "runs")]  # fmt: skip
+    argv = [
+        "--runs",
+        "baseline_cosine",
+        "--n-seeds",
+        "1",
+        "--total-steps",
+        "16",
+        "--interval",
+        "16",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
     args = parse(run_experiment.Args, argv=argv)
     assert args.dataset == CORPORA and not args.download  # every corpus, by default
     report = run_experiment.main(args)  # no_download fails the test on any download
@@ -532,20 +741,54 @@ def test_run_experiment_downloads_only_with_the_flag(tmp_path, monkeypatch, caps
 @pytest.mark.slow
 def test_train_tuningfree_end_to_end_tiny_on_a_mixture(tmp_path):
     mixture = tmp_path / "mix.json"
-    mixture.write_text(json.dumps({"tasks": [{
-        "env_id": "LRSchedule-Quadratic-v0", "options": {"total_steps": 96},
-        "reference_lr": 0.02, "source": "a test"}]}))  # fmt: skip
+    mixture.write_text(
+        json.dumps(
+            {
+                "tasks": [
+                    {
+                        "env_id": "LRSchedule-Quadratic-v0",
+                        "options": {"total_steps": 96},
+                        "reference_lr": 0.02,
+                        "source": "a test",
+                    }
+                ]
+            }
+        )
+    )
     out = tmp_path / "run"
-    args = ["--out", str(out), "--env", "LRSchedule-Quadratic-v0", "--total-steps", "64",
-            "--reference-lr", "0.01", "--demo-episodes", "2", "--rounds", "1",
-            "--episodes-per-round", "2", "--epochs", "2", "--tasks", str(mixture),
-            "--episodes-per-extra-task", "1", "--workers", "1", "--no-progress"]  # fmt: skip
+    args = [
+        "--out",
+        str(out),
+        "--env",
+        "LRSchedule-Quadratic-v0",
+        "--total-steps",
+        "64",
+        "--reference-lr",
+        "0.01",
+        "--demo-episodes",
+        "2",
+        "--rounds",
+        "1",
+        "--episodes-per-round",
+        "2",
+        "--epochs",
+        "2",
+        "--tasks",
+        str(mixture),
+        "--episodes-per-extra-task",
+        "1",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     stdout = run_script("train_tuningfree.py", *args)
     assert f"wrote {out}/policy.pt" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["round"] for r in metrics["rounds"]] == [0, 1]
     assert {n: t["episodes"] for n, t in metrics["rounds"][1]["tasks"].items()} == {
-        "main": 2, "Quadratic-96steps": 1}  # fmt: skip
+        "main": 2,
+        "Quadratic-96steps": 1,
+    }
     assert metrics["settings"]["config"]["extra_tasks"][0]["reference_lr"] == 0.02
     for name in ("action_error", "lr_curves"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 1000

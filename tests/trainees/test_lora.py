@@ -248,10 +248,14 @@ def write_tiny_gguf(path, model, vocab: list[str], merges: list[str]) -> None:
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
     w.add_tensor("output_norm.weight", sd["model.norm.weight"])
     names = dict(
-        attn_norm="input_layernorm", attn_v="self_attn.v_proj", attn_output="self_attn.o_proj",
-        ffn_norm="post_attention_layernorm", ffn_gate="mlp.gate_proj", ffn_up="mlp.up_proj",
+        attn_norm="input_layernorm",
+        attn_v="self_attn.v_proj",
+        attn_output="self_attn.o_proj",
+        ffn_norm="post_attention_layernorm",
+        ffn_gate="mlp.gate_proj",
+        ffn_up="mlp.up_proj",
         ffn_down="mlp.down_proj",
-    )  # fmt: skip
+    )
     for i in range(cfg.num_hidden_layers):
         layer = f"model.layers.{i}."
         for ours, theirs in names.items():
@@ -271,10 +275,15 @@ def tiny_llama(tmp_path_factory):
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     config = transformers.LlamaConfig(
-        vocab_size=260, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
+        vocab_size=260,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
         tie_word_embeddings=True,
-    )  # fmt: skip
+    )
     with torch.random.fork_rng(devices=[]):  # transformers initialises from the global RNG
         torch.manual_seed(0)
         model = transformers.LlamaForCausalLM(config).eval()
@@ -293,8 +302,16 @@ def test_the_gguf_base_is_found_loaded_and_only_its_adapters_train(
 ):
     root, path, reference = tiny_llama
     monkeypatch.syspath_prepend(str(root))  # the package is found, never imported
-    options = dict(base="smollm2", data_dir=corpus_dir, block_size=16, batch_size=4,
-                   eval_batches=2, source_eval_windows=4, corpus_bytes=20_000, total_steps=4)  # fmt: skip
+    options = dict(
+        base="smollm2",
+        data_dir=corpus_dir,
+        block_size=16,
+        batch_size=4,
+        eval_batches=2,
+        source_eval_windows=4,
+        corpus_bytes=20_000,
+        total_steps=4,
+    )
     rng_state = torch.get_rng_state()
     trainee = make_trainee("lora", **options)
     assert trainee.base_info["base_path"] == str(path)
@@ -338,8 +355,9 @@ def test_gguf_errors_name_the_file_or_the_package(tiny_llama, tmp_path, monkeypa
     with pytest.raises(ValueError, match=rf"{bad}: transformers cannot load it"):
         load_gguf_model(bad)
     with pytest.raises(FileNotFoundError, match=rf"GGUF file {tmp_path / 'nope.gguf'} not found"):
-        make_trainee("lora", base="smollm2", gguf_file=str(tmp_path / "nope.gguf"),
-                     data_dir=corpus_dir)  # fmt: skip
+        make_trainee(
+            "lora", base="smollm2", gguf_file=str(tmp_path / "nope.gguf"), data_dir=corpus_dir
+        )
 
 
 def load_script(name: str) -> ModuleType:
@@ -356,9 +374,24 @@ def load_script(name: str) -> ModuleType:
 def test_pretrain_base_script_builds_the_envs_base_once(tmp_path, capsys, corpus_dir):
     script = load_script("pretrain_base")
     assert script.Args().config() == LoRAConfig().pretrain_config()  # the env's default base
-    argv = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
-            "--corpus-bytes", "20000", "--steps", "12", "--batch-size", "8",
-            "--cache-dir", str(tmp_path)]  # fmt: skip
+    argv = [
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "32",
+        "--block-size",
+        "16",
+        "--corpus-bytes",
+        "20000",
+        "--steps",
+        "12",
+        "--batch-size",
+        "8",
+        "--cache-dir",
+        str(tmp_path),
+    ]
     base = script.main(parse(script.Args, argv=argv))
     assert "pretrained in" in capsys.readouterr().out
     # the test's own corpus: the env's default (tiny Shakespeare) is not on a fresh clone

@@ -393,12 +393,17 @@ def test_each_new_option_pickles_mid_run(name):
 
 @pytest.mark.parametrize(
     ("name", "options", "key"),
-    [("prodigy", {"d0": 0.02}, "d0"), ("dadapt_adam", {"d0": 0.02}, "d0"),
-     ("dog", {"reps_rel": 1e-4}, "reps_rel"), ("adam_hd", {"hypergrad_lr": 1e-6}, "hypergrad_lr")],
-)  # fmt: skip
+    [
+        ("prodigy", {"d0": 0.02}, "d0"),
+        ("dadapt_adam", {"d0": 0.02}, "d0"),
+        ("dog", {"reps_rel": 1e-4}, "reps_rel"),
+        ("adam_hd", {"hypergrad_lr": 1e-6}, "hypergrad_lr"),
+    ],
+)
 def test_trainee_optimizer_options_reach_the_optimizer(name, options, key):
-    trainee = make_trainee("quadratic", total_steps=8, optimizer=name, base_lr=1.0,
-                           optimizer_options=options)  # fmt: skip
+    trainee = make_trainee(
+        "quadratic", total_steps=8, optimizer=name, base_lr=1.0, optimizer_options=options
+    )
     assert trainee.config.optimizer_options == tuple(options.items())
     trainee.reset(0)
     trainee.train_step(1.0)

@@ -325,8 +325,11 @@ def test_quadratic_test_set_is_drawn_apart_from_the_problem_seed():
     y = x @ trainee._w_star + 0.1 * torch.randn(256, 1, generator=gen)
     with torch.no_grad():
         want = float(F.mse_loss(trainee.model(x), y))
-    assert metrics == {"test_loss": pytest.approx(want, rel=1e-6), "test_samples": 256,
-                       "test_split": "test"}  # fmt: skip
+    assert metrics == {
+        "test_loss": pytest.approx(want, rel=1e-6),
+        "test_samples": 256,
+        "test_split": "test",
+    }
     assert not torch.equal(x, trainee._val[0])  # not the validation set
     other = QuadraticTrainee(QuadraticConfig(problem_seed=3))
     other.reset(1)  # another run of the same problem: the same test set

@@ -145,10 +145,20 @@ class BatchedAdamW:
         for j, k in enumerate(index.tolist()):
             for decay, params, p, m, v, steps in self._groups[k]:
                 torch._fused_adamw_(
-                    p, [blocks[i][j] for i in params], m, v, [], steps,
-                    lr=float(lrs[k]), beta1=beta1, beta2=beta2, weight_decay=decay,
-                    eps=self.eps, amsgrad=False, maximize=False,
-                )  # fmt: skip
+                    p,
+                    [blocks[i][j] for i in params],
+                    m,
+                    v,
+                    [],
+                    steps,
+                    lr=float(lrs[k]),
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=decay,
+                    eps=self.eps,
+                    amsgrad=False,
+                    maximize=False,
+                )
 
     def _vectorised_step(self, grads: torch.Tensor, lrs: np.ndarray, index: np.ndarray) -> None:
         beta1, beta2 = self.betas

@@ -28,9 +28,18 @@ HELDOUT_FRACTION = 0.05  # the last 5% of the selected bytes (alphabetically las
 # not sources of the library itself: tests, demos, vendored packages, and the one module
 # generated for the machine at build time (_sysconfigdata_*), which differs between hosts
 _EXCLUDED_DIRS = frozenset(
-    {"site-packages", "dist-packages", "test", "tests", "idlelib", "turtledemo", "lib2to3",
-     "ensurepip", "__pycache__"}
-)  # fmt: skip
+    {
+        "site-packages",
+        "dist-packages",
+        "test",
+        "tests",
+        "idlelib",
+        "turtledemo",
+        "lib2to3",
+        "ensurepip",
+        "__pycache__",
+    }
+)
 
 
 @dataclass(frozen=True)
