@@ -1,5 +1,6 @@
 """Agents: learning algorithms and the policies they produce — the policy network and its
-files, BC, DAgger from a privileged expert, PPO fine-tuning, tabular Q-learning and the drop-in LearnedLRScheduler.
+files, BC, DAgger from a privileged expert, PPO fine-tuning, tabular Q-learning, the drop-in LearnedLRScheduler, and
+the shipped policies with their Hub format.
 
 Public names load their module on first use (stable-baselines3 and imitation are heavy)."""
 
@@ -18,6 +19,11 @@ _EXPORTS = {
     "ppo": ("FinetuneConfig", "FinetunedPPO"),
     "checkpoint": ("load_checkpoint", "save_checkpoint"),
     "qlearning": ("QLearningAgent", "QLearningConfig", "learn_episode"),
-    "scheduler": ("LearnedLRScheduler",),
+    "scheduler": ("LearnedLRScheduler", "OutOfDomainWarning"),
+    "hub": (
+        "Domain", "PretrainedError", "from_pretrained", "push_to_hub", "read_pretrained",
+        "save_pretrained",
+    ),
+    "pretrained": ("load_shipped", "resolve_policy", "shipped"),
 }  # fmt: skip
-__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

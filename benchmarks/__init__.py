@@ -19,4 +19,4 @@ _EXPORTS = {
         "BENCHMARKS", "BenchName", "benchmark_trainees", "check_benchmarks", "trainee_speed",
     ),
 }  # fmt: skip
-__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

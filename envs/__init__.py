@@ -5,8 +5,7 @@ are imported on first use: ``import gymnasium`` imports this package through the
 entry point, and should not import stable-baselines3 with it.
 """
 
-from typing import Any
-
+from common.lazy import lazy_exports
 from envs.config import ACTION_TYPES, EnvConfig
 from envs.lrschedule_env import LRScheduleEnv
 from envs.observation import FEATURES
@@ -34,10 +33,6 @@ __all__ = [
     "run_episodes",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("BatchedVecEnv", "make_batched_vec_env"):
-        from envs import vec_env
-
-        return getattr(vec_env, name)
-    raise AttributeError(f"module 'envs' has no attribute {name!r}")
+_, __getattr__, __dir__ = lazy_exports(
+    __name__, {"vec_env": ("BatchedVecEnv", "make_batched_vec_env")}
+)

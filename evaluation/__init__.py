@@ -24,4 +24,4 @@ _EXPORTS = {
     ),
     "sweep_report": ("plot_sweep", "sweep_markdown", "write_sweep_report"),
 }  # fmt: skip
-__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

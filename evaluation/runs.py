@@ -139,7 +139,9 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
             episode = run_episode(env, policy, spec.seed)
         finally:
             returns.close()
-        test = env.unwrapped.trainee.test_metrics()  # the only read of the test split
+        # the library's one read of the test split: a final score, after the episode (the
+        # training-time checks, e.g. the tuning-free recipe's per round, read validation)
+        test = env.unwrapped.trainee.test_metrics()
     finally:
         torch.set_num_threads(previous)
     final = episode.final

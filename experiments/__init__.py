@@ -22,4 +22,4 @@ _EXPORTS = {
         "TRAINEE_DATASETS", "check_trainee_dataset", "dataset_name", "plot_losses", "train_trainee",
     ),
 }  # fmt: skip
-__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

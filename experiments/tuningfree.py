@@ -29,14 +29,16 @@ length from the start.
 
 Per round the record holds the action error (on the round's own states before the refit,
 and on the expert's episodes of model-selection seeds after it) and, on model-selection
-seeds at base LRs ``reference · 2^k``, the policy's final validation and test losses
-beside the expert's (its schedule at the reference LR) on the same seeds. Nothing selects
-on the test loss: the final policy is the last round's. Seeds: round 0 from the run
-seed's share of the demonstration range, later rounds from its RL-training block, checks
-from model-selection and held-out seeds; final evaluations (the LR sweep) use none of them.
+seeds at base LRs ``reference · 2^k``, the policy's best and final validation losses
+beside the expert's (its schedule at the reference LR) on the same seeds. Nothing here
+reads the test split (the final evaluation's, ``evaluation.runs``), and nothing selects on
+the checks: the final policy is the last round's. Seeds: round 0 from the run seed's
+share of the demonstration range, later rounds from its RL-training block, checks from
+model-selection seeds and the LR curves from a held-out one; final evaluations (the LR
+sweep) use none of them.
 
-(~500 lines: the PPO stage and the mixtures live in their own modules; what stays shares
-one run folder, one config and its resume check. Next to move out, if it grows: the
+(The configuration is ``experiments.tuningfree_config``'s, re-exported here; the PPO stage
+and the mixtures live in their own modules. Next to move out, if this grows: the
 per-round checks and plots, ``loss_check``, ``lr_curves`` and ``plot_run``.)
 """
 
@@ -47,7 +49,7 @@ import json
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,134 +59,19 @@ from imitation.data.types import TrajectoryWithRew
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from agents.bc import BCConfig
 from agents.dagger import DAggerConfig, dagger_round, relabel
-from agents.policy import PolicyConfig, load_policy, make_policy, save_policy
+from agents.policy import load_policy, make_policy, save_policy
 from common import seeds as seed_ranges
 from common.files import atomic_write_bytes, write_json
 from common.plots import Panel, save_panels
 from common.tensorboard import log_hyperparameters
 from envs.rollout import Episode, run_episode
 from evaluation.backends import Backend, LocalBackend
-from evaluation.reference_lrs import reference_lr as reference_entry
 from experiments.task_mixture import MixTask, check_tasks, per_task, task_kwargs
+from experiments.tuningfree_config import TuningFreeConfig  # also this module's, for callers
 from experiments.tuningfree_ppo import PPOStage, check_stage, ppo_stage
 from experts.privileged import PrivilegedSchedulePolicy
-from experts.schedules import SCHEDULES, make_schedule
-
-DEMO_SHARE = 50  # demonstration seeds per run seed: run seed s owns DEMONSTRATIONS[50 s: 50 s + 50]
-
-
-@dataclass(frozen=True)
-class TuningFreeConfig:
-    """What the recipe trains on and how long.
-
-    Attributes:
-        env_id: the registered env id.
-        options: ``gym.make`` options (dataset, total_steps, ...), the same as the
-            reference LR's.
-        reference_lr: the expert's LR (None: ``evaluation.reference_lrs``' entry).
-        schedule: the expert's schedule (``experts.schedules``).
-        spread: base LRs are drawn in ``[reference / spread, reference · spread]``.
-        demo_episodes: the expert's episodes of round 0.
-        rounds: DAgger rounds after round 0.
-        episodes_per_round: the policy's episodes per DAgger round.
-        validation_episodes: the expert's episodes (model-selection seeds, drawn base LRs)
-            on which each round's action error is measured.
-        check_ks: base LRs ``reference · 2^k`` of the per-round loss check.
-        check_seeds: model-selection seeds per ``k`` of that check.
-        curve_ks: base LRs of the final LR-curve plot (one held-out seed each).
-        bc: each round's fit (on the aggregate of every round so far).
-        policy: the actor-critic's architecture.
-        extra_tasks: a mixture: further tasks (trainees, datasets, budgets, each with its
-            own reference LR) whose episodes join round 0 and every DAgger round. Their
-            observation and action spaces must equal the main env's. The checks, the LR
-            curves and the validation episodes stay on the main env.
-        episodes_per_extra_task: each further task's episodes in round 0 and in every
-            DAgger round (beside ``demo_episodes`` / ``episodes_per_round`` of the main env).
-    """
-
-    env_id: str = "LRSchedule-MLP-v0"
-    options: dict[str, Any] = field(default_factory=lambda: {"dataset": "mnist"})
-    reference_lr: float | None = None
-    schedule: str = "linear_warmup"
-    spread: float = 8.0
-    demo_episodes: int = 16
-    rounds: int = 4
-    episodes_per_round: int = 16
-    validation_episodes: int = 4
-    check_ks: tuple[int, ...] = (-3, 0, 3)
-    check_seeds: int = 2
-    curve_ks: tuple[int, ...] = (-3, -2, -1, 0, 1, 2, 3)
-    bc: BCConfig = field(default_factory=lambda: BCConfig(epochs=30, critic_epochs=0))
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    extra_tasks: tuple[MixTask, ...] = ()
-    episodes_per_extra_task: int = 4
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"schedule={self.schedule!r} is invalid; valid: {', '.join(SCHEDULES)}"
-            )
-        if not self.spread >= 1:
-            raise ValueError(f"spread={self.spread!r} is invalid; expected a number >= 1")
-        for name in ("demo_episodes", "episodes_per_round", "validation_episodes", "check_seeds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid; expected >= 1")
-        if self.episodes_per_extra_task < 1:
-            raise ValueError(f"episodes_per_extra_task={self.episodes_per_extra_task!r} is "
-                             "invalid; expected >= 1")  # fmt: skip
-        n_demos = self.demo_episodes + self._extra_episodes()
-        if n_demos > DEMO_SHARE:
-            raise ValueError(
-                f"demo_episodes={self.demo_episodes} (+ {self._extra_episodes()} of the further "
-                f"tasks) is invalid; at most {DEMO_SHARE} in all"
-            )
-        if self.rounds < 0:
-            raise ValueError(f"rounds={self.rounds!r} is invalid; expected an integer >= 0")
-
-    def reference(self) -> float:
-        """The expert's LR: the given one, or the reference table's for the env."""
-        if self.reference_lr is not None:
-            return float(self.reference_lr)
-        entry = reference_entry(self.env_id)
-        total = self.options.get("total_steps", entry.total_steps)
-        if (
-            self.options.get("dataset", entry.dataset) != entry.dataset
-            or total != entry.total_steps
-        ):
-            raise ValueError(
-                f"the reference LR of {self.env_id} was tuned on {entry.dataset} with "
-                f"total_steps={entry.total_steps}; options {self.options} differ: pass reference_lr"
-            )
-        return entry.lr
-
-    def round_seeds(self, seed: int) -> list[list[int]]:
-        """Round 0's (demonstration) and each DAgger round's (RL training) episode seeds."""
-        n_seeds = len(seed_ranges.DEMONSTRATIONS) // DEMO_SHARE
-        if not (isinstance(seed, int) and 0 <= seed < n_seeds):
-            raise ValueError(
-                f"run seed {seed!r} is invalid; expected an integer in 0..{n_seeds - 1} (each "
-                f"owns {DEMO_SHARE} demonstration seeds and an RL-training block)"
-            )
-        demos = seed_ranges.DEMONSTRATIONS[seed * DEMO_SHARE : (seed + 1) * DEMO_SHARE]
-        block = seed_ranges.rl_training_block(seed)
-        n = self.episodes_per_round + self._extra_episodes()
-        return [list(demos[: self.demo_episodes + self._extra_episodes()])] + [
-            list(block[r * n : (r + 1) * n]) for r in range(self.rounds)
-        ]
-
-    def _extra_episodes(self) -> int:
-        return len(self.extra_tasks) * self.episodes_per_extra_task
-
-    def round_tasks(self, r: int) -> list[MixTask | None]:
-        """The task of each of round ``r``'s episodes, in the order of its seeds: None (the
-        main env) for the first ``demo_episodes`` / ``episodes_per_round``, then each further
-        task's ``episodes_per_extra_task``."""
-        n = self.demo_episodes if r == 0 else self.episodes_per_round
-        return [None] * n + [
-            t for t in self.extra_tasks for _ in range(self.episodes_per_extra_task)
-        ]
+from experts.schedules import make_schedule
 
 
 # -- episodes on a backend ---------------------------------------------------------------
@@ -197,7 +84,6 @@ class RolloutItem:
         policy_file: the policy's file; None: the expert acts.
         schedule, reference_lr: the expert (privileged under a drawn base LR).
         seed: the env seed.
-        test: also evaluate the test split after the episode.
     """
 
     env_id: str
@@ -206,14 +92,14 @@ class RolloutItem:
     schedule: str
     reference_lr: float
     seed: int
-    test: bool = False
 
 
 _ENVS: dict[tuple, gym.Env] = {}  # per worker: data loaded once per env
 
 
-def rollout(item: RolloutItem, threads: int = 1) -> tuple[Episode, dict[str, Any] | None]:
-    """Run one item's episode (a pure function of the item); its test metrics if asked."""
+def rollout(item: RolloutItem, threads: int = 1) -> Episode:
+    """Run one item's episode (a pure function of the item). The recipe reads validation
+    losses only: the test split is the final evaluation's (``evaluation.runs``)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -234,13 +120,12 @@ def rollout(item: RolloutItem, threads: int = 1) -> tuple[Episode, dict[str, Any
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a fixed base LR is a deliberate transfer
             actor = load_policy(item.policy_file, env.unwrapped, allow_mismatch=True, device="cpu")
-    episode = run_episode(env, actor, item.seed)
-    test = env.unwrapped.trainee.test_metrics() if item.test else None
-    return episode, test
+    return run_episode(env, actor, item.seed)
 
 
-def run_items(backend: Backend, items: Sequence[RolloutItem], desc: str,
-              progress: bool) -> list[tuple[Episode, dict[str, Any] | None]]:  # fmt: skip
+def run_items(
+    backend: Backend, items: Sequence[RolloutItem], desc: str, progress: bool
+) -> list[Episode]:
     """Every item's episode, in the items' order, run on ``backend``."""
     out: list[Any] = [None] * len(items)
     done = backend.map_unordered(_indexed, list(enumerate(items)))
@@ -249,7 +134,7 @@ def run_items(backend: Backend, items: Sequence[RolloutItem], desc: str,
     return out
 
 
-def _indexed(pair: tuple[int, RolloutItem], threads: int) -> tuple[int, Any]:
+def _indexed(pair: tuple[int, RolloutItem], threads: int) -> tuple[int, Episode]:
     return pair[0], rollout(pair[1], threads)
 
 
@@ -269,9 +154,16 @@ def _save_round(folder: Path, trajectories: Sequence[TrajectoryWithRew]) -> None
 def _load_round(folder: Path) -> list[TrajectoryWithRew]:
     with np.load(folder / "data.npz") as z:
         n = sum(1 for k in z.files if k.startswith("obs_"))
-        return [TrajectoryWithRew(obs=z[f"obs_{i}"], acts=z[f"acts_{i}"], infos=None,
-                                  terminal=True, rews=z[f"rews_{i}"])
-                for i in range(n)]  # fmt: skip
+        return [
+            TrajectoryWithRew(
+                obs=z[f"obs_{i}"],
+                acts=z[f"acts_{i}"],
+                infos=None,
+                terminal=True,
+                rews=z[f"rews_{i}"],
+            )
+            for i in range(n)
+        ]
 
 
 def _check(ks: Sequence[int], n: int) -> list[tuple[int, int]]:
@@ -283,26 +175,60 @@ def _fixed_kwargs(base: dict[str, Any], lr: float) -> tuple[tuple[str, Any], ...
     return tuple(sorted((base | {"base_lr": lr, "base_lr_spread": 1.0}).items()))
 
 
+#: The fields of a per-round check (``loss_check``), each a mean over its seeds.
+CHECK_FIELDS = ("best_val_loss", "final_val_loss", "diverged")
+
+
 def loss_check(
-    backend: Backend, cfg: TuningFreeConfig, reference: float, policy_file: str | None,
+    backend: Backend,
+    cfg: TuningFreeConfig,
+    reference: float,
+    policy_file: str | None,
     progress: bool,
-) -> dict[str, Any]:  # fmt: skip
-    """Final validation and test losses at base LRs ``reference · 2^k`` on model-selection
-    seeds: the policy's, or (``policy_file`` None) the expert's, per ``k`` (mean)."""
+) -> dict[str, Any]:
+    """Best and final validation losses (the env's validation subset) at base LRs
+    ``reference · 2^k`` on model-selection seeds, and how many runs diverged: the policy's,
+    or (``policy_file`` None) the expert's, per ``k`` (means over the seeds). Validation
+    only: these checks are seen during training, so they never read the test split."""
     pairs = _check(cfg.check_ks, cfg.check_seeds)
-    items = [RolloutItem(cfg.env_id, _fixed_kwargs(cfg.options, reference * 2.0**k),
-                         policy_file, cfg.schedule, reference, s, test=True)
-             for k, s in pairs]  # fmt: skip
-    results = run_items(backend, items, "loss check", progress)
+    items = [
+        RolloutItem(
+            cfg.env_id,
+            _fixed_kwargs(cfg.options, reference * 2.0**k),
+            policy_file,
+            cfg.schedule,
+            reference,
+            s,
+        )
+        for k, s in pairs
+    ]
+    episodes = run_items(backend, items, "loss check", progress)
     out: dict[str, Any] = {}
     for k in cfg.check_ks:
-        rows = [r for (kk, _), r in zip(pairs, results, strict=True) if kk == k]
+        rows = [e for (kk, _), e in zip(pairs, episodes, strict=True) if kk == k]
         out[str(k)] = {
-            "final_val_loss": float(np.mean([e.val_losses[-1] for e, _ in rows])),
-            "test_loss": float(np.mean([t["test_loss"] for _, t in rows])),
-            "diverged": sum(e.diverged for e, _ in rows),
+            "best_val_loss": float(np.mean([e.best_val_loss for e in rows])),
+            "final_val_loss": float(np.mean([e.val_losses[-1] for e in rows])),
+            "diverged": sum(e.diverged for e in rows),
         }
     return out
+
+
+def _expert_check(
+    backend: Backend, cfg: TuningFreeConfig, reference: float, folder: Path, progress: bool
+) -> dict[str, Any]:
+    """The expert's ``loss_check``, run once per folder (``expert_check.json``). A folder
+    whose checks read the test split (before they read validation losses only) keeps
+    that file as ``expert_check_test_split.json`` and runs the check again."""
+    path = folder / "expert_check.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if all(set(CHECK_FIELDS) <= set(row) for row in stored.values()):
+            return stored
+        path.replace(folder / "expert_check_test_split.json")
+    check = loss_check(backend, cfg, reference, None, progress)
+    write_json(path, check)
+    return check
 
 
 def train_tuningfree(
@@ -328,8 +254,11 @@ def train_tuningfree(
         check_stage(cfg, ppo)
     reference = cfg.reference()
     round_seeds = cfg.round_seeds(seed)
-    settings = {"config": json.loads(json.dumps(dataclasses.asdict(cfg), default=list)),
-                "seed": seed, "reference_lr": reference}  # fmt: skip
+    settings = {
+        "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=list)),
+        "seed": seed,
+        "reference_lr": reference,
+    }
     settings_file = folder / "settings.json"
     if settings_file.exists():  # a resume: the same run, perhaps to another number of rounds
         stored = json.loads(settings_file.read_text())
@@ -354,27 +283,35 @@ def train_tuningfree(
     dagger = DAggerConfig(rounds=cfg.rounds, bc=cfg.bc)
     t0 = time.perf_counter()
 
-    def items(policy_file: str | None, seeds: Sequence[int],
-              tasks: Sequence[MixTask | None] | None = None) -> list[RolloutItem]:  # fmt: skip
+    def items(
+        policy_file: str | None, seeds: Sequence[int], tasks: Sequence[MixTask | None] | None = None
+    ) -> list[RolloutItem]:
         tasks = tasks or [None] * len(seeds)
-        return [RolloutItem(cfg.env_id, kwargs, policy_file, cfg.schedule, reference, s)
-                if t is None else
-                RolloutItem(t.env_id, task_kwargs(t, cfg.options, cfg.spread), policy_file,
-                            cfg.schedule, t.reference_lr, s)
-                for s, t in zip(seeds, tasks, strict=True)]  # fmt: skip
+        return [
+            RolloutItem(cfg.env_id, kwargs, policy_file, cfg.schedule, reference, s)
+            if t is None
+            else RolloutItem(
+                t.env_id,
+                task_kwargs(t, cfg.options, cfg.spread),
+                policy_file,
+                cfg.schedule,
+                t.reference_lr,
+                s,
+            )
+            for s, t in zip(seeds, tasks, strict=True)
+        ]
 
-    experts = [PrivilegedSchedulePolicy(make_schedule(cfg.schedule), env.action_space,
-                                        t.reference_lr) for t in tasks]  # fmt: skip
+    experts = [
+        PrivilegedSchedulePolicy(make_schedule(cfg.schedule), env.action_space, t.reference_lr)
+        for t in tasks
+    ]
 
     validation_seeds = seed_ranges.take("model_selection", cfg.validation_episodes)
-    validation = [relabel(e, expert) for e, _ in
-                  run_items(backend, items(None, validation_seeds), "validation", progress)]  # fmt: skip
-    expert_check_file = folder / "expert_check.json"
-    if expert_check_file.exists():
-        expert_check = json.loads(expert_check_file.read_text())
-    else:
-        expert_check = loss_check(backend, cfg, reference, None, progress)
-        write_json(expert_check_file, expert_check)
+    validation = [
+        relabel(e, expert)
+        for e in run_items(backend, items(None, validation_seeds), "validation", progress)
+    ]
+    expert_check = _expert_check(backend, cfg, reference, folder, progress)
 
     writer = SummaryWriter(folder / "tb")
     log_hyperparameters(writer, dict(record or {}) | {"seed": seed, "reference_lr": reference})
@@ -392,12 +329,19 @@ def train_tuningfree(
             policy.set_training_mode(True)
         acting = None if r == 0 else str(folder / "rounds" / str(r - 1) / "policy.pt")
         of_round = cfg.round_tasks(r)
-        episodes = [e for e, _ in
-                    run_items(backend, items(acting, seeds, of_round), f"round {r}", progress)]  # fmt: skip
+        episodes = run_items(backend, items(acting, seeds, of_round), f"round {r}", progress)
         n_before = len(data)
         labellers = [expert if t is None else experts[tasks.index(t)] for t in of_round]
-        rec = dagger_round(r, policy, episodes, data, labellers, dagger,
-                           rng=np.random.default_rng([seed, r]), validation=validation)  # fmt: skip
+        rec = dagger_round(
+            r,
+            policy,
+            episodes,
+            data,
+            labellers,
+            dagger,
+            rng=np.random.default_rng([seed, r]),
+            validation=validation,
+        )
         if cfg.extra_tasks:
             rec["tasks"] = per_task(episodes, of_round)
         save_policy(policy, rdir / "policy.pt", cfg.policy, env=env, gamma=cfg.bc.gamma)
@@ -411,7 +355,13 @@ def train_tuningfree(
     final = folder / "rounds" / str(len(round_seeds) - 1) / "policy.pt"
     atomic_write_bytes(folder / "policy.pt", final.read_bytes())
     curves = lr_curves(backend, cfg, reference, str(folder / "policy.pt"), progress)
-    plot_run(folder, records, curves, reference, cfg.schedule)
+    expert_curve = expert_lr_curve(
+        cfg.schedule,
+        reference,
+        env.unwrapped.trainee.total_steps,
+        env.unwrapped.config.steps_per_action,
+    )
+    plot_run(folder, records, curves, reference, cfg.schedule, expert_curve)
     writer.close()
     metrics = {
         "settings": settings,
@@ -419,6 +369,7 @@ def train_tuningfree(
         "rounds": records,
         "expert_check": expert_check,
         "lr_curves": curves,
+        "expert_lr_curve": {"step": expert_curve[0], "lr": expert_curve[1]},
         "policy": str(folder / "policy.pt"),
         "wall_seconds_this_invocation": time.perf_counter() - t0,
         "wall_seconds_rounds": records[-1].get("wall_seconds") if records else None,
@@ -444,8 +395,11 @@ def _but_rounds(settings: dict[str, Any]) -> dict[str, Any]:
 def _differences(a: Any, b: Any, key: str = "") -> list[tuple[str, Any, Any]]:
     """The leaves where two JSON-like values differ, as (dotted key, a's, b's)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(a.keys() | b.keys(), key=str)
-                for d in _differences(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))]  # fmt: skip
+        return [
+            d
+            for k in sorted(a.keys() | b.keys(), key=str)
+            for d in _differences(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+        ]
     return [] if a == b else [(key, a, b)]
 
 
@@ -458,36 +412,81 @@ def _log_round(writer: SummaryWriter, rec: dict[str, Any], expert: dict[str, Any
         )
     writer.add_scalar("dagger/transitions", rec["transitions"], r)
     for k, row in rec["check"].items():
-        writer.add_scalar(
-            f"check/delta_test_loss_k{k}", row["test_loss"] - expert[k]["test_loss"], r
-        )
-        writer.add_scalar(f"check/delta_val_loss_k{k}",
-                          row["final_val_loss"] - expert[k]["final_val_loss"], r)  # fmt: skip
+        for name in ("best_val_loss", "final_val_loss"):
+            writer.add_scalar(f"check/delta_{name}_k{k}", row[name] - expert[k][name], r)
     writer.flush()
 
 
 def _describe(rec: dict[str, Any], expert: dict[str, Any]) -> str:
-    deltas = ", ".join(f"k={k}: {row['test_loss'] - expert[k]['test_loss']:+.4f}"
-                       for k, row in rec["check"].items())  # fmt: skip
-    return (f"round {rec['round']}: {rec['transitions']} transitions, action error "
-            f"{rec['action_error_validation']:.3f} (validation); test loss vs expert {deltas}")  # fmt: skip
+    deltas = ", ".join(
+        f"k={k}: {row['best_val_loss'] - expert[k]['best_val_loss']:+.4f}"
+        for k, row in rec["check"].items()
+    )
+    return (
+        f"round {rec['round']}: {rec['transitions']} transitions, action error "
+        f"{rec['action_error_validation']:.3f} (validation); best validation loss vs "
+        f"expert {deltas}"
+    )
 
 
-def lr_curves(backend: Backend, cfg: TuningFreeConfig, reference: float, policy_file: str,
-              progress: bool) -> dict[str, Any]:  # fmt: skip
-    """The policy's LR at every action from base LRs ``reference · 2^k`` (one held-out seed)."""
+def lr_curves(
+    backend: Backend,
+    cfg: TuningFreeConfig,
+    reference: float,
+    policy_file: str | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """The policy's LR at every action from base LRs ``reference · 2^k`` (one held-out seed;
+    ``policy_file`` None: the expert's). Each action's point is at ``step``, the optimizer
+    steps done when its block ends: ``lr`` was applied to the steps since the previous point."""
     seed = seed_ranges.take("held_out", 1)[0]
-    items = [RolloutItem(cfg.env_id, _fixed_kwargs(cfg.options, reference * 2.0**k), policy_file,
-                         cfg.schedule, reference, seed) for k in cfg.curve_ks]  # fmt: skip
-    results = run_items(backend, items, "LR curves", progress)
-    return {str(k): {"step": e.steps.tolist(), "lr": e.lrs.tolist(), "seed": seed,
-                     "final_val_loss": float(e.val_losses[-1])}
-            for k, (e, _) in zip(cfg.curve_ks, results, strict=True)}  # fmt: skip
+    items = [
+        RolloutItem(
+            cfg.env_id,
+            _fixed_kwargs(cfg.options, reference * 2.0**k),
+            policy_file,
+            cfg.schedule,
+            reference,
+            seed,
+        )
+        for k in cfg.curve_ks
+    ]
+    episodes = run_items(backend, items, "LR curves", progress)
+    return {
+        str(k): {
+            "step": e.steps.tolist(),
+            "lr": e.lrs.tolist(),
+            "seed": seed,
+            "final_val_loss": float(e.val_losses[-1]),
+        }
+        for k, e in zip(cfg.curve_ks, episodes, strict=True)
+    }
 
 
-def plot_run(folder: Path, records: Sequence[dict[str, Any]], curves: dict[str, Any],
-             reference: float, schedule: str) -> None:  # fmt: skip
-    """``plots/action_error`` (per round) and ``plots/lr_curves`` (PNG + CSV each)."""
+def expert_lr_curve(
+    schedule: str, reference: float, total_steps: int, steps_per_action: int
+) -> tuple[list[int], list[float]]:
+    """The privileged expert's LR as the env applies it, on ``lr_curves``' axis: one point
+    per action at the last optimizer step of its block (``info["step"]``), the LR
+    ``s(start / total) · reference`` it chose after ``start`` steps and held for the
+    ``steps_per_action`` steps (fewer in a last, shorter block) that end there."""
+    s = make_schedule(schedule)
+    starts = range(0, total_steps, steps_per_action)
+    ends = [min(t + steps_per_action, total_steps) for t in starts]
+    return ends, [s(t / total_steps) * reference for t in starts]
+
+
+def plot_run(
+    folder: Path,
+    records: Sequence[dict[str, Any]],
+    curves: dict[str, Any],
+    reference: float,
+    schedule: str,
+    expert: tuple[Sequence[int], Sequence[float]],
+) -> None:
+    """``plots/action_error`` (per round) and ``plots/lr_curves`` (PNG + CSV each): the
+    policy's ``curves`` (``lr_curves``) beside the ``expert``'s (``expert_lr_curve``), every
+    point the LR of the action block that ends at that optimizer step."""
     rounds = [r["round"] for r in records]
     series = {
         "validation (expert's states)": (rounds, [r["action_error_validation"] for r in records])
@@ -497,18 +496,24 @@ def plot_run(folder: Path, records: Sequence[dict[str, Any]], curves: dict[str, 
         series["the round's own states, before the fit"] = tuple(
             map(list, zip(*visited, strict=True))
         )
-    save_panels(folder / "plots" / "action_error",
-                [Panel("DAgger", "round", "mean |action - expert action|", series)])  # fmt: skip
-    s = make_schedule(schedule)
-    first = next(iter(curves.values()))
-    total = max(first["step"])
-    steps = [0, *first["step"]]
-    lr_series = {f"k={k} (base {reference * 2.0 ** int(k):.2g})": (c["step"], c["lr"])
-                 for k, c in curves.items()}  # fmt: skip
-    lr_series[f"expert: {schedule} at the reference {reference:.2g}"] = (
-        steps,
-        [s(st / total) * reference for st in steps],
+    save_panels(
+        folder / "plots" / "action_error",
+        [Panel("DAgger", "round", "mean |action - expert action|", series)],
     )
-    save_panels(folder / "plots" / "lr_curves",
-                [Panel("the policy from several base LRs", "optimizer step", "LR", lr_series,
-                       logy=True)])  # fmt: skip
+    lr_series = {
+        f"k={k} (base {reference * 2.0 ** int(k):.2g})": (c["step"], c["lr"])
+        for k, c in curves.items()
+    }
+    lr_series[f"expert: {schedule} at the reference {reference:.2g}"] = expert
+    save_panels(
+        folder / "plots" / "lr_curves",
+        [
+            Panel(
+                "the policy from several base LRs",
+                "optimizer step (end of the action)",
+                "LR",
+                lr_series,
+                logy=True,
+            )
+        ],
+    )

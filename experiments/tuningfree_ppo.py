@@ -15,7 +15,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agents.ppo import FinetuneConfig
 from common.files import atomic_write_bytes, write_json
@@ -23,9 +23,7 @@ from envs.options import EnvOptions
 from envs.rewards import REWARDS, RewardName
 from experiments.ppo_job import finetune
 from experiments.task_mixture import task_kwargs
-
-if TYPE_CHECKING:
-    from experiments.tuningfree import TuningFreeConfig
+from experiments.tuningfree_config import TuningFreeConfig
 
 PPO_BLOCK_OFFSET = 50  # the PPO stage of run seed s trains on RL-training block 50 + s
 
@@ -76,8 +74,14 @@ def check_stage(cfg: TuningFreeConfig, stage: PPOStage) -> None:
         )
 
 
-def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
-              stage: PPOStage, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+def ppo_stage(
+    cfg: TuningFreeConfig,
+    folder: Path,
+    seed: int,
+    reference: float,
+    stage: PPOStage,
+    progress: bool = True,
+) -> dict[str, Any]:
     """PPO from ``folder/policy.pt`` on the recipe's task distribution, privileged critic
     (unless ``stage.privileged_critic`` is False).
 
@@ -87,8 +91,12 @@ def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
     differences against the DAgger start.
     """
     sub = folder / "ppo"
-    settings = {"n_envs": stage.n_envs, "reward": stage.reward,
-                "config": dataclasses.asdict(stage.config), "seed": PPO_BLOCK_OFFSET + seed}  # fmt: skip
+    settings = {
+        "n_envs": stage.n_envs,
+        "reward": stage.reward,
+        "config": dataclasses.asdict(stage.config),
+        "seed": PPO_BLOCK_OFFSET + seed,
+    }
     if cfg.extra_tasks:  # (absent without a mixture: stages written before it resume)
         settings["envs_per_extra_task"] = stage.envs_per_extra_task
     if not stage.privileged_critic:  # (absent when privileged, as every earlier stage was)
@@ -96,25 +104,45 @@ def ppo_stage(cfg: TuningFreeConfig, folder: Path, seed: int, reference: float,
     settings_file = sub / "stage.json"
     resume = (sub / "checkpoint.pt").exists()
     if settings_file.exists() and json.loads(settings_file.read_text()) != settings:
-        raise ValueError(f"{sub} holds a PPO stage of other settings ({settings_file}); "
-                         "give the same PPO settings (--ppo-timesteps may grow) or a new --out")  # fmt: skip
+        raise ValueError(
+            f"{sub} holds a PPO stage of other settings ({settings_file}); "
+            "give the same PPO settings (--ppo-timesteps may grow) or a new --out"
+        )
     write_json(settings_file, settings)
     reward = {} if stage.reward is None else {"reward": stage.reward}
-    options = EnvOptions(**(cfg.options | {"base_lr": reference, "base_lr_spread": cfg.spread}
-                            | reward))  # fmt: skip
+    options = EnvOptions(
+        **(cfg.options | {"base_lr": reference, "base_lr_spread": cfg.spread} | reward)
+    )
     with warnings.catch_warnings():  # the reward may differ from the DAgger file's: meant
         warnings.filterwarnings("ignore", message="fine-tuning .* on another env")
-        run = finetune(folder / "policy.pt", sub, env_id=cfg.env_id, options=options,
-                       total_timesteps=stage.timesteps, n_envs=stage.n_envs,
-                       seed=PPO_BLOCK_OFFSET + seed, config=stage.config, resume=resume,
-                       progress=progress,
-                       reference_lr=reference if stage.privileged_critic else None,
-                       mixture=[(t.env_id,
-                                 dict(task_kwargs(t, cfg.options, cfg.spread)) | reward,
-                                 stage.envs_per_extra_task, t.reference_lr)
-                                for t in cfg.extra_tasks])  # fmt: skip
+        run = finetune(
+            folder / "policy.pt",
+            sub,
+            env_id=cfg.env_id,
+            options=options,
+            total_timesteps=stage.timesteps,
+            n_envs=stage.n_envs,
+            seed=PPO_BLOCK_OFFSET + seed,
+            config=stage.config,
+            resume=resume,
+            progress=progress,
+            reference_lr=reference if stage.privileged_critic else None,
+            mixture=[
+                (
+                    t.env_id,
+                    dict(task_kwargs(t, cfg.options, cfg.spread)) | reward,
+                    stage.envs_per_extra_task,
+                    t.reference_lr,
+                )
+                for t in cfg.extra_tasks
+            ],
+        )
     atomic_write_bytes(folder / "policy_ppo.pt", Path(run["final_policy"]).read_bytes())
-    return {"folder": str(sub), "policy": str(folder / "policy_ppo.pt"),
-            "total_timesteps": run["total_timesteps"], "training_seeds": run["training_seeds"],
-            "paired": run["report"].get("paired", {}),
-            "seconds_this_session": run["seconds_this_session"]}  # fmt: skip
+    return {
+        "folder": str(sub),
+        "policy": str(folder / "policy_ppo.pt"),
+        "total_timesteps": run["total_timesteps"],
+        "training_seeds": run["training_seeds"],
+        "paired": run["report"].get("paired", {}),
+        "seconds_this_session": run["seconds_this_session"],
+    }

@@ -16,4 +16,4 @@ _EXPORTS = {
     "privileged": ("PrivilegedSchedulePolicy",),
     "demos": ("collect_or_load", "load_demonstrations", "save_demonstrations", "to_trajectory"),
 }  # fmt: skip
-__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -13,4 +13,4 @@ _EXPORTS = {
     "hf": ("LearnedLRTrainer", "ReportValLossCallback"),
     "lightning": ("LearnedLRCallback",),
 }
-__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -11,6 +11,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from envs import FEATURES, LRScheduleEnv
 from envs.rewards import divergence_reward
+from tests.envs.scripted import ScriptedTrainee
 from tests.spies import spy_lrs
 from trainees import QuadraticTrainee
 
@@ -34,9 +35,13 @@ def test_continuous_lr_reaches_the_optimizer_at_every_step():
 
 def test_discrete_factors_compound_and_clip():
     env = gym.make(
-        "LRSchedule-Quadratic-v0", action_type="discrete", steps_per_action=2,
-        factors=(0.5, 1.0, 4.0), max_lr_mult=10.0, initial_lr_mult=2.0,
-    )  # fmt: skip
+        "LRSchedule-Quadratic-v0",
+        action_type="discrete",
+        steps_per_action=2,
+        factors=(0.5, 1.0, 4.0),
+        max_lr_mult=10.0,
+        initial_lr_mult=2.0,
+    )
     seen = spy_lrs(env)
     env.reset(seed=0)
     base = env.unwrapped.trainee.base_lr
@@ -85,9 +90,13 @@ def test_budget_spent_terminates_with_final_metrics():
 
 def test_gpt_reports_inference_speed(corpus_dir):
     env = gym.make(
-        "LRSchedule-GPT-v0", data_dir=corpus_dir, total_steps=4, steps_per_action=4,
-        eval_every=4, inference_tokens=8,
-    )  # fmt: skip
+        "LRSchedule-GPT-v0",
+        data_dir=corpus_dir,
+        total_steps=4,
+        steps_per_action=4,
+        eval_every=4,
+        inference_tokens=8,
+    )
     env.reset(seed=0)
     *_, terminated, _, info = env.step(np.zeros(1, np.float32))
     assert terminated and info["avg_inference_tokens_per_second"] > 0
@@ -99,9 +108,12 @@ def run_quadratic(reward: str, log_mult: float, seed: int = 0):
     Returns the return, the infos, loss0 and every optimizer step's minibatch loss.
     """
     env = gym.make(
-        "LRSchedule-Quadratic-v0", reward=reward, total_steps=64, steps_per_action=8,
+        "LRSchedule-Quadratic-v0",
+        reward=reward,
+        total_steps=64,
+        steps_per_action=8,
         eval_every=8,
-    )  # fmt: skip
+    )
     trainee = env.unwrapped.trainee
     losses: list[float] = []
     step = trainee.train_step
@@ -318,11 +330,10 @@ def test_bad_actions():
         denv.unwrapped.step(3)
 
 
-def test_task_randomisation_draws_the_base_lr_per_episode_and_never_shows_it():
-    """base_lr_spread: log-uniform in [base / r, base * r] from the env's np_random; the
-    observation is the same function of the signals whatever the drawn base LR."""
-    import gymnasium as gym
-
+def test_task_randomisation_draws_the_base_lr_per_episode():
+    """base_lr_spread: log-uniform in [base / r, base * r] from the env's np_random, drawn
+    after the trainee's seed (the reset observations, which hold no LR, are a fixed-LR
+    env's). That no observation shows the draw: the two tests below, over whole episodes."""
     fixed = gym.make("LRSchedule-Quadratic-v0", total_steps=32, base_lr=0.01)
     spread = gym.make("LRSchedule-Quadratic-v0", total_steps=32, base_lr=0.01, base_lr_spread=8.0)
     drawn = []
@@ -342,3 +353,63 @@ def test_task_randomisation_draws_the_base_lr_per_episode_and_never_shows_it():
     assert spread.step(np.zeros(1, np.float32))[-1]["base_lr"] == a
     with pytest.raises(ValueError, match=r"base_lr_spread=0.5 is invalid"):
         gym.make("LRSchedule-Quadratic-v0", base_lr_spread=0.5)
+
+
+LOG_LR = FEATURES.index("log_lr_multiplier")
+
+
+def drive(env: gym.Env, seed: int, actions) -> tuple[list[np.ndarray], list[dict]]:
+    """The observations (reset one first) and step infos of an episode with ``actions``."""
+    obs, info = env.reset(seed=seed)
+    observations, infos = [obs], [info]
+    for a in actions:
+        obs, _, terminated, truncated, info = env.step(np.array([a]))
+        observations.append(obs)
+        infos.append(info)
+    assert terminated and not truncated
+    return observations, infos
+
+
+def test_the_drawn_base_lr_reaches_no_column_over_a_whole_episode():
+    """Signals that do not depend on the LR (a scripted trainee), two episodes whose drawn
+    base LRs differ, the same LR multipliers: every observation is the same, bit for bit.
+    Had the base LR or the absolute LR (which differ) entered any column, it would differ."""
+    steps = 48
+    train = 2.0 * np.exp(-np.arange(steps) / 20) + 0.1 * np.sin(np.arange(steps))
+    trainee = ScriptedTrainee(train, 1.5 * np.exp(-np.arange(steps) / 30), loss0=2.0)
+    env = LRScheduleEnv(trainee, window=16, steps_per_action=4, eval_every=8, base_lr_spread=8.0)
+    drawn = {s: env.reset(seed=s)[1]["base_lr"] for s in range(20)}
+    low, high = min(drawn, key=drawn.get), max(drawn, key=drawn.get)
+    assert drawn[high] / drawn[low] > 4
+    actions = [-4.0, -2.5, -1.0, 0.0, 0.5, 1.0, 0.25, -0.5, -1.5, -2.0, -3.0, -4.5]
+    obs_a, infos_a = drive(env, low, actions)
+    obs_b, infos_b = drive(env, high, actions)
+    for a, b, ia, ib in zip(obs_a, obs_b, infos_a, infos_b, strict=True):
+        assert np.array_equal(a, b)
+        assert ia["base_lr"] == drawn[low] and ib["base_lr"] == drawn[high]
+        assert ib["lr"] / ia["lr"] == pytest.approx(drawn[high] / drawn[low])
+    # the LR is seen as the multiplier of the drawn base LR only: each step's 4 rows
+    for n, a in enumerate(actions, start=1):
+        assert obs_a[n][-4:, LOG_LR] == pytest.approx([a] * 4, abs=1e-6)
+        assert obs_a[n][-1, LOG_LR] == pytest.approx(
+            math.log(infos_a[n]["lr"] / infos_a[n]["base_lr"]), abs=1e-6
+        )
+
+
+def test_a_drawn_and_a_given_base_lr_train_alike_and_differ_only_in_the_lr_multiplier():
+    """A real trainee, one seed (the same trainee seed): the drawn base LR b and a given
+    4 b, with multipliers that apply the same LRs, train the same run; the observations
+    differ only in the log LR multiplier column, by log 4 in every row after an action."""
+    spread = gym.make("LRSchedule-Quadratic-v0", total_steps=48, base_lr=0.01, base_lr_spread=8.0)
+    b = spread.reset(seed=5)[1]["base_lr"]
+    assert b != 0.01
+    given = gym.make("LRSchedule-Quadratic-v0", total_steps=48, base_lr=4 * b)
+    actions = [-3.0, -1.0, 0.0, 0.5, -0.5, -2.0]
+    obs_a, infos_a = drive(spread, 5, actions)
+    obs_b, infos_b = drive(given, 5, [a - math.log(4) for a in actions])
+    others = [i for i in range(len(FEATURES)) if i != LOG_LR]
+    for a, b_, ia, ib in zip(obs_a[1:], obs_b[1:], infos_a[1:], infos_b[1:], strict=True):
+        assert ia["lr"] == pytest.approx(ib["lr"], rel=1e-12)
+        np.testing.assert_allclose(a[:, others], b_[:, others], rtol=1e-5, atol=1e-6)
+        acted = (a[:, -1] == 1) & (a[:, 0] < 1)  # real rows but the reset one (no action yet)
+        assert a[acted, LOG_LR] - b_[acted, LOG_LR] == pytest.approx(math.log(4), abs=1e-5)

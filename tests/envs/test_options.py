@@ -18,8 +18,9 @@ from trainees.image import IMAGE_DATASETS
 
 def choices(field: str) -> tuple:
     """The values an ``EnvOptions`` field's type admits, None aside."""
-    (literal,) = [a for a in typing.get_args(typing.get_type_hints(EnvOptions)[field])
-                  if a is not type(None)]  # fmt: skip
+    (literal,) = [
+        a for a in typing.get_args(typing.get_type_hints(EnvOptions)[field]) if a is not type(None)
+    ]
     return typing.get_args(literal)
 
 
@@ -40,9 +41,13 @@ def test_fixed_value_options_are_literals_of_their_registry(field, registry):
 
 @pytest.mark.parametrize(
     "flag, value",
-    [("--reward", "stabilty"), ("--action-type", "box"), ("--dataset", "cifar"),
-     ("--preset", "huge")],
-)  # fmt: skip
+    [
+        ("--reward", "stabilty"),
+        ("--action-type", "box"),
+        ("--dataset", "cifar"),
+        ("--preset", "huge"),
+    ],
+)
 def test_a_value_outside_the_set_is_refused_in_one_line(flag, value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse(EnvOptions, argv=[flag, value])
@@ -53,8 +58,9 @@ def test_a_value_outside_the_set_is_refused_in_one_line(flag, value, capsys):
 
 
 def test_valid_values_parse_unchanged():
-    options = parse(EnvOptions, argv=["--reward", "neg_val_loss", "--dataset", "digits",
-                                      "--total-steps", "64"])  # fmt: skip
+    options = parse(
+        EnvOptions, argv=["--reward", "neg_val_loss", "--dataset", "digits", "--total-steps", "64"]
+    )
     assert options.kwargs() == {"reward": "neg_val_loss", "dataset": "digits", "total_steps": 64}
 
 

@@ -260,9 +260,14 @@ def adversarial_losses(scale: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]
 def test_diverging_never_pays(name, params, margin):
     trainee = ScriptedTrainee(np.ones(T), loss0=LOSS0)
     env = LRScheduleEnv(
-        trainee, window=8, steps_per_action=STEPS_PER_ACTION, eval_every=EVAL_EVERY,
-        reward=name, reward_params=params, divergence_margin=margin,
-    )  # fmt: skip
+        trainee,
+        window=8,
+        steps_per_action=STEPS_PER_ACTION,
+        eval_every=EVAL_EVERY,
+        reward=name,
+        reward_params=params,
+        divergence_margin=margin,
+    )
     bounds = return_bounds(name, params)
 
     finished: dict[int, float] = {}

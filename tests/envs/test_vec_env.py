@@ -151,8 +151,11 @@ def test_a_mixed_vec_env_steps_each_part_as_its_single_envs_from_disjoint_seeds(
     obs = mixed.reset()
     seeds = [info["episode_seed"] for info in mixed.reset_infos]
     assert seeds == [700, 701, 730]  # part 0 owns 700..729, part 1 730..759
-    singles = [gym.make(quad, total_steps=64), gym.make(quad, total_steps=64),
-               gym.make(quad, total_steps=96, base_lr=0.02)]  # fmt: skip
+    singles = [
+        gym.make(quad, total_steps=64),
+        gym.make(quad, total_steps=64),
+        gym.make(quad, total_steps=96, base_lr=0.02),
+    ]
     want = [env.reset(seed=s)[0] for env, s in zip(singles, seeds, strict=True)]
     np.testing.assert_allclose(obs, np.stack(want), rtol=1e-5, atol=1e-6)
     n_actions = 64 // envs[0].config.steps_per_action  # the 64-step episodes' length
@@ -160,11 +163,16 @@ def test_a_mixed_vec_env_steps_each_part_as_its_single_envs_from_disjoint_seeds(
         obs, rewards, dones, infos = mixed.step(step)
         for k, env in enumerate(singles):
             o, r, terminated, *_ = env.step(step[k])
-            np.testing.assert_allclose(infos[k].get("terminal_observation", obs[k]), o,
-                                       rtol=1e-5, atol=1e-6)  # fmt: skip
+            np.testing.assert_allclose(
+                infos[k].get("terminal_observation", obs[k]), o, rtol=1e-5, atol=1e-6
+            )
             assert rewards[k] == pytest.approx(r, rel=1e-5, abs=1e-7)
             assert dones[k] == terminated
     assert dones.tolist() == [True, True, False]  # the 96-step episode goes on
     with pytest.raises(ValueError, match=r"part 1 has observation_space .* one policy cannot"):
-        MixedVecEnv([make_batched_vec_env(quad, 1, total_steps=64),
-                     make_batched_vec_env(quad, 1, total_steps=64, window=32)])  # fmt: skip
+        MixedVecEnv(
+            [
+                make_batched_vec_env(quad, 1, total_steps=64),
+                make_batched_vec_env(quad, 1, total_steps=64, window=32),
+            ]
+        )
