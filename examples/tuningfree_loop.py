@@ -120,8 +120,8 @@ def plot(runs: list[dict], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in runs:
         style = "-" if r["schedule"] == "tuningfree" else "--"
-        ax.plot(range(1, STEPS + 1), r["lrs"], style, label=f"{r['schedule']} from {r['lr']:.0e}")
-    ax.axhline(TUNED_LR, color="gray", lw=0.8, label=f"cosine's tuned LR {TUNED_LR:.0e}")
+        ax.plot(range(1, STEPS + 1), r["lrs"], style, label=f"{r['schedule']} from {r['lr']:g}")
+    ax.axhline(TUNED_LR, color="gray", lw=0.8, label=f"cosine's tuned LR {TUNED_LR:g}")
     ax.set(
         yscale="log",
         xlabel="optimizer step",
@@ -175,7 +175,7 @@ def main(args: Args) -> None:
             for s in ("tuningfree", "cosine")
         )
         print(
-            f"  from {lr:.0e} ({'8x too high' if f > 1 else '8x too low'}): "
+            f"  from {lr:g} ({'8x too high' if f > 1 else '8x too low'}): "
             f"tuningfree {tf['test_loss']:.4f}   cosine {cos['test_loss']:.4f}"
         )
     plot(runs, out)

@@ -171,6 +171,27 @@ def _check(ks: Sequence[int], n: int) -> list[tuple[int, int]]:
     return [(k, s) for k in ks for s in seeds]
 
 
+def _fixed_items(
+    cfg: TuningFreeConfig,
+    reference: float,
+    policy_file: str | None,
+    pairs: Sequence[tuple[int, int]],
+) -> list[RolloutItem]:
+    """One rollout per ``(k, seed)`` from the fixed base LR ``reference · 2^k``: the
+    policy's, or (``policy_file`` None) the expert's."""
+    return [
+        RolloutItem(
+            cfg.env_id,
+            _fixed_kwargs(cfg.options, reference * 2.0**k),
+            policy_file,
+            cfg.schedule,
+            reference,
+            s,
+        )
+        for k, s in pairs
+    ]
+
+
 def _fixed_kwargs(base: dict[str, Any], lr: float) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((base | {"base_lr": lr, "base_lr_spread": 1.0}).items()))
 
@@ -191,17 +212,7 @@ def loss_check(
     or (``policy_file`` None) the expert's, per ``k`` (means over the seeds). Validation
     only: these checks are seen during training, so they never read the test split."""
     pairs = _check(cfg.check_ks, cfg.check_seeds)
-    items = [
-        RolloutItem(
-            cfg.env_id,
-            _fixed_kwargs(cfg.options, reference * 2.0**k),
-            policy_file,
-            cfg.schedule,
-            reference,
-            s,
-        )
-        for k, s in pairs
-    ]
+    items = _fixed_items(cfg, reference, policy_file, pairs)
     episodes = run_items(backend, items, "loss check", progress)
     out: dict[str, Any] = {}
     for k in cfg.check_ks:
@@ -440,17 +451,7 @@ def lr_curves(
     ``policy_file`` None: the expert's). Each action's point is at ``step``, the optimizer
     steps done when its block ends: ``lr`` was applied to the steps since the previous point."""
     seed = seed_ranges.take("held_out", 1)[0]
-    items = [
-        RolloutItem(
-            cfg.env_id,
-            _fixed_kwargs(cfg.options, reference * 2.0**k),
-            policy_file,
-            cfg.schedule,
-            reference,
-            seed,
-        )
-        for k in cfg.curve_ks
-    ]
+    items = _fixed_items(cfg, reference, policy_file, [(k, seed) for k in cfg.curve_ks])
     episodes = run_items(backend, items, "LR curves", progress)
     return {
         str(k): {

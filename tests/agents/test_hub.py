@@ -205,20 +205,26 @@ def run_loop(sched, opt, model, steps: int, *, max_norm=1.0, val_every=None) -> 
         sched.step()
 
 
+def small_run(folder: Path, optimizer: type, *, total_steps: int):
+    """A scheduler from ``folder`` on a linear model, 8 steps per action, eval every 16."""
+    model = torch.nn.Linear(4, 2)
+    opt = optimizer(model.parameters(), lr=1e-3)
+    sched = LearnedLRScheduler(
+        opt,
+        str(folder),
+        model=model,
+        total_steps=total_steps,
+        initial_val_loss=1.0,
+        steps_per_action=8,
+        eval_every=16,
+    )
+    return sched, opt, model
+
+
 def test_out_of_domain_use_warns_once_per_cause_in_one_line(policy_file, tmp_path):
     folder = saved(policy_file, tmp_path / "hub", domain=Domain(total_steps=(64, 128)))
-    model = torch.nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     with pytest.warns(OutOfDomainWarning) as seen:
-        sched = LearnedLRScheduler(
-            opt,
-            str(folder),
-            model=model,
-            total_steps=1024,
-            initial_val_loss=1.0,
-            steps_per_action=8,
-            eval_every=16,
-        )
+        sched, opt, model = small_run(folder, torch.optim.SGD, total_steps=1024)
         run_loop(sched, opt, model, 64, max_norm=5.0)
     messages = [str(w.message) for w in seen]
     assert messages == [
@@ -232,17 +238,7 @@ def test_out_of_domain_use_warns_once_per_cause_in_one_line(policy_file, tmp_pat
 
 def test_inside_the_domain_nothing_is_warned(policy_file, tmp_path):
     folder = saved(policy_file, tmp_path / "hub", domain=Domain(total_steps=(64, 128)))
-    model = torch.nn.Linear(4, 2)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        sched = LearnedLRScheduler(
-            opt,
-            folder,
-            model=model,
-            total_steps=256,
-            initial_val_loss=1.0,
-            steps_per_action=8,
-            eval_every=16,
-        )
+        sched, opt, model = small_run(folder, torch.optim.AdamW, total_steps=256)
         run_loop(sched, opt, model, 64, val_every=16)

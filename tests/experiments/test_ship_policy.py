@@ -73,19 +73,24 @@ def test_ship_policy_writes_the_card_and_the_results_page(tmp_path):
     pt = save_policy(policy, tmp_path / "p.pt", config, env=env, gamma=0.99)
     page = tmp_path / "page.md"
     page.write_text("# Results\n\n<!-- mine-v1 table: filled later -->\n\nMore.\n")
-    folder = ship_policy(
-        pt,
-        tmp_path / "mine-v1",
-        name="mine-v1",
-        card="# Card\n\n{table}",
-        workloads=[Workload("MLP", "held out", results(tmp_path))],
-        policies=[("pol", "mine-v1")],
-        domain=Domain(),
-        training={"commit": "abc"},
-        results_page=page,
-    )
+    workloads = [Workload("MLP", "held out", results(tmp_path))]
+
+    def ship(training: dict) -> Path:
+        return ship_policy(
+            pt,
+            tmp_path / "mine-v1",
+            name="mine-v1",
+            card="# Card\n\n{table}",
+            workloads=workloads,
+            policies=[("pol", "mine-v1")],
+            domain=Domain(),
+            training=training,
+            results_page=page,
+        )
+
+    folder = ship({"commit": "abc"})
     card = (folder / "README.md").read_text()
-    expected = card_table([Workload("MLP", "held out", results(tmp_path))], [("pol", "mine-v1")])
+    expected = card_table(workloads, [("pol", "mine-v1")])
     assert extract_table(card, "mine-v1") == expected
     text = page.read_text()
     assert text.startswith("# Results\n\n" + table_block("mine-v1", expected))
@@ -94,17 +99,7 @@ def test_ship_policy_writes_the_card_and_the_results_page(tmp_path):
         "commit": "abc"
     }
     # shipping again replaces the block rather than adding one
-    ship_policy(
-        pt,
-        tmp_path / "mine-v1",
-        name="mine-v1",
-        card="# Card\n\n{table}",
-        workloads=[Workload("MLP", "held out", results(tmp_path))],
-        policies=[("pol", "mine-v1")],
-        domain=Domain(),
-        training={},
-        results_page=page,
-    )
+    ship({})
     assert page.read_text() == text
 
 
