@@ -65,7 +65,7 @@ def card_table(workloads: Sequence[Workload], policies: Sequence[tuple[str, str]
     head = ["workload", "relation to training", *(title for _, title in columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for w in workloads:
-        methods = json.loads(Path(w.results).read_text())["methods"]
+        methods = json.loads(Path(w.results).read_text())["summary"]["methods"]
         cells = [w.label, w.relation]
         for name, _ in columns:
             if name not in methods:

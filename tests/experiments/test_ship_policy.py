@@ -12,7 +12,10 @@ import pytest
 from agents.hub import Domain, from_pretrained
 from agents.policy import PolicyConfig, make_policy, save_policy
 from agents.pretrained import shipped_folder
+from evaluation.backends import LocalBackend
+from experiments.lr_sweep import sweep_job
 from experiments.ship_policy import (
+    BASELINES,
     Workload,
     card_table,
     extract_table,
@@ -38,7 +41,7 @@ def results(tmp_path: Path) -> Path:
         "range_test_cosine": {"takes_lr": False, "worst_delta": point(None, 0, -0.1, 0.1)},
     }
     path = tmp_path / "results.json"
-    path.write_text(json.dumps({"methods": methods}))
+    path.write_text(json.dumps({"summary": {"methods": methods}}))  # a sweep's results.json
     return path
 
 
@@ -108,3 +111,33 @@ def test_the_shipped_cards_table_equals_the_results_pages():
     for name in ("tuningfree-v1",):
         card = (shipped_folder(name) / "README.md").read_text()
         assert extract_table(card, name) == extract_table(page, name)
+
+
+def test_card_table_reads_a_real_sweeps_results(tmp_path):
+    env = gym.make("LRSchedule-Quadratic-v0", total_steps=32)
+    config = PolicyConfig(features_dim=8, patch_size=8, d_model=8, n_layers=1)
+    policy = make_policy(env.observation_space, env.action_space, config)
+    pt = save_policy(policy, tmp_path / "p.pt", config, env=env, gamma=0.99)
+    plan = {
+        "env_id": "LRSchedule-Quadratic-v0",
+        "options": {"total_steps": 32},
+        "reference_lr": 0.01,
+        "ks": [-1, 0],
+        "final_seeds": [10_000, 10_001],
+        "methods": [name for name, _ in BASELINES],
+        "policies": [f"pol={pt}"],
+    }
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    sweep_job(tmp_path / "plan.json", tmp_path / "out", LocalBackend(workers=0), progress=False)
+    results = tmp_path / "out" / "results.json"
+    row = card_table([Workload("Quad", "held out", results)], [("pol", "mine")]).splitlines()[2]
+    methods = json.loads(results.read_text())["summary"]["methods"]
+    worst = methods["pol"]["worst_delta"]
+    assert row.startswith(
+        f"| Quad | held out | {worst['mean']:+.4f} [{worst['ci_low']:+.4f}, "
+        f"{worst['ci_high']:+.4f}] (k = {worst['k']:+d}) |"
+    )
+    prodigy = methods["prodigy_cosine"]["worst_delta"]
+    assert (
+        f"| {prodigy['mean']:+.4f} [{prodigy['ci_low']:+.4f}, {prodigy['ci_high']:+.4f}] |" in row
+    )
