@@ -202,6 +202,8 @@ def save_pretrained(
     atomic_write_bytes(folder / WEIGHTS, weights)
     atomic_write_text(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
     atomic_write_text(folder / CARD, card_metadata(name) + card.rstrip() + "\n")
+    for f in (WEIGHTS, CONFIG, CARD):  # a folder to share: readable, not mkstemp's 0600
+        (folder / f).chmod(0o644)
     return folder
 
 

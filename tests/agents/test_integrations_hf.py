@@ -261,3 +261,24 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
     trainer = LearnedLRTrainer(model, args(), train_dataset=TRAIN, policy=SignalPolicy())
     with pytest.raises(ValueError, match=r"pass initial_val_loss= or an eval_dataset"):
         trainer.train()
+
+
+def test_the_shipped_policy_by_name(tmp_path):
+    """policy="tuningfree" trains with the shipped policy; HF's AdamW, max_norm=1.0, 128
+    steps and an evaluation every 64 are inside its domain, so nothing is warned."""
+    import warnings
+
+    from agents.scheduler import OutOfDomainWarning
+
+    model = tiny_gpt2()
+    args = training_args(tmp_path, 1, max_steps=128, eval_steps=64, save_strategy="no")
+    trainer = LearnedLRTrainer(
+        model, args, train_dataset=TRAIN, eval_dataset=VAL, policy="tuningfree", max_norm=1.0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", category=OutOfDomainWarning)
+        trainer.train()
+    sched = trainer.lr_scheduler.scheduler
+    assert sched.policy.lrgym_pretrained.name == "tuningfree-v1"
+    assert sched.steps_per_action == 32 and sched.signals.steps_done == 128
+    assert sched.signals.last_eval_step == 128  # the evaluations reached it

@@ -222,3 +222,30 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
         fit(Regressor(), callbacks=[callback], gradient_clip_val=0.5)
     with pytest.raises(ValueError, match=r"max_norm=-1 is invalid"):
         LearnedLRCallback(SignalPolicy(), initial_val_loss=1.0, max_norm=-1)
+
+
+def test_the_shipped_policy_by_name_and_its_domain_warning(tmp_path):
+    """The callback takes a shipped name; this module's SGD is outside its domain: one warning."""
+    from agents.scheduler import OutOfDomainWarning
+
+    module = Regressor()
+    callback = LearnedLRCallback("tuningfree", initial_val_loss=evaluate(module.net), max_norm=1.0)
+    trainer = L.Trainer(
+        max_steps=16,
+        val_check_interval=4,
+        accelerator="cpu",
+        devices=1,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with pytest.warns(OutOfDomainWarning) as seen:
+        trainer.fit(module, *loaders())
+    messages = [str(w.message) for w in seen if w.category is OutOfDomainWarning]
+    assert (
+        messages[0]
+        == "tuningfree-v1 used outside its trained domain: optimizer SGD (trained with AdamW)"
+    )
+    assert callback.scheduler.scheduler.policy.lrgym_pretrained.name == "tuningfree-v1"
