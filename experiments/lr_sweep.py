@@ -15,6 +15,7 @@ from envs.config import EnvConfig
 from evaluation.backends import Backend
 from evaluation.methods import METHODS
 from evaluation.reference_lrs import REFERENCE_LRS
+from evaluation.seed_blocks import check_block
 from evaluation.sweep import (
     check_action_bounds,
     check_pairs,
@@ -40,11 +41,13 @@ def check_arguments(
     """Check a sweep's arguments against its plan before any work; the pairs as tuples.
 
     Raises:
-        ValueError: a plan file that does not exist, an unknown method in ``add_methods``,
-            or a pair that is not ``A:B`` of two methods (or policies) of the sweep.
+        ValueError: a plan file that does not exist, one whose final seeds another plan
+            took on the same workload (``evaluation.seed_blocks``), an unknown method in
+            ``add_methods``, or a pair that is not ``A:B`` of two methods (or policies).
     """
     if not Path(plan_path).is_file():
         raise ValueError(f"plan {str(plan_path)!r} is not a file (see evaluation/plans/)")
+    check_block(plan_path)
     plan, _ = read_plan(plan_path)
     unknown = [m for m in add_methods if m not in METHODS]
     if unknown:
