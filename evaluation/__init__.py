@@ -1,5 +1,6 @@
 """Evaluation: methods x envs x seeds on local or Ray backends, resumable run folders, reports.
-Also the LR sweep. Public names load their module on first use: importing one loads no other."""
+Also the LR sweep, the final-seed blocks of its plans and the suite's score. Public names
+load their module on first use: importing one loads no other."""
 
 from __future__ import annotations
 
@@ -23,5 +24,7 @@ _EXPORTS = {
         "run_sweep", "summarize_sweep", "sweep_from_plan",
     ),
     "sweep_report": ("plot_sweep", "sweep_markdown", "write_sweep_report"),
+    "seed_blocks": ("LEGACY_PLANS", "block_conflicts", "check_block", "read_plans", "workload"),
+    "suite_score": ("suite_score",),
 }  # fmt: skip
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

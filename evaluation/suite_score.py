@@ -1,0 +1,137 @@
+"""The score of methods over a suite of workloads, each swept from base LRs reference x 2^k.
+
+Per workload, each method's paired Δ test loss vs the reference (tuned cosine: the
+reference method at k = 0) at every k, with bootstrap CIs over seeds, and its worst k.
+Across workloads, a mean rank, so that no workload's loss scale dominates: in each cell
+(workload, k) the methods are ranked by their mean test loss over seeds (1 = best, ties
+share the mean rank; a method without an LR enters every k of its workload with its one
+value), ranks are averaged over the k of a workload, then over workloads with equal
+weight. Its CI resamples each workload's seeds (the same resample for every method: the
+comparison stays paired) and ranks again.
+
+The input is a plain table, one row per run: ``{"workload", "method", "k", "seed",
+"test_loss"}`` (``k`` None for a method that takes no LR).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from common.stats import paired_difference
+
+Row = Mapping[str, Any]
+
+
+def _table(rows: Sequence[Row], reference: str):
+    """``{workload: (seeds, ks, {method: {k: {seed: loss}}})}``, checked complete.
+
+    Raises:
+        ValueError: a workload without the reference at k = 0, or a method missing a seed
+            the reference ran, naming them.
+    """
+    by: dict[str, dict[str, dict[Any, dict[int, float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(dict))
+    )
+    for r in rows:
+        by[r["workload"]][r["method"]][r["k"]][int(r["seed"])] = float(r["test_loss"])
+    out = {}
+    for w, methods in sorted(by.items()):
+        if 0 not in methods.get(reference, {}):
+            raise ValueError(f"workload {w!r} has no {reference!r} run at k = 0 (the reference)")
+        seeds = sorted(methods[reference][0])
+        ks = sorted(k for k in methods[reference] if k is not None)
+        for m, per_k in methods.items():
+            for k, got in per_k.items():
+                if sorted(got) != seeds:
+                    raise ValueError(
+                        f"workload {w!r}: {m} at k={k} ran seeds {sorted(got)}, "
+                        f"the reference {seeds}"
+                    )
+        out[w] = (seeds, ks, methods)
+    return out
+
+
+def _at(per_k: Mapping[Any, Mapping[int, float]], k: int) -> Mapping[int, float] | None:
+    """A method's runs at ``k``: its own, or its one LR-free point."""
+    return per_k.get(k, per_k.get(None))
+
+
+def _mean_ranks(table, pick) -> dict[str, float]:
+    """Mean rank per method over workloads (each weighted equally), ``pick(w, seeds)``
+    choosing the seeds (indices) of each workload."""
+    totals: dict[str, list[float]] = defaultdict(list)
+    for w, (seeds, ks, methods) in table.items():
+        chosen = [seeds[i] for i in pick(w, len(seeds))]
+        names = sorted(methods)
+        per_k = []
+        for k in ks:
+            means = [np.mean([_at(methods[m], k)[s] for s in chosen]) for m in names]
+            per_k.append(rankdata(means))  # 1 = the lowest loss; ties share their mean rank
+        for name, rank in zip(names, np.mean(per_k, axis=0), strict=True):
+            totals[name].append(float(rank))
+    return {m: float(np.mean(r)) for m, r in totals.items()}
+
+
+def suite_score(
+    rows: Sequence[Row],
+    *,
+    reference: str = "cosine",
+    seed: int = 0,
+    n_boot: int = 2000,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Per workload and method: the paired Δ vs the reference at k = 0 at every k and the
+    worst one; across workloads: each method's mean rank with a bootstrap CI.
+
+    Every method must appear on every workload (a mean rank over different workloads
+    compares nothing).
+
+    Raises:
+        ValueError: a workload without the reference at k = 0, a method that misses a
+            seed or a workload, naming it.
+    """
+    table = _table(rows, reference)
+    everywhere = set.intersection(*(set(methods) for _, _, methods in table.values()))
+    for w, (_, _, methods) in table.items():
+        missing = sorted(set(methods) - everywhere)
+        if missing:
+            raise ValueError(f"{missing} ran on {w!r} but not on every workload")
+    per_workload: dict[str, dict[str, Any]] = {}
+    for w, (seeds, ks, methods) in table.items():
+        ref = methods[reference][0]
+        out = {}
+        for m, per_k in sorted(methods.items()):
+            deltas = {}
+            for k in ks if None not in per_k else [None]:
+                runs = _at(per_k, k)
+                deltas[k] = paired_difference([runs[s] - ref[s] for s in seeds], seed=seed)
+            worst_k = max(deltas, key=lambda k: deltas[k]["mean"])
+            out[m] = {
+                "takes_lr": None not in per_k,
+                "delta": deltas,
+                "worst": {"k": worst_k, **deltas[worst_k]},
+            }
+        per_workload[w] = out
+    rng = np.random.default_rng(seed)
+    point = _mean_ranks(table, lambda w, n: range(n))
+    boots = [_mean_ranks(table, lambda w, n: rng.integers(0, n, n)) for _ in range(n_boot)]
+    alpha = (1.0 - level) / 2
+    ranks = {
+        m: {
+            "mean_rank": point[m],
+            "ci_low": float(np.quantile([b[m] for b in boots], alpha)),
+            "ci_high": float(np.quantile([b[m] for b in boots], 1.0 - alpha)),
+        }
+        for m in sorted(point)
+    }
+    return {
+        "reference": reference,
+        "workloads": per_workload,
+        "mean_rank": ranks,
+        "n_methods": len(point),
+    }
