@@ -22,17 +22,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from agents.policy import PolicyConfig, PolicyFile, make_policy, read_policy_file
+from agents.policy import PolicyConfig, PolicyFile, build_policy, check_env, read_policy_file
 from common.files import atomic_write_bytes, atomic_write_text
 
 FORMAT = "lrschedule-gym-pretrained/1"
@@ -47,23 +49,31 @@ OBSERVATION_VERSION = "v0"
 class Domain:
     """Where a policy was trained, so where it is valid; a scheduler warns outside it.
 
+    The cadence (optimizer steps per action, between validation losses) is not here: the
+    env signature a policy records holds it, and a scheduler that overrides it warns too.
+
     Attributes:
         optimizers: optimizer classes it was trained with (``type(opt).__name__``).
         total_steps: the smallest and largest budget (optimizer steps) it was trained on.
         max_grad_norm: the gradient clipping it was trained with (None: none).
-        steps_per_action: optimizer steps each action's LR is held.
-        eval_every: optimizer steps between validation losses.
         budget_slack: a budget within ``[min / slack, max x slack]`` is not warned.
     """
 
     optimizers: tuple[str, ...] = ("AdamW",)
     total_steps: tuple[int, int] = (128, 2000)
     max_grad_norm: float | None = 1.0
-    steps_per_action: int = 32
-    eval_every: int = 64
     budget_slack: float = 2.0
 
     def __post_init__(self) -> None:
+        if not (
+            isinstance(self.optimizers, tuple)
+            and self.optimizers
+            and all(isinstance(o, str) for o in self.optimizers)
+        ):
+            raise ValueError(
+                f"Domain.optimizers={self.optimizers!r} is invalid; expected a non-empty "
+                "tuple of optimizer class names, e.g. ('AdamW',)"
+            )
         lo, hi = self.total_steps
         if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi):
             raise ValueError(
@@ -249,7 +259,8 @@ def read_pretrained(folder: str | Path) -> Pretrained:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise PretrainedError(f"{cfg_path} is not a config of format {FORMAT}: found {found!r}")
     data = w_path.read_bytes()
-    expected = config.get("sha256", {}).get(WEIGHTS)
+    hashes = config.get("sha256")
+    expected = hashes.get(WEIGHTS) if isinstance(hashes, dict) else None
     if hashlib.sha256(data).hexdigest() != expected:
         raise PretrainedError(
             f"{w_path} does not match the SHA-256 in {cfg_path} "
@@ -271,10 +282,11 @@ def read_pretrained(folder: str | Path) -> Pretrained:
             state_dict=state,
         )
         domain = Domain.from_json(config["domain"])
+        name = str(config["name"])
     except (SafetensorError, KeyError, TypeError, ValueError) as e:
         why = f"{type(e).__name__}: {e}".replace("\n", " ")
         raise PretrainedError(f"{folder} cannot be read as a pretrained policy: {why}") from None
-    return Pretrained(pf, config["name"], domain, config, folder)
+    return Pretrained(pf, name, domain, config, folder)
 
 
 def _local_folder(folder_or_repo_id: str | Path, revision: str | None) -> Path:
@@ -303,37 +315,40 @@ def _local_folder(folder_or_repo_id: str | Path, revision: str | None) -> Path:
 
 def from_pretrained(
     folder_or_repo_id: str | Path,
+    env: gym.Env | Mapping[str, Any] | None = None,
     *,
+    allow_mismatch: bool = False,
     revision: str | None = None,
     device: str | torch.device = "auto",
 ) -> ActorCriticPolicy:
     """Load a policy saved by :func:`save_pretrained` from a local folder or a Hub repo id.
 
-    The returned policy is ready for :class:`agents.scheduler.LearnedLRScheduler`: it
-    carries the file's contents (without the weights) as ``policy.lrgym_file`` and the
-    folder's :class:`Pretrained` (without the weights) as ``policy.lrgym_pretrained``.
-    The caller's global RNG state is left untouched.
+    ``env`` and ``allow_mismatch`` check the env it will act in against the recorded one,
+    as :func:`agents.policy.load_policy` does. The returned policy is ready for
+    :class:`agents.scheduler.LearnedLRScheduler`: it carries the file's contents (without
+    the weights) as ``policy.lrgym_file`` and the folder's :class:`Pretrained` (without
+    the weights) as ``policy.lrgym_pretrained``. The caller's global RNG state is left
+    untouched.
 
     Raises:
         PretrainedError: a missing, truncated or tampered file (one line naming it), or
             a repo id that cannot be downloaded.
+        ValueError: a mismatched env (naming every mismatch).
     """
     pre = read_pretrained(_local_folder(folder_or_repo_id, revision))
-    pf = pre.file
-    policy = make_policy(pf.observation_space, pf.action_space, pf.config)
+    if env is not None:
+        source = str(pre.folder)
+        for m in check_env(pre.file.env, env, allow_mismatch=allow_mismatch, source=source):
+            warnings.warn(f"{source}: transferred to another env: {m}", stacklevel=2)
     try:
-        policy.load_state_dict(pf.state_dict)
+        policy = build_policy(pre.file, device)
     except RuntimeError as e:
         raise PretrainedError(
             f"{pre.folder / WEIGHTS} does not fit the architecture in "
             f"{pre.folder / CONFIG}: {str(e).splitlines()[0]}"
         ) from None
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    policy.set_training_mode(False)
-    policy.lrgym_file = dataclasses.replace(pf, state_dict={})
     policy.lrgym_pretrained = dataclasses.replace(pre, file=policy.lrgym_file)
-    return policy.to(device)
+    return policy
 
 
 def push_to_hub(

@@ -273,6 +273,16 @@ def load_policy(
     if env is not None:
         for m in check_env(saved.env, env, allow_mismatch=allow_mismatch, source=str(path)):
             warnings.warn(f"{path}: transferred to another env: {m}", stacklevel=2)
+    return build_policy(saved, device)
+
+
+def build_policy(saved: PolicyFile, device: str | torch.device = "auto") -> ActorCriticPolicy:
+    """The network of a policy's contents, in eval mode on ``device`` (``"auto"``: CUDA
+    when available), carrying the contents without the weights as ``policy.lrgym_file``.
+
+    Raises:
+        RuntimeError: the weights do not fit the architecture (``load_state_dict``'s).
+    """
     policy = make_policy(saved.observation_space, saved.action_space, saved.config)
     policy.load_state_dict(saved.state_dict)
     if device == "auto":

@@ -76,9 +76,10 @@ class LearnedLRScheduler(LRScheduler):
 
     A shipped or Hub-format policy records the domain it was trained in
     (:class:`agents.hub.Domain`); outside it the scheduler warns, once per cause and in
-    one line: another optimizer class, a budget far outside the trained range, another
-    gradient clipping given to ``observe(max_norm=)``, or no validation loss reported by the time
-    two evaluations were due.
+    one line: another optimizer class, a budget far outside the trained range, a cadence
+    (``steps_per_action``, ``eval_every``) other than the one it was trained with, another
+    gradient clipping given to ``observe(max_norm=)``, or no validation loss reported by
+    the time two evaluations were due.
     """
 
     def __init__(
@@ -122,7 +123,7 @@ class LearnedLRScheduler(LRScheduler):
         self.domain: Domain | None = getattr(pretrained, "domain", None)
         self._warned: set[str] = set()
         self._val_reported = False
-        self._check_setup(optimizer)
+        self._check_setup(optimizer, cfg)
         super().__init__(optimizer, last_epoch)
 
     # -- what the training loop calls ------------------------------------------------------
@@ -181,13 +182,8 @@ class LearnedLRScheduler(LRScheduler):
                 )
             self._observed = self._stepped_optimizer = False
             done = self.signals.steps_done
-            due = 2 * self.signals.eval_every
-            if self.domain is not None and not self._val_reported and done >= due:
-                self._warn(
-                    "val",
-                    f"no validation loss reported in {done} steps (trained "
-                    f"with one every {self.domain.eval_every}: call report_val_loss)",
-                )
+            if not self._val_reported and self.domain is not None:
+                self._check_val_reported(done)
             if done < self.total_steps and done % self.steps_per_action == 0:
                 self._act()
         self.last_epoch += 1
@@ -223,26 +219,45 @@ class LearnedLRScheduler(LRScheduler):
         self._apply()
 
     # -- internals -------------------------------------------------------------------------
-    def _check_setup(self, optimizer: torch.optim.Optimizer) -> None:
-        """Warn where the optimizer or the budget is outside the policy's domain."""
+    def _check_setup(self, optimizer: torch.optim.Optimizer, cfg: dict[str, Any]) -> None:
+        """Warn where the optimizer, the budget or the cadence is outside the policy's
+        domain (called from ``__init__``: the warning points at the caller's line)."""
         d = self.domain
         if d is None:
             return
         kind = type(optimizer).__name__
         if kind not in d.optimizers:
-            self._warn("optimizer", f"optimizer {kind} (trained with {', '.join(d.optimizers)})")
+            what = f"optimizer {kind} (trained with {', '.join(d.optimizers)})"
+            self._warn("optimizer", what, stacklevel=4)
         lo, hi = d.total_steps
         if not lo / d.budget_slack <= self.total_steps <= hi * d.budget_slack:
-            self._warn("budget", f"total_steps={self.total_steps} (trained on {lo}..{hi})")
+            what = f"total_steps={self.total_steps} (trained on {lo}..{hi})"
+            self._warn("budget", what, stacklevel=4)
+        trained = self.policy.lrgym_file.env
+        for key in ("steps_per_action", "eval_every"):
+            if cfg[key] != trained.get(key, cfg[key]):
+                self._warn(key, f"{key}={cfg[key]} (trained with {trained[key]})", stacklevel=4)
 
-    def _warn(self, cause: str, what: str) -> None:
-        """One line, once per cause and scheduler."""
+    def _check_val_reported(self, done: int) -> None:
+        """Warn once two evaluations were due and no validation loss was reported."""
+        if done >= 2 * self.signals.eval_every:
+            self._warn(
+                "val",
+                f"no validation loss reported in {done} steps (call report_val_loss every "
+                f"{self.signals.eval_every})",
+                stacklevel=4,
+            )
+
+    def _warn(self, cause: str, what: str, *, stacklevel: int = 3) -> None:
+        """One line, once per cause and scheduler; ``stacklevel`` points at the user's call."""
         if cause in self._warned:
             return
         self._warned.add(cause)
         name = getattr(getattr(self.policy, "lrgym_pretrained", None), "name", "the policy")
         warnings.warn(
-            f"{name} used outside its trained domain: {what}", OutOfDomainWarning, stacklevel=3
+            f"{name} used outside its trained domain: {what}",
+            OutOfDomainWarning,
+            stacklevel=stacklevel,
         )
 
     def _act(self) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
 PLANS = Path(__file__).parent / "plans"
 
 # the plans made before the rule (issue 32), which reused final seeds 10000… on the same
@@ -36,8 +38,11 @@ LEGACY_PLANS = frozenset({
 
 
 def workload(plan: Mapping[str, Any]) -> str:
-    """The workload a plan evaluates on: its env id and options, as one string."""
-    return json.dumps([plan["env_id"], dict(sorted(plan.get("options", {}).items()))])
+    """The workload a plan evaluates on, as one string: its env id and the options it runs
+    with (the id's registered ones, the plan's over them, so that an option left at its
+    default and the same option given are one workload)."""
+    options = dict(gym.spec(plan["env_id"]).kwargs) | dict(plan.get("options", {}))
+    return json.dumps([plan["env_id"], dict(sorted(options.items()))], default=str)
 
 
 def _methods(plan: Mapping[str, Any]) -> tuple[list[str], list[str]]:
@@ -62,9 +67,11 @@ def block_conflicts(
         if rerun and _methods(plan) == _methods(other):
             continue
         why = "its re-run has other methods" if rerun else "neither says it re-runs the other"
+        seen = ", ".join(map(str, shared[:4])) + (
+            f", ... ({len(shared)})" if len(shared) > 4 else ""
+        )
         out.append(
-            f"{name} shares final seeds {shared[0]}..{shared[-1]} ({len(shared)}) with "
-            f"{other_name} on the same workload, and {why}"
+            f"{name} shares final seeds {seen} with {other_name} on the same workload, and {why}"
         )
     return out
 

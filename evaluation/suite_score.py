@@ -10,7 +10,8 @@ weight. Its CI resamples each workload's seeds (the same resample for every meth
 comparison stays paired) and ranks again.
 
 The input is a plain table, one row per run: ``{"workload", "method", "k", "seed",
-"test_loss"}`` (``k`` None for a method that takes no LR).
+"test_loss"}`` (``k`` None for a method that takes no LR; a diverged run's score is
+``evaluation.report.loss_score``'s, its initial loss, so every score is finite).
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ def _table(rows: Sequence[Row], reference: str):
         lambda: defaultdict(lambda: defaultdict(dict))
     )
     for r in rows:
-        by[r["workload"]][r["method"]][r["k"]][int(r["seed"])] = float(r["test_loss"])
+        loss = r["test_loss"]
+        if loss is None or not np.isfinite(loss):
+            raise ValueError(
+                f"{r['method']} on {r['workload']!r} (k={r['k']}, seed "
+                f"{r['seed']}) has test_loss {loss!r}: score a diverged run with "
+                "evaluation.report.loss_score (its initial loss)"
+            )
+        by[r["workload"]][r["method"]][r["k"]][int(r["seed"])] = float(loss)
     out = {}
     for w, methods in sorted(by.items()):
         if 0 not in methods.get(reference, {}):
@@ -46,6 +54,11 @@ def _table(rows: Sequence[Row], reference: str):
         seeds = sorted(methods[reference][0])
         ks = sorted(k for k in methods[reference] if k is not None)
         for m, per_k in methods.items():
+            if None not in per_k and sorted(per_k) != ks:
+                missing = sorted(set(ks) - set(per_k))
+                raise ValueError(
+                    f"workload {w!r}: {m} has no runs at k = {missing} (the reference ran k = {ks})"
+                )
             for k, got in per_k.items():
                 if sorted(got) != seeds:
                     raise ValueError(

@@ -12,8 +12,6 @@ trained on. Prints the final test loss of each run and writes the LR curves
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from torch import nn
 from torch.nn.functional import cross_entropy
 
 from agents.scheduler import LearnedLRScheduler
+from common.files import write_csv, write_json
 
 # cosine's best LR for this CNN and budget: the lowest mean final validation loss over
 # 1e-3 x 2^j (j = -3..5) on seeds 100-102 (``--tune``): 8e-3 (0.0426), inside the grid;
@@ -61,6 +60,7 @@ def cnn() -> nn.Module:
 
 @torch.no_grad()
 def loss_on(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """The model's cross-entropy on one split, in eval mode."""
     model.eval()
     out = cross_entropy(model(data[0]), data[1]).item()
     model.train()
@@ -132,10 +132,12 @@ def plot(runs: list[dict], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "lr_curves.png", dpi=120)
     plt.close(fig)
-    with open(out / "lr_curves.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["step", *(f"{r['schedule']}@{r['lr']:g}" for r in runs)])
-        w.writerows([s + 1, *(r["lrs"][s] for r in runs)] for s in range(STEPS))
+    names = [f"{r['schedule']}@{r['lr']:g}" for r in runs]
+    rows = [
+        {"step": s + 1} | {n: r["lrs"][s] for n, r in zip(names, runs, strict=True)}
+        for s in range(STEPS)
+    ]
+    write_csv(out / "lr_curves.csv", rows)
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ class Args:
 
 
 def tune() -> None:
+    """Cosine's final validation loss over an LR grid, to choose ``TUNED_LR``."""
     for j in range(-3, 6):
         lr = 1e-3 * 2**j
         vals = [train(lr, "cosine", seed)["val_loss"] for seed in (100, 101, 102)]
@@ -161,6 +164,7 @@ def tune() -> None:
 
 
 def main(args: Args) -> None:
+    """Four runs (two schedules from two wrong LRs): losses printed, curves plotted."""
     if args.tune:
         tune()
         return
@@ -179,9 +183,7 @@ def main(args: Args) -> None:
             f"tuningfree {tf['test_loss']:.4f}   cosine {cos['test_loss']:.4f}"
         )
     plot(runs, out)
-    (out / "results.json").write_text(
-        json.dumps([{k: v for k, v in r.items() if k != "lrs"} for r in runs], indent=2)
-    )
+    write_json(out / "results.json", [{k: v for k, v in r.items() if k != "lrs"} for r in runs])
     print(f"plot: {out / 'lr_curves.png'} (data: lr_curves.csv)")
 
 

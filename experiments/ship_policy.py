@@ -111,10 +111,12 @@ def ship_policy(
     (:func:`table_block`). ``training``: recipe command, commit... (``config.json``).
     ``results_page``: a page whose table block (or placeholder) gets the same table.
     """
-    read_policy_file(policy_file)  # a clear error before anything is written
+    if "{table}" not in card:
+        raise ValueError("the card has no {table} placeholder: the measured table would be lost")
+    contents = read_policy_file(policy_file)  # a clear error before anything is written
     table = table_block(name, card_table(workloads, policies))
     folder = save_pretrained(
-        policy_file,
+        contents,
         out,
         name=name,
         card=card.replace("{table}", table),

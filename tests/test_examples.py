@@ -47,4 +47,7 @@ def test_the_tuningfree_example_runs_from_a_wrong_lr(tmp_path):
     policy = [float(row["tuningfree@0.001"]) for row in rows]
     blocks = [policy[i : i + 32] for i in range(0, 512, 32)]
     assert all(len(set(b)) == 1 for b in blocks)  # one LR per action, held 32 steps
-    assert len({b[0] for b in blocks}) > 1  # and the policy changes it
+    # it corrects the LR it was given: from base LRs 64x apart, its LRs over the second
+    # half of the run are far closer than 64x (cosine keeps them exactly 64x apart)
+    high = sum(float(row["tuningfree@0.064"]) for row in rows[256:])
+    assert high / sum(policy[256:]) < 16

@@ -48,10 +48,7 @@ def shipped_folder(name: str) -> Path:
     """
     known = shipped()
     if name not in known:
-        raise ValueError(
-            f"unknown policy name {name!r}: not a shipped policy (known: {', '.join(known)}) "
-            "nor an existing file or folder"
-        )
+        raise ValueError(f"unknown policy name {name!r}; shipped: {', '.join(known)}")
     return known[name]
 
 
@@ -70,7 +67,8 @@ def resolve_policy(policy: str | Path, *, device: str | torch.device = "cpu") ->
     """A policy given by name, by a Hub-format folder or by a policy file (``.pt``).
 
     An existing path is used as it is (a folder: :func:`agents.hub.from_pretrained`; a
-    file: :func:`agents.policy.load_policy`); anything else must be a shipped name.
+    file: :func:`agents.policy.load_policy`), so a file or folder named like a shipped
+    policy in the working directory wins over it; anything else must be a shipped name.
 
     Raises:
         ValueError: neither an existing file or folder nor a shipped name, in one line
@@ -85,4 +83,9 @@ def resolve_policy(policy: str | Path, *, device: str | torch.device = "cpu") ->
         from agents.policy import load_policy
 
         return load_policy(path, device=device)
-    return load_shipped(str(policy), device=device)
+    try:
+        return load_shipped(str(policy), device=device)
+    except ValueError as e:
+        if not str(e).startswith("unknown policy name"):
+            raise
+        raise ValueError(f"{e} (and {str(policy)!r} is no existing file or folder)") from None

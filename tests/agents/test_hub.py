@@ -109,8 +109,16 @@ def test_a_damaged_config_is_a_one_line_error_naming_it(policy_file, tmp_path):
     folder = saved(policy_file, tmp_path / "hub")
     text = (folder / CONFIG).read_text()
     (folder / CONFIG).write_text(text[: len(text) // 2])
-    with pytest.raises(PretrainedError, match=rf"^{CONFIG}|{folder / CONFIG} is not valid JSON"):
+    with pytest.raises(PretrainedError, match=r"config\.json is not valid JSON") as e:
         read_pretrained(folder)
+    assert str(e.value).startswith(str(folder / CONFIG)) and "\n" not in str(e.value)
+    cfg = json.loads(text)
+    for key, value in (("sha256", "x"), ("name", None)):
+        broken = {k: v for k, v in cfg.items() if k != key} | ({key: value} if value else {})
+        (folder / CONFIG).write_text(json.dumps(broken))
+        with pytest.raises(PretrainedError) as e:
+            read_pretrained(folder)
+        assert str(folder) in str(e.value) and "\n" not in str(e.value), key
     (folder / CONFIG).unlink()
     with pytest.raises(PretrainedError, match=r"config.json is missing"):
         read_pretrained(folder)
@@ -172,7 +180,9 @@ def test_shipped_names_resolve_to_versioned_folders():
     assert "\n" not in message and "'tuningfre'" in message and "tuningfree-v1" in message
     policy = load_shipped("tuningfree", device="cpu")
     assert policy.lrgym_pretrained.name == "tuningfree-v1"
-    with pytest.raises(ValueError, match=r"unknown policy name 'nope.pt'.*known: tuningfree"):
+    with pytest.raises(
+        ValueError, match=r"unknown policy name 'nope\.pt'; shipped: tuningfree, .*no existing file"
+    ):
         resolve_policy("nope.pt")
 
 
@@ -185,11 +195,20 @@ def test_the_shipped_policy_loads_by_name_in_the_scheduler():
             opt, "tuningfree", model=model, total_steps=1000, initial_val_loss=2.0
         )
     assert sched.steps_per_action == 32 and sched.signals.eval_every == 64
-    assert sched.domain == shipped_folder_domain()
-
-
-def shipped_folder_domain() -> Domain:
-    return read_pretrained(shipped_folder("tuningfree")).domain
+    assert sched.domain == Domain(("AdamW",), (128, 2000), max_grad_norm=1.0)
+    with pytest.warns(OutOfDomainWarning) as seen:
+        LearnedLRScheduler(
+            opt,
+            "tuningfree",
+            model=model,
+            total_steps=1000,
+            initial_val_loss=2.0,
+            steps_per_action=16,
+        )
+    assert [str(w.message) for w in seen] == [
+        "tuningfree-v1 used outside its trained domain: steps_per_action=16 (trained with 32)"
+    ]
+    assert seen[0].filename == __file__  # the warning points at the caller's line
 
 
 def run_loop(sched, opt, model, steps: int, *, max_norm=1.0, val_every=None) -> None:
@@ -232,7 +251,7 @@ def test_out_of_domain_use_warns_once_per_cause_in_one_line(policy_file, tmp_pat
         "mine-v1 used outside its trained domain: total_steps=1024 (trained on 64..128)",
         "mine-v1 used outside its trained domain: max_norm=5.0 (trained with 1.0)",
         "mine-v1 used outside its trained domain: no validation loss reported in 32 steps "
-        "(trained with one every 64: call report_val_loss)",
+        "(call report_val_loss every 16)",
     ]
 
 

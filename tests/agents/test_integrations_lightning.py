@@ -225,7 +225,8 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
 
 
 def test_the_shipped_policy_by_name_and_its_domain_warning(tmp_path):
-    """The callback takes a shipped name; this module's SGD is outside its domain: one warning."""
+    """The callback takes a shipped name; this module's SGD and 16 steps are outside its
+    domain: one warning for each, once."""
     from agents.scheduler import OutOfDomainWarning
 
     module = Regressor()
@@ -244,8 +245,8 @@ def test_the_shipped_policy_by_name_and_its_domain_warning(tmp_path):
     with pytest.warns(OutOfDomainWarning) as seen:
         trainer.fit(module, *loaders())
     messages = [str(w.message) for w in seen if w.category is OutOfDomainWarning]
-    assert (
-        messages[0]
-        == "tuningfree-v1 used outside its trained domain: optimizer SGD (trained with AdamW)"
-    )
+    assert messages == [
+        "tuningfree-v1 used outside its trained domain: optimizer SGD (trained with AdamW)",
+        "tuningfree-v1 used outside its trained domain: total_steps=16 (trained on 128..2000)",
+    ]
     assert callback.scheduler.scheduler.policy.lrgym_pretrained.name == "tuningfree-v1"

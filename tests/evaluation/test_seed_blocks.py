@@ -34,9 +34,12 @@ def test_a_shared_block_is_refused_unless_a_declared_rerun_of_the_same_methods()
         == []
     )
     assert block_conflicts("second.json", plan([10_009, 10_003]), others) == [
-        "second.json shares final seeds 10003..10009 (2) with first.json on the same "
+        "second.json shares final seeds 10003, 10009 with first.json on the same "
         "workload, and neither says it re-runs the other"
     ]
+    # an option left at the env's registered default is the same workload as given
+    default = MLP | {"options": {"total_steps": 2000, "dataset": "mnist"}}
+    assert block_conflicts("third.json", default | {"final_seeds": [10_000]}, others) != []
     rerun = plan(range(10_000, 10_010), policies=["a=x.pt"], rerun_of="first.json")
     assert block_conflicts("second.json", rerun, others) == []
     changed = plan(range(10_000, 10_010), ("cosine", "prodigy_cosine"), rerun_of="first.json")
@@ -59,7 +62,7 @@ def test_a_sweep_on_a_taken_block_is_refused_before_any_work(tmp_path):
     path.write_text(json.dumps(taken | {"methods": ["cosine", "dog"]}))
     with pytest.raises(
         ValueError,
-        match=r"shares final seeds 10000\.\.10009 \(10\) with "
+        match=r"shares final seeds 10000, 10001, 10002, 10003, \.\.\. \(10\) with "
         r"lr_sweep_mlp_mnist\.json .*Take a fresh block",
     ):
         sweep_job(path, tmp_path / "out", backend=None, progress=False)

@@ -72,3 +72,10 @@ def test_an_incomplete_table_is_refused_naming_what_is_missing():
     no_ref = [r for r in rows() if not (r["method"] == "cosine" and r["k"] == 0)]
     with pytest.raises(ValueError, match=r"workload 'A' has no 'cosine' run at k = 0"):
         suite_score(no_ref)
+    no_k = [r for r in rows() if not (r["method"] == "pol" and r["k"] == 1)]
+    with pytest.raises(ValueError, match=r"workload 'A': pol has no runs at k = \[1\]"):
+        suite_score(no_k)
+    diverged = rows()
+    diverged[0]["test_loss"] = float("nan")
+    with pytest.raises(ValueError, match=r"has test_loss nan: score a diverged run with"):
+        suite_score(diverged)

@@ -101,6 +101,18 @@ def test_ship_policy_writes_the_card_and_the_results_page(tmp_path):
     assert from_pretrained(folder, device="cpu").lrgym_pretrained.config["training"] == {
         "commit": "abc"
     }
+    with pytest.raises(ValueError, match=r"the card has no \{table\} placeholder"):
+        ship_policy(
+            pt,
+            tmp_path / "x",
+            name="x-v1",
+            card="# Card",
+            workloads=workloads,
+            policies=[("pol", "x")],
+            domain=Domain(),
+            training={},
+        )
+    assert not (tmp_path / "x").exists()
     # shipping again replaces the block rather than adding one
     ship({})
     assert page.read_text() == text

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from envs.config import EnvConfig
 from envs.rollout import Episode
 from experiments.task_mixture import MixTask, check_tasks, load_tasks, per_task, task_kwargs
 
@@ -88,7 +89,8 @@ def test_a_task_at_another_cadence_is_refused_naming_both():
 
 def test_the_shipped_mixture_runs_every_task_at_the_main_envs_cadence():
     tasks = load_tasks(Path(__file__).parents[2] / "experiments/mixtures/tuningfree_mixed.json")
-    defaults = {"steps_per_action": 32, "eval_every": 64}  # EnvConfig's, the main env's
+    main = EnvConfig()  # the main env (LRSchedule-MLP-v0) registers no cadence of its own
+    defaults = {"steps_per_action": main.steps_per_action, "eval_every": main.eval_every}
     for t in tasks:
         registered = gym.spec(t.env_id).kwargs
         cadence = {k: t.options.get(k, registered.get(k, v)) for k, v in defaults.items()}
