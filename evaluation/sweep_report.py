@@ -48,12 +48,13 @@ def _k_cells(sweep: Sweep, rows: Sequence[dict[str, Any]], key: str) -> list[str
     signed = key == "delta"
 
     def cell(x: dict[str, float] | None) -> str:
-        return "—" if x is None else _fmt_ci(x, "mean" if signed else "iqm", signed=signed)
+        return "—" if x is None else fmt_ci(x, "mean" if signed else "iqm", signed=signed)
 
     return [cell(at[None] if None in at else at.get(k)) for k in sweep.ks]
 
 
-def _fmt_ci(x: dict[str, float], key: str, signed: bool = False) -> str:
+def fmt_ci(x: dict[str, float], key: str, signed: bool = False) -> str:
+    """``x[key] [ci_low, ci_high]`` to 4 decimals (signed: with + on positives)."""
     f = "+.4f" if signed else ".4f"
     return f"{x[key]:{f}} [{x['ci_low']:{f}}, {x['ci_high']:{f}}]"
 
@@ -73,12 +74,12 @@ def sweep_markdown(sweep: Sweep, summary: dict[str, Any], added: Sequence[str] =
         cells = [by_k.get(k) for k in sweep.ks] if s["takes_lr"] else [by_k[None]] * len(sweep.ks)
         loss.append(
             f"| {label} | "
-            + " | ".join(_fmt_ci(c["test_loss"], "iqm") if c else "—" for c in cells)
+            + " | ".join(fmt_ci(c["test_loss"], "iqm") if c else "—" for c in cells)
             + " |"
         )
         delta.append(
             f"| {label} | "
-            + " | ".join(_fmt_ci(c["delta"], "mean", signed=True) if c else "—" for c in cells)
+            + " | ".join(fmt_ci(c["delta"], "mean", signed=True) if c else "—" for c in cells)
             + " |"
         )
     summ = [
@@ -90,7 +91,7 @@ def sweep_markdown(sweep: Sweep, summary: dict[str, Any], added: Sequence[str] =
         at = "—" if w["k"] is None else f"{w['k']:+d}"
         summ.append(
             f"| {name} | {_span(s['widest_within'])} | {_span(s['widest_within_ci'])} "
-            f"| {_fmt_ci(w, 'mean', signed=True)} at {at} |"
+            f"| {fmt_ci(w, 'mean', signed=True)} at {at} |"
         )
     ref = f"{summary['reference']} at k=0 (LR {summary['reference_lr']:.3g})"
     return "\n".join(

@@ -21,6 +21,7 @@ from typing import Any
 from agents.hub import Domain, save_pretrained
 from agents.policy import read_policy_file
 from common.files import atomic_write_text
+from evaluation.sweep_report import fmt_ci
 
 # the baselines of the card, in its column order: (method in the sweep, column title)
 BASELINES = (
@@ -49,7 +50,7 @@ class Workload:
 def _delta(worst: Mapping[str, Any] | None, *, with_k: bool) -> str:
     if worst is None:
         return "—"
-    text = f"{worst['mean']:+.4f} [{worst['ci_low']:+.4f}, {worst['ci_high']:+.4f}]"
+    text = fmt_ci(worst, "mean", signed=True)
     return f"{text} (k = {worst['k']:+d})" if with_k and worst.get("k") is not None else text
 
 

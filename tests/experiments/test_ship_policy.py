@@ -78,14 +78,14 @@ def test_ship_policy_writes_the_card_and_the_results_page(tmp_path):
     page.write_text("# Results\n\n<!-- mine-v1 table: filled later -->\n\nMore.\n")
     workloads = [Workload("MLP", "held out", results(tmp_path))]
 
-    def ship(training: dict) -> Path:
+    def ship(training: dict, card: str = "# Card\n\n{table}", name: str = "mine-v1") -> Path:
         return ship_policy(
             pt,
-            tmp_path / "mine-v1",
-            name="mine-v1",
-            card="# Card\n\n{table}",
+            tmp_path / name,
+            name=name,
+            card=card,
             workloads=workloads,
-            policies=[("pol", "mine-v1")],
+            policies=[("pol", name)],
             domain=Domain(),
             training=training,
             results_page=page,
@@ -102,16 +102,7 @@ def test_ship_policy_writes_the_card_and_the_results_page(tmp_path):
         "commit": "abc"
     }
     with pytest.raises(ValueError, match=r"the card has no \{table\} placeholder"):
-        ship_policy(
-            pt,
-            tmp_path / "x",
-            name="x-v1",
-            card="# Card",
-            workloads=workloads,
-            policies=[("pol", "x")],
-            domain=Domain(),
-            training={},
-        )
+        ship({}, card="# Card", name="x")
     assert not (tmp_path / "x").exists()
     # shipping again replaces the block rather than adding one
     ship({})
