@@ -28,6 +28,11 @@ ENV_SPECS: dict[str, dict] = {
         steps_per_action=16,
         eval_every=32,
     ),
+    # held-out architectures (not among the policies' training trainees):
+    # a small ViT on MNIST, about 15 s per episode on a 2-core CPU (1 thread)
+    "LRSchedule-ViT-v0": dict(trainee="vit", dataset="mnist", total_steps=1000),
+    # a 2-layer char LSTM on tiny Shakespeare, about 20 s per episode on a 2-core CPU (1 thread)
+    "LRSchedule-LSTM-v0": dict(trainee="lstm", dataset="shakespeare_char", total_steps=1000),
     # synthetic linear regression, seconds per episode: for tests and quick experiments
     "LRSchedule-Quadratic-v0": dict(
         trainee="quadratic", total_steps=256, steps_per_action=8, eval_every=16, window=64

@@ -2,8 +2,8 @@
 
 Once a block's results are seen, evaluating a new variant on it again lets the variant be
 chosen on those very seeds. So two plans (``evaluation/plans/*.json``) on the same
-workload (env id and options) may share final seeds only when one says it re-runs the
-other (``"rerun_of": "<the other plan's file name>"``) with the same methods and
+workload (env id and options; a suite plan counts on each of its workloads) may share
+final seeds only when one says it re-runs the other (``"rerun_of": "<the other plan's file name>"``) with the same methods and
 policies. The plans written before this rule reused the block 10000… for one variant
 after another; they are listed in :data:`LEGACY_PLANS` and may overlap each other, never
 a new plan. :func:`check_block` is called before a sweep runs anything.
@@ -45,6 +45,20 @@ def workload(plan: Mapping[str, Any]) -> str:
     return json.dumps([plan["env_id"], dict(sorted(options.items()))], default=str)
 
 
+def parts(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A plan's per-workload parts: itself, or for a suite plan (``"suite"``,
+    ``experiments.suite_job``) each workload's sweep plan with its share of the seeds."""
+    if "suite" not in plan:
+        return [dict(plan)]
+    from evaluation.suite import suite  # a suite plan only: the suite imports gymnasium envs
+
+    seeds = list(plan["final_seeds"])
+    return [
+        {"env_id": w.env_id, "options": dict(w.options), "final_seeds": seeds[: w.n_seeds]}
+        for w in suite(plan["suite"])
+    ]
+
+
 def _methods(plan: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     return sorted(plan.get("methods", [])), sorted(plan.get("policies", []))
 
@@ -56,11 +70,19 @@ def block_conflicts(
     one line per other plan on the same workload that shares a seed and is neither a
     declared re-run of the same methods nor, like this one, a legacy plan."""
     out = []
-    seeds = set(plan["final_seeds"])
+    mine = parts(plan)
     for other_name, other in sorted(others.items()):
-        if other_name == name or workload(other) != workload(plan):
+        if other_name == name:
             continue
-        shared = sorted(seeds & set(other["final_seeds"]))
+        shared = sorted(
+            {
+                s
+                for a in mine
+                for b in parts(other)
+                if workload(a) == workload(b)
+                for s in set(a["final_seeds"]) & set(b["final_seeds"])
+            }
+        )
         if not shared or (name in LEGACY_PLANS and other_name in LEGACY_PLANS):
             continue
         rerun = plan.get("rerun_of") == other_name or other.get("rerun_of") == name
@@ -92,7 +114,7 @@ def check_block(plan_path: str | Path, folder: str | Path = PLANS) -> None:
     """
     path = Path(plan_path)
     plan = json.loads(path.read_text())
-    if "env_id" not in plan or "final_seeds" not in plan:
+    if ("env_id" not in plan and "suite" not in plan) or "final_seeds" not in plan:
         return  # not a whole plan: evaluation.sweep.sweep_from_plan names what is missing
     inside = path.resolve().parent == Path(folder).resolve()
     name = path.name if inside else str(path)  # only the folder's own plans can be legacy

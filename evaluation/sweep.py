@@ -35,7 +35,7 @@ from evaluation.report import loss_score
 from evaluation.runs import RunSpec
 from evaluation.store import RunStore, added_after_results, open_folder
 
-SeedRange = Literal["final_evaluation", "baseline_tuning"]
+SeedRange = Literal["final_evaluation", "baseline_tuning", "held_out"]
 TOLERANCE = 0.005  # test loss within which a method "holds" tuned cosine's quality
 K_VALUES = tuple(range(-3, 4))
 
@@ -54,7 +54,9 @@ class Sweep:
         reference: the method every other is compared with, at ``k = 0``.
         seed_range: ``final_evaluation`` (a comparison of methods), or ``baseline_tuning``
             for a sweep whose results choose something (the reward presets' ranking,
-            ``evaluation.reward_ranking``), so that no choice is made on final seeds.
+            ``evaluation.reward_ranking``), so that no choice is made on final seeds;
+            ``held_out`` for the validation suite that model selection reads
+            (``evaluation.suite.VALIDATION_SUITE``).
     """
 
     env_id: str

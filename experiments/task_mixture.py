@@ -22,6 +22,7 @@ import numpy as np
 from envs.config import ENV_OPTIONS
 from envs.rollout import Episode
 from envs.vec_env import check_same_spaces
+from evaluation.suite import TrainingTask, check_held_out
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,16 @@ def check_tasks(
 ) -> None:
     """Check that each further task builds, shares the main env's spaces (one policy
     acts in all of them) and its cadence: the same ``steps_per_action`` and
-    ``eval_every``, so that an observation row and an action mean the same on every task.
+    ``eval_every``, so that an observation row and an action mean the same on every task;
+    and that neither the main env nor any task is a held-out workload of the suite
+    (``evaluation.suite.check_held_out``).
 
     Raises:
         ValueError: a task whose observation or action space, or whose cadence, differs
-            from the main env's, naming both.
+            from the main env's, naming both; a task (or the main env) on the held-out
+            suite, naming the workload.
     """
+    check_held_out(training_tasks(tasks, env_id, main_options))
     for t in tasks:
         other = gym.make(t.env_id, **dict(task_kwargs(t, main_options, spread)))
         try:
@@ -127,6 +132,14 @@ def check_tasks(
                 )
         finally:
             other.close()
+
+
+def training_tasks(
+    tasks: Sequence[MixTask], env_id: str, main_options: dict[str, Any]
+) -> list[TrainingTask]:
+    """The main env and each task of a mixture as the training tasks they are."""
+    main = TrainingTask(env_id, main_options, "the main env")
+    return [main, *(TrainingTask(t.env_id, t.options, f"task {t.name()}") for t in tasks)]
 
 
 def _cadence(env: gym.Env) -> dict[str, int]:

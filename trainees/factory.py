@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
-from trainees.image import MLPConfig, MLPTrainee, ResNet18Config, ResNet18Trainee
-from trainees.language import GPTConfig, GPTTrainee
+from trainees.image import (
+    MLPConfig,
+    MLPTrainee,
+    ResNet18Config,
+    ResNet18Trainee,
+    ViTConfig,
+    ViTTrainee,
+)
+from trainees.language import GPTConfig, GPTTrainee, LSTMConfig, LSTMTrainee
 from trainees.lora import LoRAConfig, LoRATrainee
 from trainees.quadratic import QuadraticConfig, QuadraticTrainee
 from trainees.torch_trainee import TorchTrainee
@@ -15,6 +22,10 @@ TRAINEES: tuple[str, ...] = get_args(TraineeName)
 # trainees that need an optional extra (`pip install -e .[llm]`: peft, transformers, gguf);
 # made by name like the others, but not in TRAINEES, which scripts and benchmarks sweep
 EXTRA_TRAINEES: tuple[str, ...] = ("lora",)
+# architectures out of the training distribution of the policies, for held-out evaluation:
+# made by name like the others, but not in TRAINEES (nor in the privileged critic's one-hot
+# over TRAINEES + EXTRA_TRAINEES), so that no training sweep or task feature includes them
+HELDOUT_TRAINEES: tuple[str, ...] = ("vit", "lstm")
 
 _CLASSES = {
     "quadratic": (QuadraticTrainee, QuadraticConfig),
@@ -22,6 +33,8 @@ _CLASSES = {
     "resnet18": (ResNet18Trainee, ResNet18Config),
     "gpt": (GPTTrainee, GPTConfig),
     "lora": (LoRATrainee, LoRAConfig),
+    "vit": (ViTTrainee, ViTConfig),
+    "lstm": (LSTMTrainee, LSTMConfig),
 }
 
 
@@ -32,7 +45,7 @@ def trainee_options(name: str) -> frozenset[str]:
         ValueError: an unknown trainee name, naming the valid ones.
     """
     if name not in _CLASSES:
-        valid = ", ".join(TRAINEES + EXTRA_TRAINEES)
+        valid = ", ".join(TRAINEES + EXTRA_TRAINEES + HELDOUT_TRAINEES)
         raise ValueError(f"unknown trainee {name!r}; valid: {valid}")
     return frozenset(_CLASSES[name][1].__dataclass_fields__)
 

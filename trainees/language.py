@@ -1,4 +1,4 @@
-"""Character-level language modelling with the GPT on tiny Shakespeare, enwik8 or text8."""
+"""Character-level language modelling on tiny Shakespeare, enwik8 or text8: the GPT and an LSTM."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from common.checks import check as _check
 from trainees.base import TraineeConfig
 from trainees.data.chars import CORPORA, CharCorpus, CorpusName, load_char_corpus
 from trainees.models.gpt import GPT, GPTModelConfig
+from trainees.models.lstm import CharLSTM, LSTMModelConfig
 from trainees.torch_trainee import TorchTrainee
 
 GPTPreset = Literal["tiny", "small"]
@@ -70,7 +71,47 @@ class GPTConfig(TraineeConfig):
         return GPTModelConfig(vocab_size=vocab_size, **{n: getattr(self, n) for n in names})
 
 
-class GPTTrainee(TorchTrainee):
+@dataclass(frozen=True)
+class LSTMConfig(TraineeConfig):
+    """Character-level LSTM trainee options (the optimizer's as the tiny GPT's).
+
+    Attributes:
+        dataset: ``shakespeare_char``, ``enwik8`` or ``text8``.
+        data_dir: folder with the corpus (prepared or raw); else ``$LRGYM_DATA_DIR``, ...
+        eval_batches: number of fixed validation batches of ``batch_size`` windows each.
+        n_layer: stacked LSTM layers.
+        n_embd: embedding width, also every layer's hidden width.
+        block_size: training window T (backpropagation through time over T steps).
+        dropout: on the embeddings, between layers and on the output (0: none).
+    """
+
+    dataset: CorpusName = "shakespeare_char"
+    data_dir: str | None = None
+    eval_batches: int = 4
+    total_steps: int = 2000
+    batch_size: int = 12
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)  # beta2 0.99: few tokens per step (nanoGPT)
+    n_layer: int = 2
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.dataset in CORPORA, "dataset", self.dataset, f"one of {CORPORA}")
+        super().__post_init__()
+        _check(self.eval_batches >= 1, "eval_batches", self.eval_batches, "an integer >= 1")
+        _check(self.n_layer >= 1, "n_layer", self.n_layer, "an integer >= 1")
+        _check(self.n_embd >= 1, "n_embd", self.n_embd, "an integer >= 1")
+        _check(self.block_size >= 1, "block_size", self.block_size, "an integer >= 1")
+        _check(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "in [0, 1)")
+
+    def model_config(self, vocab_size: int) -> LSTMModelConfig:
+        """The architecture for a vocabulary of ``vocab_size`` tokens."""
+        return LSTMModelConfig(vocab_size, self.n_layer, self.n_embd, self.dropout)
+
+
+class CharLMTrainee(TorchTrainee):
     """Next-character prediction on random windows of the training split (as nanoGPT).
 
     ``evaluate()`` reads fixed windows of the validation split and ``test_metrics()``
@@ -78,12 +119,17 @@ class GPTTrainee(TorchTrainee):
     without ``test.bin`` (tiny Shakespeare) has its validation region cut in two
     (``trainees.data.chars.val_test_cut``): the first half validates, the second half
     is the test split, held out from every episode.
+
+    The data pipeline of every character-level model; a subclass builds and initialises
+    the model, which maps token ids ``(B, T)`` to logits ``(B, T, V)`` and samples with
+    ``generate`` as ``GPT.generate`` does. Its config has ``dataset``, ``data_dir``,
+    ``batch_size``, ``block_size``, ``eval_batches`` and ``model_config(vocab_size)``, the
+    architecture (with its ``dropout``).
     """
 
-    config: GPTConfig
+    config: GPTConfig | LSTMConfig
 
-    def __init__(self, config: GPTConfig | None = None, corpus: CharCorpus | None = None):
-        config = config or GPTConfig()
+    def __init__(self, config: GPTConfig | LSTMConfig, corpus: CharCorpus | None = None):
         super().__init__(config)
         self.corpus = corpus or load_char_corpus(config.dataset, data_dir=config.data_dir)
         self.model_config = config.model_config(self.corpus.vocab_size)
@@ -107,12 +153,6 @@ class GPTTrainee(TorchTrainee):
         return torch.from_numpy(data[starts[:, None] + self._window].astype(np.int64)).to(
             self.device
         )
-
-    def build_model(self) -> nn.Module:
-        return GPT(self.model_config)
-
-    def init_weights(self, model: nn.Module, gen: torch.Generator) -> None:
-        model.init_weights(gen)
 
     def reset(self, seed: int) -> None:
         super().reset(seed)
@@ -195,3 +235,38 @@ class GPTTrainee(TorchTrainee):
                 prompt, n_tokens, temperature=temperature, top_k=top_k, generator=self._sample_gen
             )
         return out[0, 1:].cpu().numpy()
+
+
+class GPTTrainee(CharLMTrainee):
+    """The GPT (``trainees.models.gpt``) on a character corpus (``CharLMTrainee``'s data)."""
+
+    config: GPTConfig
+
+    def __init__(self, config: GPTConfig | None = None, corpus: CharCorpus | None = None):
+        super().__init__(config or GPTConfig(), corpus)
+
+    def build_model(self) -> nn.Module:
+        return GPT(self.model_config)
+
+    def init_weights(self, model: nn.Module, gen: torch.Generator) -> None:
+        model.init_weights(gen)
+
+
+class LSTMTrainee(CharLMTrainee):
+    """A stacked LSTM (``trainees.models.lstm``) on a character corpus (``CharLMTrainee``'s data).
+
+    Every window, training, validation or test, is read from a zero state: no state is
+    carried between windows, and the gradient flows back through a window's ``block_size``
+    steps.
+    """
+
+    config: LSTMConfig
+
+    def __init__(self, config: LSTMConfig | None = None, corpus: CharCorpus | None = None):
+        super().__init__(config or LSTMConfig(), corpus)
+
+    def build_model(self) -> nn.Module:
+        return CharLSTM(self.model_config)
+
+    def init_weights(self, model: nn.Module, gen: torch.Generator) -> None:
+        model.init_weights(gen)

@@ -28,5 +28,16 @@ def tiny_kwargs(env_id: str, corpus_dir: str) -> dict:
             pretrain_batch_size=8,
             corpus_bytes=20_000,
         ),
+        "LRSchedule-ViT-v0": dict(dataset="digits", total_steps=48, dim=16),
+        "LRSchedule-LSTM-v0": dict(
+            data_dir=corpus_dir,
+            total_steps=24,
+            steps_per_action=4,
+            eval_every=8,
+            inference_tokens=8,
+            n_embd=32,
+            block_size=16,
+            batch_size=4,
+        ),
         "LRSchedule-Quadratic-v0": dict(),
     }[env_id]

@@ -795,3 +795,16 @@ def test_train_tuningfree_end_to_end_tiny_on_a_mixture(tmp_path):
         assert (out / "plots" / f"{name}.csv").stat().st_size > 0
     assert list((out / "tb").iterdir())
     assert "round 1" not in run_script("train_tuningfree.py", *args)  # resumed: nothing to do
+
+
+def test_the_suite_scripts_refuse_bad_arguments_before_any_work(tmp_path, capsys):
+    plan = "evaluation/plans/suite_v1_baselines.json"
+    out = str(tmp_path / "o")
+    line = refused("run_suite", ["--plan", plan, "--out", out, "--workloads", "resnet"], capsys)
+    assert "['resnet'] are not workloads of the test suite; valid: " in line
+    assert "resnet18_digits_256" in line
+    line = refused("run_suite", ["--plan", str(tmp_path / "none.json"), "--out", out], capsys)
+    assert f"suite plan '{tmp_path / 'none.json'}' is not a file" in line
+    line = refused("tune_suite", ["--out", out, "--guess", "vit_mnist_1000:1e-3"], capsys)
+    assert "--guess 'vit_mnist_1000:1e-3' is invalid; expected name=lr, lr > 0" in line
+    assert not (tmp_path / "o").exists()

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import needs_real_data
+from tests.trainees.conftest import TEXT
 from trainees import (
     N_GRAD_BUCKETS,
     GPTConfig,
@@ -24,18 +25,6 @@ from trainees import (
     make_trainee,
 )
 from trainees.data.chars import load_prepared, prepare_bytes
-
-TEXT = (
-    "ROMEO:\nBut soft, what light through yonder window breaks?\n"
-    "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n"
-) * 60
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("corpus")
-    prepare_bytes(TEXT.encode(), folder, (0.9, 0.1))
-    return load_prepared("shakespeare_char", folder)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +171,7 @@ def test_generate_reproducible_tokens(corpus):
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: make_trainee("lstm"), "valid: quadratic, mlp, resnet18, gpt"),
+        (lambda: make_trainee("mamba"), "valid: quadratic, mlp, resnet18, gpt"),
         (lambda: make_trainee("mlp", hiden=3), r"unknown option\(s\) \['hiden'\]"),
         (lambda: MLPConfig(dataset="cifar"), r"dataset='cifar'.*\('mnist', 'digits'\)"),
         (lambda: GPTConfig(preset="huge"), r"preset='huge'.*\('tiny', 'small'\)"),
