@@ -200,7 +200,7 @@ METHODS: dict[str, Method] = {
 }
 
 
-def _policy_spec(spec: str) -> tuple[str, str]:
+def policy_spec(spec: str) -> tuple[str, str]:
     """The name and path of ``"name=path"`` or of a path (named after the file)."""
     name, sep, path = spec.partition("=")
     return (name, path) if sep else (Path(spec).stem, spec)
@@ -208,7 +208,7 @@ def _policy_spec(spec: str) -> tuple[str, str]:
 
 def policy_name(spec: str) -> str:
     """The method name a policy ``"name=path"`` or path gets (the file is not read)."""
-    return _policy_spec(spec)[0]
+    return policy_spec(spec)[0]
 
 
 def policy_method(spec: str, *, takes_lr: bool = False) -> Method:
@@ -220,7 +220,7 @@ def policy_method(spec: str, *, takes_lr: bool = False) -> Method:
     (``experiments.tuningfree``) in an LR-sensitivity sweep, where that LR is the swept
     one.
     """
-    name, path = _policy_spec(spec)
+    name, path = policy_spec(spec)
     if not Path(path).is_file():
         raise ValueError(f"policy file {path!r} does not exist")
     if takes_lr:

@@ -47,15 +47,19 @@ def workload(plan: Mapping[str, Any]) -> str:
 
 def parts(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A plan's per-workload parts: itself, or for a suite plan (``"suite"``,
-    ``experiments.suite_job``) each workload's sweep plan with its share of the seeds."""
+    ``experiments.suite_job``) each workload of the suite's version it names, with its
+    share of the seeds. A validation-suite plan has none: model selection reads that suite
+    again and again by design, on ``held_out`` seeds, never on final ones."""
     if "suite" not in plan:
         return [dict(plan)]
-    from evaluation.suite import suite  # a suite plan only: the suite imports gymnasium envs
+    if plan["suite"] == "validation":
+        return []
+    from evaluation.suite import suite
 
     seeds = list(plan["final_seeds"])
     return [
         {"env_id": w.env_id, "options": dict(w.options), "final_seeds": seeds[: w.n_seeds]}
-        for w in suite(plan["suite"])
+        for w in suite(plan["suite"], plan["version"])
     ]
 
 

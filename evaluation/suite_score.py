@@ -74,19 +74,42 @@ def _at(per_k: Mapping[Any, Mapping[int, float]], k: int) -> Mapping[int, float]
     return per_k.get(k, per_k.get(None))
 
 
-def _mean_ranks(table, pick) -> dict[str, float]:
+def _leagues(names: Sequence[str], groups: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """The pools ranked together: every method, or with ``groups`` (training seeds of one
+    recipe each) one pool per seed index, holding the ungrouped methods and the i-th
+    member of every group, so a recipe enters each pool once, never against itself.
+
+    Raises:
+        ValueError: groups of different sizes, or a member that is no method.
+    """
+    if not groups:
+        return [list(names)]
+    sizes = {len(g) for g in groups.values()}
+    members = [m for g in groups.values() for m in g]
+    if len(sizes) != 1 or not set(members) <= set(names) or len(set(members)) != len(members):
+        raise ValueError(
+            f"groups {dict(groups)} must be disjoint, of one size, and of methods "
+            f"({', '.join(names)})"
+        )
+    fixed = [m for m in names if m not in members]
+    return [sorted(fixed + [g[i] for g in groups.values()]) for i in range(sizes.pop())]
+
+
+def _mean_ranks(table, pick, groups: Mapping[str, Sequence[str]]) -> dict[str, float]:
     """Mean rank per method over workloads (each weighted equally), ``pick(w, seeds)``
-    choosing the seeds (indices) of each workload."""
+    choosing the seeds (indices) of each workload; a method in several pools (``_leagues``)
+    takes its mean rank over them."""
     totals: dict[str, list[float]] = defaultdict(list)
     for w, (seeds, ks, methods) in table.items():
         chosen = [seeds[i] for i in pick(w, len(seeds))]
-        names = sorted(methods)
-        per_k = []
-        for k in ks:
-            means = [np.mean([_at(methods[m], k)[s] for s in chosen]) for m in names]
-            per_k.append(rankdata(means))  # 1 = the lowest loss; ties share their mean rank
-        for name, rank in zip(names, np.mean(per_k, axis=0), strict=True):
-            totals[name].append(float(rank))
+        per_method: dict[str, list[float]] = defaultdict(list)
+        for pool in _leagues(sorted(methods), groups):
+            for k in ks:
+                means = [np.mean([_at(methods[m], k)[s] for s in chosen]) for m in pool]
+                for name, rank in zip(pool, rankdata(means), strict=True):  # 1 = lowest loss
+                    per_method[name].append(float(rank))
+        for name, ranks in per_method.items():
+            totals[name].append(float(np.mean(ranks)))
     return {m: float(np.mean(r)) for m, r in totals.items()}
 
 
@@ -94,6 +117,7 @@ def suite_score(
     rows: Sequence[Row],
     *,
     reference: str = "cosine",
+    groups: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
     n_boot: int = 2000,
     level: float = 0.95,
@@ -102,7 +126,10 @@ def suite_score(
     worst one; across workloads: each method's mean rank with a bootstrap CI.
 
     Every method must appear on every workload (a mean rank over different workloads
-    compares nothing).
+    compares nothing). ``groups`` (``{recipe: [policy per training seed]}``) ranks each
+    training seed against the other methods, never against its own recipe's other seeds
+    (``_leagues``): the ungrouped methods' ranks are their means over those pools, so they
+    do not depend on how many seeds a recipe lists.
 
     Raises:
         ValueError: a workload without the reference at k = 0, a method that misses a
@@ -131,8 +158,9 @@ def suite_score(
             }
         per_workload[w] = out
     rng = np.random.default_rng(seed)
-    point = _mean_ranks(table, lambda w, n: range(n))
-    boots = [_mean_ranks(table, lambda w, n: rng.integers(0, n, n)) for _ in range(n_boot)]
+    groups = dict(groups or {})
+    point = _mean_ranks(table, lambda w, n: range(n), groups)
+    boots = [_mean_ranks(table, lambda w, n: rng.integers(0, n, n), groups) for _ in range(n_boot)]
     alpha = (1.0 - level) / 2
     ranks = {
         m: {
@@ -147,4 +175,34 @@ def suite_score(
         "workloads": per_workload,
         "mean_rank": ranks,
         "n_methods": len(point),
+        "pool_size": len(_leagues(sorted(point), groups)[0]),
+        "groups": groups,
     }
+
+
+def recipe_summary(
+    score: Mapping[str, Any], recipes: Mapping[str, Sequence[str]]
+) -> dict[str, dict[str, Any]]:
+    """Each recipe over its training seeds (its policies): per workload the mean and the
+    worst of the seeds' worst Δ vs the reference, and the same of their mean ranks; every
+    seed's own figures stay in the score.
+
+    Raises:
+        ValueError: a recipe naming a method the score does not hold.
+    """
+    out = {}
+    for recipe, names in recipes.items():
+        missing = [n for n in names if n not in score["mean_rank"]]
+        if missing:
+            raise ValueError(f"recipe {recipe!r} names {missing}, not methods of the plan")
+        per = {}
+        for w, methods in score["workloads"].items():
+            worst = [methods[n]["worst"]["mean"] for n in names]
+            per[w] = {"mean": float(np.mean(worst)), "worst": float(np.max(worst))}
+        ranks = [score["mean_rank"][n]["mean_rank"] for n in names]
+        out[recipe] = {
+            "seeds": list(names),
+            "worst_delta": per,
+            "mean_rank": {"mean": float(np.mean(ranks)), "worst": float(np.max(ranks))},
+        }
+    return out

@@ -28,6 +28,7 @@ from common.tensorboard import log_hyperparameters
 from envs.options import EnvOptions, check_env_ids
 from envs.rollout import run_episodes
 from evaluation.compare import compare
+from evaluation.suite import check_training_env
 from experts.demos import check_saved_experts, collect_experts
 from experts.policy import SchedulePolicy
 from experts.schedules import SCHEDULES, make_schedule
@@ -64,6 +65,7 @@ def check_bc_args(
     demonstrations (``demos``) of another env, its options, expert or seeds.
     """
     check_env_ids(env_id)
+    check_training_env(env_id, (options or EnvOptions()).kwargs(), "the BC env")
     unknown = sorted(set(experts) - set(SCHEDULES))
     if unknown:
         raise ValueError(f"--experts {unknown} invalid; valid: {', '.join(SCHEDULES)}")

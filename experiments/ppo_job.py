@@ -51,6 +51,7 @@ from envs.vec_env import (
     make_mixed_vec_env,
 )
 from evaluation.compare import compare_to_start, summarize_episodes
+from evaluation.suite import check_training_env
 from experts.schedules import SCHEDULES
 
 
@@ -271,6 +272,10 @@ def finetune(
         env_id, kwargs = signature_kwargs(saved.env, options)
     else:
         kwargs = (options or EnvOptions()).kwargs()
+    for e, o, where in [(env_id, kwargs, "the PPO env")] + [
+        (e, o, f"PPO mixture task {e}") for e, o, _, _ in mixture or []
+    ]:
+        check_training_env(e, o, where)
     eval_env = gym.make(env_id, **kwargs)
     for mismatch in check_env(saved.env, eval_env, allow_mismatch=True, source=str(init)):
         warnings.warn(f"fine-tuning {init} on another env: {mismatch}", stacklevel=2)

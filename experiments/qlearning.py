@@ -29,6 +29,7 @@ from common.plots import Panel, save_panels
 from common.tensorboard import log_hyperparameters
 from envs.options import EnvOptions
 from envs.rollout import run_episode
+from evaluation.suite import check_training_env
 from experts.policy import SchedulePolicy
 from experts.schedules import Cosine
 from trainees.data.chars import CORPORA
@@ -188,6 +189,7 @@ def train_qlearning(
         interval=interval,
         initial_lr_mult=options.initial_lr_mult or 1.0,
     )
+    check_training_env(env_id, options.kwargs(), "the Q-learning env")
     env = options.make(env_id)
     total_steps = env.unwrapped.trainee.total_steps
     config = config or QLearningConfig()

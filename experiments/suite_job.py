@@ -21,18 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from common.files import atomic_write_text, write_csv, write_json
-from common.plots import Panel, save_intervals, save_panels
+from common.files import atomic_write_text, write_json
 from evaluation.backends import Backend
-from evaluation.methods import METHODS
+from evaluation.methods import METHODS, policy_spec
 from evaluation.report import loss_score
 from evaluation.runs import RunSpec
 from evaluation.seed_blocks import check_block
-from evaluation.store import RunStore
+from evaluation.store import RunStore, added_after_results
 from evaluation.suite import TUNING_SEEDS, VERSION, Workload, suite
-from evaluation.suite_score import suite_score
+from evaluation.suite_report import write_suite_report
+from evaluation.suite_score import recipe_summary, suite_score
 from evaluation.sweep import run_sweep, sweep_from_plan
-from evaluation.sweep_report import fmt_ci, write_sweep_report
+from evaluation.sweep_report import write_sweep_report
 from experiments.lr_sweep import previous_invocations
 
 
@@ -72,7 +72,8 @@ def tune_workload(
     opts = tuple(sorted(workload.options.items()))
     cosine = METHODS["cosine"]
     ks = sorted(ks)
-    for _ in range(max_widen + 1):
+    widened = 0
+    while True:
         specs = [
             RunSpec("tune", workload.env_id, opts, cosine, guess * 2.0**k, s)
             for k in ks
@@ -80,20 +81,37 @@ def tune_workload(
         ]
         runs = store.run(specs, backend, desc=f"tune {workload.name}", progress=progress)
         choice = choose_reference(runs)
-        if not choice["at_edge"]:
+        if not choice["at_edge"] or widened == max_widen:
             break
-        ks = (
-            [ks[0] - 1, *ks]
-            if choice["lr"] == min(r["given_lr"] for r in runs)
-            else [*ks, ks[-1] + 1]
-        )
-    seconds = [r["final_timing"].get("total_train_time") for r in runs if r.get("final_timing")]
+        low = choice["lr"] == choice["table"][0]["lr"]
+        ks = [ks[0] - 1, *ks] if low else [*ks, ks[-1] + 1]
+        widened += 1
+    seconds = [r["wall_seconds"] for r in runs if r.get("wall_seconds") is not None]
     return choice | {
         "workload": workload.name,
         "tuning_seeds": list(TUNING_SEEDS),
-        "grid": [guess * 2.0**k for k in ks],
-        "mean_train_seconds": float(np.mean(seconds)) if seconds and None not in seconds else None,
+        "grid": [t["lr"] for t in choice["table"]],
+        "widened": widened,
+        "median_run_seconds": float(np.median(seconds)) if seconds else None,
     }
+
+
+def check_guesses(names: Sequence[str], suite_name: str) -> None:
+    """Refuse a name that is no workload of ``suite_name``, or a name given twice.
+
+    Raises:
+        ValueError: naming them and the valid names.
+    """
+    workloads = [w.name for w in suite(suite_name)]
+    unknown = sorted(set(names) - set(workloads))
+    twice = sorted({n for n in names if list(names).count(n) > 1})
+    if unknown or twice:
+        raise ValueError(
+            (f"{unknown} are not workloads of the {suite_name} suite" if unknown else "")
+            + ("; " if unknown and twice else "")
+            + (f"{twice} given twice" if twice else "")
+            + f"; valid: {', '.join(workloads)}"
+        )
 
 
 def tune_job(
@@ -105,24 +123,21 @@ def tune_job(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Tune every workload of ``suite_name`` named in ``guesses`` (name -> first guess);
-    writes ``out/tuning.json`` and ``out/tuning.md`` (one line per workload, to copy into
-    ``evaluation/suite.py``).
+    writes ``out/tuning.json`` (beside the workloads an earlier invocation tuned there) and
+    ``out/tuning.md``, one line per workload, whose table goes into ``evaluation/suite.py``.
 
     Raises:
         ValueError: a name that is no workload of the suite, naming the valid ones.
     """
+    check_guesses(list(guesses), suite_name)
     workloads = {w.name: w for w in suite(suite_name)}
-    unknown = sorted(set(guesses) - set(workloads))
-    if unknown:
-        raise ValueError(
-            f"{unknown} are not workloads of the {suite_name} suite; valid: {', '.join(workloads)}"
-        )
-    results = {}
+    path = Path(out) / "tuning.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
     for name, guess in guesses.items():
         t0 = time.perf_counter()
         results[name] = tune_workload(workloads[name], out, backend, guess=guess, progress=progress)
         results[name]["wall_seconds"] = time.perf_counter() - t0
-    write_json(Path(out) / "tuning.json", results)
+        write_json(path, results)  # each workload as soon as it is tuned
     lines = [
         f"# Reference LRs, suite v{VERSION} ({suite_name}), tuning seeds {list(TUNING_SEEDS)}",
         "",
@@ -136,12 +151,19 @@ def tune_job(
 
 
 # -- a plan over the suite ---------------------------------------------------------------
+PLAN_KEYS = frozenset(
+    {"suite", "version", "final_seeds", "methods", "policies", "recipes", "rerun_of",
+     "preregistered", "notes"}
+)  # fmt: skip
+
+
 def read_suite_plan(path: str | Path) -> tuple[dict[str, Any], str]:
-    """A suite plan's contents and the SHA-1 of its bytes.
+    """A suite plan's contents and the SHA-1 of its bytes, checked before any work.
 
     Raises:
-        ValueError: no such file, not a suite plan, or a plan made for another version
-            of the suite, naming the one it gives and the current one.
+        ValueError: no such file; not a suite plan, or a key it does not know; a plan
+            made for another version of the suite; an unknown suite or method; fewer
+            final seeds than a workload takes; a recipe naming no policy of the plan.
     """
     if not Path(path).is_file():
         raise ValueError(f"suite plan {str(path)!r} is not a file (see evaluation/plans/)")
@@ -150,13 +172,32 @@ def read_suite_plan(path: str | Path) -> tuple[dict[str, Any], str]:
     missing = [k for k in ("suite", "version", "final_seeds", "methods") if k not in plan]
     if missing:
         raise ValueError(f"{path} is not a suite plan: it lacks {missing}")
+    unknown_keys = sorted(set(plan) - PLAN_KEYS)
+    if unknown_keys:
+        raise ValueError(
+            f"{path}: unknown keys {unknown_keys}; valid: {', '.join(sorted(PLAN_KEYS))}"
+        )
     if plan["version"] != VERSION:
         raise ValueError(
             f"{path} was made for suite v{plan['version']}; evaluation/suite.py is v{VERSION}"
         )
+    workloads = suite(plan["suite"])
     unknown = [m for m in plan["methods"] if m not in METHODS]
     if unknown:
         raise ValueError(f"plan methods {unknown} are not methods; valid: {', '.join(METHODS)}")
+    need = max(w.n_seeds for w in workloads)
+    if len(set(plan["final_seeds"])) < need:
+        raise ValueError(
+            f"{path} gives {len(plan['final_seeds'])} final seeds; the suite needs {need}"
+        )
+    policies = [policy_spec(p)[0] for p in plan.get("policies", [])]
+    for recipe, names in plan.get("recipes", {}).items():
+        strays = [n for n in names if n not in policies]
+        if strays:
+            raise ValueError(
+                f"{path}: recipe {recipe!r} names {strays}, no policies of the plan "
+                f"({', '.join(policies) or 'none'})"
+            )
     return plan, hashlib.sha1(data).hexdigest()
 
 
@@ -201,34 +242,6 @@ def suite_rows(
     ]
 
 
-def recipe_summary(
-    score: dict[str, Any], recipes: dict[str, Sequence[str]]
-) -> dict[str, dict[str, Any]]:
-    """Each recipe over its training seeds (its policies): per workload the mean and the
-    worst of the seeds' worst Δ vs tuned cosine, and the same of their mean ranks; every
-    seed's own figures stay in the score.
-
-    Raises:
-        ValueError: a recipe naming a policy the score does not hold.
-    """
-    out = {}
-    for recipe, names in recipes.items():
-        missing = [n for n in names if n not in score["mean_rank"]]
-        if missing:
-            raise ValueError(f"recipe {recipe!r} names {missing}, not methods of the plan")
-        per = {}
-        for w, methods in score["workloads"].items():
-            worst = [methods[n]["worst"]["mean"] for n in names]
-            per[w] = {"mean": float(np.mean(worst)), "worst": float(np.max(worst))}
-        ranks = [score["mean_rank"][n]["mean_rank"] for n in names]
-        out[recipe] = {
-            "seeds": list(names),
-            "worst_delta": per,
-            "mean_rank": {"mean": float(np.mean(ranks)), "worst": float(np.max(ranks))},
-        }
-    return out
-
-
 def run_seconds(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
     """Per method, the sum of its runs' wall seconds on each workload and in all (what one
     method over the suite costs on one core; divide by the workers for the wall time)."""
@@ -257,15 +270,22 @@ def suite_job(
         ValueError: the plan's (``read_suite_plan``, ``evaluation.seed_blocks``), a
             policy file that does not exist, or an unknown workload name.
     """
-    check_block(plan_path)
     plan, digest = read_suite_plan(plan_path)
-    missing = [p for p in plan.get("policies", []) if not Path(p.partition("=")[2] or p).is_file()]
+    check_block(plan_path)
+    missing = [p for p in plan.get("policies", []) if not Path(policy_spec(p)[1]).is_file()]
     if missing:
         raise ValueError(f"the plan's policies {missing} are no files (train them first)")
+    previous = Path(out) / "results.json"
+    if previous.exists() and json.loads(previous.read_text())["plan_sha1"] != digest:
+        raise ValueError(
+            f"{out} holds results of another version of {plan_path} (its SHA-1 differs): a "
+            "plan changed after its results were written is a new plan, with a new out folder "
+            "and a fresh block of final seeds"
+        )
     plans = expand(plan)
     todo = expand(plan, workloads) if workloads else plans
     t0 = time.perf_counter()
-    sweeps, runs, complete = {}, {}, []
+    sweeps, runs, complete, added = {}, {}, [], {}
     for name, p in plans.items():
         sweep = sweep_from_plan(p)
         sweeps[name] = sweep
@@ -279,6 +299,7 @@ def suite_job(
             specs = sweep.specs()
             if specs and all(s.key in done for s in specs):
                 runs[name], complete = [done[s.key] for s in specs], [*complete, name]
+        added[name] = added_after_results(folder, sweep) if (folder / "grid.json").exists() else []
     this = {
         "backend": {
             "name": backend_name,
@@ -291,7 +312,8 @@ def suite_job(
     }
     invocations = [*previous_invocations(Path(out) / "results.json"), this]
     rows = suite_rows(sweeps, runs)
-    score = suite_score(rows) if rows else None
+    recipes = plan.get("recipes", {})
+    score = suite_score(rows, groups=recipes) if rows else None
     results = {
         "plan": str(plan_path),
         "plan_sha1": digest,
@@ -303,130 +325,8 @@ def suite_job(
         "wall_seconds_all_invocations": sum(i["wall_seconds"] for i in invocations),
         "run_seconds": run_seconds({n: runs[n] for n in complete}),
         "score": score,
-        "recipes": recipe_summary(score, plan.get("recipes", {})) if score else {},
+        "recipes": recipe_summary(score, recipes) if score else {},
+        "added_after_results": added,
     }
     write_suite_report(out, plans, results, rows)
     return results
-
-
-# -- the report ---------------------------------------------------------------------------
-def _k(k: Any) -> str:
-    return "no LR" if k is None else f"{k:+d}"
-
-
-def suite_markdown(plans: dict[str, dict[str, Any]], results: dict[str, Any]) -> str:
-    """The suite's tables: per workload each method's worst Δ vs tuned cosine (and its k),
-    then the mean rank across workloads with its CI."""
-    score = results["score"]
-    lines = [
-        f"# Held-out suite v{results['version']} ({results['suite']}): {results['plan']}",
-        "",
-        f"Complete: {', '.join(results['complete']) or 'none'}."
-        + (f" Missing: {', '.join(results['missing'])}." if results["missing"] else ""),
-        "",
-    ]
-    if score is None:
-        return "\n".join(lines) + "\n"
-    names = sorted(score["mean_rank"])
-    work = list(score["workloads"])
-    lines += [
-        "## Worst Δ test loss vs tuned cosine over k (paired, 95% CI) [its k]",
-        "",
-        "| method | " + " | ".join(work) + " |",
-        "|---" * (len(work) + 1) + "|",
-    ]
-    for m in names:
-        cells = []
-        for w in work:
-            worst = score["workloads"][w][m]["worst"]
-            cells.append(f"{fmt_ci(worst, 'mean', signed=True)} [{_k(worst['k'])}]")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"## Mean rank across the {len(work)} workloads (1 = best of {len(names)}; 95% CI "
-        "over seeds, paired)",
-        "",
-        "| method | mean rank |",
-        "|---|---|",
-    ]
-    for m in sorted(names, key=lambda m: score["mean_rank"][m]["mean_rank"]):
-        r = score["mean_rank"][m]
-        lines.append(f"| {m} | {r['mean_rank']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] |")
-    if results.get("recipes"):
-        lines += [
-            "",
-            "## Recipes over their training seeds: the seeds' worst Δ, mean / worst seed",
-            "",
-            "| recipe (seeds) | " + " | ".join(work) + " | mean rank |",
-            "|---" * (len(work) + 2) + "|",
-        ]
-    for recipe, r in results.get("recipes", {}).items():
-        cells = [
-            f"{r['worst_delta'][w]['mean']:+.4f} / {r['worst_delta'][w]['worst']:+.4f}"
-            for w in work
-        ]
-        rank = f"{r['mean_rank']['mean']:.2f} / {r['mean_rank']['worst']:.2f}"
-        lines.append(
-            f"| {recipe} ({', '.join(r['seeds'])}) | " + " | ".join(cells) + f" | {rank} |"
-        )
-    lines += [
-        "",
-        "## Cost: each method's runs, single-threaded seconds summed (wall time ≈ this / workers)",
-        "",
-        "| method | " + " | ".join(work) + " | all |",
-        "|---" * (len(work) + 2) + "|",
-    ]
-    for m, per in results["run_seconds"].items():
-        cells = [f"{per.get(w, 0.0):,.0f}" for w in work] + [f"{per['all']:,.0f}"]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "## Δ at each k", ""]
-    for w in work:
-        ks = plans[w]["ks"]
-        lines += [f"### {w}", "", "| method | " + " | ".join(_k(k) for k in ks) + " |"]
-        lines.append("|---" * (len(ks) + 1) + "|")
-        for m in names:
-            d = score["workloads"][w][m]["delta"]
-            cells = [fmt_ci(d.get(k, d.get(None)), "mean", signed=True) for k in ks]
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
-def plot_suite(folder: str | Path, plans: dict[str, dict[str, Any]], score: dict[str, Any]) -> None:
-    """``plots/suite_delta.png`` (Δ vs tuned cosine against the LR factor, one panel per
-    workload) and ``plots/suite_rank.png`` (mean rank with its CI); each with its CSV."""
-    panels = []
-    for w, methods in score["workloads"].items():
-        panel = Panel(w, "LR factor 2^k", "Δ test loss vs tuned cosine", logx=True)
-        for m, s in methods.items():
-            ks = plans[w]["ks"]
-            pts = [s["delta"].get(k, s["delta"].get(None)) for k in ks]
-            xs = [2.0**k for k in ks]
-            label = m if s["takes_lr"] else f"{m} (no LR)"
-            panel.series[label] = (xs, [p["mean"] for p in pts])
-            panel.bands[label] = (xs, [p["ci_low"] for p in pts], [p["ci_high"] for p in pts])
-        panels.append(panel)
-    plots = Path(folder) / "plots"
-    save_panels(plots / "suite_delta.png", panels, title="Paired Δ test loss vs tuned cosine")
-    ranks = sorted(score["mean_rank"].items(), key=lambda kv: kv[1]["mean_rank"])
-    save_intervals(
-        plots / "suite_rank.png",
-        [(m, r["mean_rank"], r["ci_low"], r["ci_high"]) for m, r in ranks],
-        xlabel=f"mean rank over {len(score['workloads'])} workloads (1 = best)",
-    )
-
-
-def write_suite_report(
-    out: str | Path,
-    plans: dict[str, dict[str, Any]],
-    results: dict[str, Any],
-    rows: Sequence[dict[str, Any]],
-) -> None:
-    """``results.json``, ``results.md``, ``rows.csv`` and the plots (when a workload is
-    complete)."""
-    out = Path(out)
-    write_json(out / "results.json", results)
-    write_csv(out / "rows.csv", rows) if rows else None
-    atomic_write_text(out / "results.md", suite_markdown(plans, results))
-    if results["score"] is not None:
-        plot_suite(out, plans, results["score"])

@@ -16,7 +16,7 @@ from typing import Literal
 
 from common.cli import parse
 from evaluation.backends import make_backend
-from experiments.suite_job import tune_job
+from experiments.suite_job import check_guesses, tune_job
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Args:
 
     def __post_init__(self) -> None:
         self.guesses()
+        check_guesses([text.partition("=")[0] for text in self.guess], self.suite)
 
 
 def main(args: Args) -> None:

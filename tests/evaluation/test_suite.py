@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import gymnasium as gym
@@ -15,7 +16,7 @@ import pytest
 from envs.config import EnvConfig
 from evaluation import suite as suite_mod
 from evaluation.backends import LocalBackend
-from evaluation.seed_blocks import block_conflicts, read_plans
+from evaluation.seed_blocks import PLANS, block_conflicts, read_plans
 from evaluation.suite import (
     SUITE,
     VALIDATION_SUITE,
@@ -65,10 +66,13 @@ def test_one_method_over_the_suite_fits_two_hours_on_two_cores():
     assert method_seconds(SUITE) / 2 <= 2 * 3600
 
 
-def test_every_workload_is_tuned_inside_its_grid():
+def test_every_reference_lr_is_its_tables_argmin_inside_the_grid_on_three_seeds():
     for w in held_out():
-        assert w.reference_lr is not None, w.name
-        assert "inside the grid" in w.tuning and "3 tuning seeds" in w.tuning, w.name
+        lrs = [lr for lr, _, _ in w.tuning]
+        best = min(range(len(lrs)), key=lambda i: w.tuning[i][1])
+        assert lrs == sorted(lrs) and len(lrs) >= 5, w.name
+        assert w.reference_lr == lrs[best] and 0 < best < len(lrs) - 1, w.name
+        assert all(n >= 3 for _, _, n in w.tuning), w.name
         assert w.command.startswith("python scripts/tune_suite.py"), w.name
 
 
@@ -102,12 +106,44 @@ def test_a_recipe_whose_mixture_holds_a_suite_workload_is_refused_before_any_env
         check_tasks([task], None, "LRSchedule-MLP-v0", {"dataset": "mnist"}, 1.0)
 
 
+def test_a_workload_written_with_its_defaults_or_a_device_is_the_same_workload():
+    mlp = next(w for w in SUITE if w.trainee == "mlp")
+    for extra in ({"batch_size": 64}, {"device": "cpu"}, {"total_steps": 500.0},
+                  {"optimizer": "adamw", "base_lr": 0.5}):  # fmt: skip
+        with pytest.raises(ValueError, match=f"is held-out workload {mlp.name}"):
+            check_held_out([TrainingTask(mlp.env_id, dict(mlp.options) | extra)])
+    gpt = next(w for w in SUITE if w.trainee == "gpt")
+    preset_spelt_out = dict(gpt.options) | {"n_layer": 4, "n_embd": 128, "n_head": 4}
+    with pytest.raises(ValueError, match=f"is held-out workload {gpt.name}"):
+        check_held_out([TrainingTask(gpt.env_id, preset_spelt_out)])
+
+
+def test_a_main_env_on_the_suite_is_refused_like_a_mixture_task():
+    w = SUITE[0]
+    with pytest.raises(ValueError, match=rf"{w.env_id} .*\(the main env\) is held-out"):
+        check_held_out(training_tasks([], w.env_id, dict(w.options)))
+
+
+def test_bc_and_the_other_training_jobs_refuse_a_held_out_architecture():
+    from envs.options import EnvOptions
+    from experiments.bc_pipeline import check_bc_args
+
+    with pytest.raises(ValueError, match=r"\(the BC env\) draws trainee 'vit'"):
+        check_bc_args("LRSchedule-ViT-v0", ["cosine"], options=EnvOptions(dataset="digits"))
+
+
 def test_identity_ignores_how_the_policy_is_asked_not_what_is_trained():
     base = {"dataset": "mnist", "total_steps": 500}
     same = trainee_identity("LRSchedule-MLP-v0", base | {"eval_every": 32, "data_dir": "/x"})
     assert same == trainee_identity("LRSchedule-MLP-v0", base)
     assert same != trainee_identity("LRSchedule-MLP-v0", base | {"hidden": 64})
-    assert json.loads(same) == {"dataset": "mnist", "total_steps": 500, "trainee": "mlp"}
+    assert json.loads(same) == {
+        "trainee": "mlp",
+        "batch_size": 64,
+        "dataset": "mnist",
+        "hidden": 128,
+        "total_steps": 500,
+    }  # the MLP's resolved config, less how it is trained (HOW_OPTIONS)
 
 
 # -- seed blocks of suite plans ---------------------------------------------------------------
@@ -141,14 +177,41 @@ def test_a_suite_plan_shares_no_seeds_with_another_plan_on_any_of_its_workloads(
         == []
     )
     first = {"a.json": suite_plan(range(20_000, 20_005))}
-    assert block_conflicts("b.json", suite_plan(range(20_000, 20_005), ("prodigy_cosine",)), first)
+    assert block_conflicts(
+        "b.json", suite_plan(range(20_000, 20_005), ("prodigy_cosine",)), first
+    ) == [
+        "b.json shares final seeds 20000, 20001, 20002, 20003, ... (5) with a.json on the "
+        "same workload, and neither says it re-runs the other"
+    ]
     rerun = suite_plan(range(20_000, 20_005), rerun_of="a.json")
     assert block_conflicts("b.json", rerun, first) == []
 
 
+def test_a_suite_plan_keeps_its_versions_workloads_and_a_validation_plan_takes_no_block(
+    monkeypatch,
+):
+    w = SUITE[0]
+    single = {"one.json": {"env_id": w.env_id, "options": dict(w.options), "final_seeds": [20_000],
+                           "methods": ["cosine"]}}  # fmt: skip
+    v1 = suite_plan(range(20_000, 20_005))
+    # a version 2 without this workload: the v1 plan still holds its seeds on it
+    monkeypatch.setitem(suite_mod.SUITES, 2, {"test": SUITE[1:], "validation": ()})
+    monkeypatch.setattr(suite_mod, "VERSION", 2)
+    assert len(block_conflicts("s.json", v1, single)) == 1
+    v2 = v1 | {"version": 2}
+    assert block_conflicts("s.json", v2, single) == []
+    validation = {"suite": "validation", "version": 1, "final_seeds": [1000], "methods": ["cosine"]}
+    assert block_conflicts("v.json", validation, {"v0.json": validation}) == []
+
+
 def test_every_committed_plan_and_suite_plan_has_a_block_of_its_own():
+    from experiments.suite_job import read_suite_plan
+
     plans = read_plans()
-    assert any("suite" in p for p in plans.values())
+    suites = [n for n, p in plans.items() if "suite" in p]
+    assert suites
+    for name in suites:
+        read_suite_plan(PLANS / name)  # a valid plan of the current version
     for name, p in plans.items():
         assert block_conflicts(name, p, plans) == [], name
 
@@ -202,6 +265,18 @@ def test_tuning_widens_the_grid_past_the_edge_until_the_best_lr_is_inside(tmp_pa
     again = FakeBackend()
     assert tune_workload(w, tmp_path, again, guess=0.1 / 16, progress=False)["lr"] == got["lr"]
     assert again.ran == []  # resumed: every run was on disk
+    down = tune_workload(w, tmp_path / "down", FakeBackend(), guess=0.1 * 8, progress=False)
+    assert down["lr"] == pytest.approx(0.1) and down["widened"] == 2
+    assert down["grid"] == pytest.approx([0.8 * 2.0**k for k in range(-4, 3)])  # 0.05 .. 3.2
+
+
+def test_tuning_that_runs_out_of_widenings_says_so_and_lists_only_lrs_it_ran(tmp_path):
+    w = Workload("q", "LRSchedule-Quadratic-v0", {"total_steps": 64}, None, "a test")
+    backend = FakeBackend()
+    got = tune_workload(w, tmp_path, backend, guess=0.1 / 64, max_widen=1, progress=False)
+    assert got["at_edge"] and got["widened"] == 1
+    assert got["grid"] == pytest.approx([0.1 / 64 * 2.0**k for k in range(-2, 4)])
+    assert sorted({s.base_lr for s in backend.ran}) == pytest.approx(got["grid"])
 
 
 # -- the job --------------------------------------------------------------------------------
@@ -214,7 +289,7 @@ TINY = (
 
 
 def test_the_suite_job_runs_resumes_and_scores_every_complete_workload(tmp_path, monkeypatch):
-    monkeypatch.setattr(suite_mod, "SUITE", TINY)
+    monkeypatch.setitem(suite_mod.SUITES[1], "test", TINY)
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(suite_plan([10_900, 10_901], ("cosine", "prodigy_cosine"))))
     out = tmp_path / "out"
@@ -241,6 +316,12 @@ def test_the_suite_job_runs_resumes_and_scores_every_complete_workload(tmp_path,
         assert (out / "plots" / f"{name}.png").stat().st_size > 0
         assert (out / "plots" / f"{name}.csv").exists()
     assert (out / "quad_a" / "results.md").exists()  # each workload's own sweep report
+    stored = json.loads((out / "results.json").read_text())["score"]["workloads"]["quad_b"]
+    assert [d["k"] for d in stored["cosine"]["delta"]] == [0, 2]  # numbers, not "0", "2"
+    assert [d["k"] for d in stored["prodigy_cosine"]["delta"]] == [None]
+    plan.write_text(json.dumps(suite_plan([10_900, 10_901], ("cosine",))))  # edited after
+    with pytest.raises(ValueError, match=r"holds results of another version of .*plan\.json"):
+        suite_job(plan, out, None, progress=False)
     files = [json.loads(f.read_text()) for f in (out / "quad_a" / "runs").glob("*.json")]
     spent = sum(r["wall_seconds"] for r in files if r["method"] == "cosine")
     assert got["run_seconds"]["cosine"]["quad_a"] == pytest.approx(spent)
@@ -248,7 +329,7 @@ def test_the_suite_job_runs_resumes_and_scores_every_complete_workload(tmp_path,
 
 
 def test_a_suite_plan_for_another_version_or_an_unknown_workload_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(suite_mod, "SUITE", TINY)
+    monkeypatch.setitem(suite_mod.SUITES[1], "test", TINY)
     old = tmp_path / "old.json"
     old.write_text(json.dumps(suite_plan([10_900, 10_901]) | {"version": 0}))
     with pytest.raises(
@@ -260,6 +341,17 @@ def test_a_suite_plan_for_another_version_or_an_unknown_workload_is_refused(tmp_
     with pytest.raises(ValueError, match=r"the plan's policies \['a=/no/such.pt'\] are no files"):
         suite_job(plan, tmp_path / "o", None, progress=False)
     assert not (tmp_path / "o").exists()
+    bad = {
+        "unknown keys ['polices']": suite_plan([10_900, 10_901]) | {"polices": []},
+        "gives 1 final seeds; the suite needs 2": suite_plan([10_900]),
+        "recipe 'r' names ['b'], no policies of the plan (a)": suite_plan(
+            [10_900, 10_901], policies=["a=x.pt"], recipes={"r": ["a", "b"]}
+        ),
+    }
+    for message, content in bad.items():
+        plan.write_text(json.dumps(content))
+        with pytest.raises(ValueError, match=re.escape(message)):
+            suite_job(plan, tmp_path / "o", None, progress=False)
     plan.write_text(json.dumps(suite_plan([10_900, 10_901])))
     with pytest.raises(
         ValueError, match=r"\['nope'\] are not workloads of the test suite; valid: quad_a, quad_b"

@@ -79,3 +79,14 @@ def test_an_incomplete_table_is_refused_naming_what_is_missing():
     diverged[0]["test_loss"] = float("nan")
     with pytest.raises(ValueError, match=r"has test_loss nan: score a diverged run with"):
         suite_score(diverged)
+
+
+def test_a_recipes_training_seeds_are_ranked_against_the_others_never_each_other():
+    score = suite_score(rows(), groups={"r": ["lrfree", "pol"]}, n_boot=200)
+    ranks = {m: r["mean_rank"] for m, r in score["mean_rank"].items()}
+    # pools {cosine, lrfree} and {cosine, pol}; A: cosine (2+1+2 + 2+1.5+2) / 6, lrfree
+    # (1+2+1) / 3, pol (1+1.5+1) / 3; B: cosine (2+2+2 + 2+1+2) / 6, lrfree 1, pol (1+2+1) / 3
+    assert ranks == pytest.approx({"cosine": 43 / 24, "lrfree": 7 / 6, "pol": 5 / 4})
+    assert score["pool_size"] == 2 and score["groups"] == {"r": ["lrfree", "pol"]}
+    with pytest.raises(ValueError, match="must be disjoint, of one size, and of methods"):
+        suite_score(rows(), groups={"r": ["lrfree", "nope"]}, n_boot=10)

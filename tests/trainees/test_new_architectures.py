@@ -114,6 +114,9 @@ def test_lstm_with_dropout_is_reproducible_and_leaves_the_global_rng(corpus):
         runs.append([trainee.train_step(3e-3).loss for _ in range(3)])
     assert runs[0] == runs[1]
     assert torch.equal(torch.get_rng_state(), rng)
+    plain = lstm(corpus)  # the same seed without dropout: the same first weights
+    plain.reset(7)
+    assert [plain.train_step(3e-3).loss for _ in range(3)] != runs[0]  # dropout is on
 
 
 @pytest.mark.parametrize(("name", "lr"), [("vit", 3e-3), ("lstm", 2e-2)])
