@@ -39,19 +39,27 @@ class Panel:
     )
 
 
-def save_panels(path: str | Path, panels: Sequence[Panel], title: str = "") -> Path:
-    """Draw ``panels`` side by side into ``path`` (.png) and write their points to .csv.
+def save_panels(
+    path: str | Path, panels: Sequence[Panel], title: str = "", columns: int | None = None
+) -> Path:
+    """Draw ``panels`` side by side into ``path`` (.png) and write their points to .csv;
+    ``columns`` wraps them into rows of that many.
 
     Both files are written atomically. Returns the PNG's path.
     """
     path = Path(path).with_suffix(".png")
     many = max(len(p.series) for p in panels) > 10  # more lines than the default colours
     width = 5.5 + (2.0 if many else 0.0)
-    fig = Figure(figsize=(width * len(panels), 4 + (1.0 if many else 0.0)))  # no pyplot
+    cols = min(columns or len(panels), len(panels))
+    n_rows = -(-len(panels) // cols)
+    height = 4 + (1.0 if many else 0.0)
+    fig = Figure(figsize=(width * cols, height * n_rows))  # no pyplot
 
-    axes = fig.subplots(1, len(panels), squeeze=False)
+    axes = fig.subplots(n_rows, cols, squeeze=False).ravel()
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
     rows = []
-    for ax, panel in zip(axes[0], panels, strict=True):
+    for ax, panel in zip(axes[: len(panels)], panels, strict=True):
         if many:
             ax.set_prop_cycle(color=[colormaps["tab20"](i) for i in range(20)])
         for label, (xs, ys) in panel.series.items():

@@ -125,7 +125,9 @@ def plot_suite(folder: str | Path, plans: dict[str, dict[str, Any]], score: dict
             panel.bands[label] = (xs, [p["ci_low"] for p in pts], [p["ci_high"] for p in pts])
         panels.append(panel)
     plots = Path(folder) / "plots"
-    save_panels(plots / "suite_delta.png", panels, title="Paired Δ test loss vs tuned cosine")
+    save_panels(
+        plots / "suite_delta.png", panels, title="Paired Δ test loss vs tuned cosine", columns=3
+    )
     ranks = sorted(score["mean_rank"].items(), key=lambda kv: kv[1]["mean_rank"])
     save_intervals(
         plots / "suite_rank.png",
