@@ -16,6 +16,15 @@ def _k(k: Any) -> str:
     return "no LR" if k is None else f"{k:+d}"
 
 
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table's lines: the header, its rule, one line per row."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "|---" * len(header) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
 def suite_markdown(plans: dict[str, dict[str, Any]], results: dict[str, Any]) -> str:
     """The suite's tables: per workload each method's worst Δ vs tuned cosine (and its k),
     then the mean rank across workloads with its CI."""
@@ -44,15 +53,21 @@ def suite_markdown(plans: dict[str, dict[str, Any]], results: dict[str, Any]) ->
         "The worst k is picked on the same seeds its CI comes from, so the CI is a little "
         "optimistic about how bad the worst k is.",
         "",
-        "| method | " + " | ".join(work) + " |",
-        "|---" * (len(work) + 1) + "|",
     ]
-    for m in names:
-        cells = []
-        for w in work:
-            worst = score["workloads"][w][m]["worst"]
-            cells.append(f"{fmt_ci(worst, 'mean', signed=True)} [{_k(worst['k'])}]")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    worst = {(w, m): score["workloads"][w][m]["worst"] for w in work for m in names}
+    lines += _table(
+        ["method", *work],
+        [
+            [
+                m,
+                *(
+                    f"{fmt_ci(worst[w, m], 'mean', signed=True)} [{_k(worst[w, m]['k'])}]"
+                    for w in work
+                ),
+            ]
+            for m in names
+        ],
+    )
     lines += [
         "",
         f"## Mean rank across the {len(work)} workloads (1 = best of {score['pool_size']}; "
@@ -64,48 +79,57 @@ def suite_markdown(plans: dict[str, dict[str, Any]], results: dict[str, Any]) ->
         if score["groups"]
         else "All methods ranked together.",
         "",
-        "| method | mean rank |",
-        "|---|---|",
     ]
-    for m in sorted(names, key=lambda m: score["mean_rank"][m]["mean_rank"]):
-        r = score["mean_rank"][m]
-        lines.append(f"| {m} | {r['mean_rank']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] |")
-    if results.get("recipes"):
+    ranks = sorted(score["mean_rank"].items(), key=lambda kv: kv[1]["mean_rank"])
+    lines += _table(
+        ["method", "mean rank"],
+        [[m, f"{r['mean_rank']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"] for m, r in ranks],
+    )
+    recipes = results.get("recipes", {})
+    if recipes:
         lines += [
             "",
             "## Recipes over their training seeds: the seeds' worst Δ, mean / worst seed",
             "",
-            "| recipe (seeds) | " + " | ".join(work) + " | mean rank |",
-            "|---" * (len(work) + 2) + "|",
         ]
-    for recipe, r in results.get("recipes", {}).items():
-        cells = [
-            f"{r['worst_delta'][w]['mean']:+.4f} / {r['worst_delta'][w]['worst']:+.4f}"
-            for w in work
-        ]
-        rank = f"{r['mean_rank']['mean']:.2f} / {r['mean_rank']['worst']:.2f}"
-        lines.append(
-            f"| {recipe} ({', '.join(r['seeds'])}) | " + " | ".join(cells) + f" | {rank} |"
+        lines += _table(
+            ["recipe (seeds)", *work, "mean rank"],
+            [
+                [
+                    f"{recipe} ({', '.join(r['seeds'])})",
+                    *(
+                        f"{r['worst_delta'][w]['mean']:+.4f} / {r['worst_delta'][w]['worst']:+.4f}"
+                        for w in work
+                    ),
+                    f"{r['mean_rank']['mean']:.2f} / {r['mean_rank']['worst']:.2f}",
+                ]
+                for recipe, r in recipes.items()
+            ],
         )
     lines += [
         "",
         "## Cost: each method's runs, single-threaded seconds summed (wall time ≈ this / workers)",
         "",
-        "| method | " + " | ".join(work) + " | all |",
-        "|---" * (len(work) + 2) + "|",
     ]
-    for m, per in results["run_seconds"].items():
-        cells = [f"{per.get(w, 0.0):,.0f}" for w in work] + [f"{per['all']:,.0f}"]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _table(
+        ["method", *work, "all"],
+        [
+            [m, *(f"{per.get(w, 0.0):,.0f}" for w in work), f"{per['all']:,.0f}"]
+            for m, per in results["run_seconds"].items()
+        ],
+    )
     lines += ["", "## Δ at each k", ""]
     for w in work:
         ks = plans[w]["ks"]
-        lines += [f"### {w}", "", "| method | " + " | ".join(_k(k) for k in ks) + " |"]
-        lines.append("|---" * (len(ks) + 1) + "|")
-        for m in names:
-            d = score["workloads"][w][m]["delta"]
-            cells = [fmt_ci(d.get(k, d.get(None)), "mean", signed=True) for k in ks]
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        deltas = {m: score["workloads"][w][m]["delta"] for m in names}
+        lines += [f"### {w}", ""]
+        lines += _table(
+            ["method", *(_k(k) for k in ks)],
+            [
+                [m, *(fmt_ci(d.get(k, d.get(None)), "mean", signed=True) for k in ks)]
+                for m, d in deltas.items()
+            ],
+        )
         lines.append("")
     return "\n".join(lines) + "\n"
 
