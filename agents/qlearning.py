@@ -83,7 +83,16 @@ class QLearningAgent:
         self._lr_edges = np.asarray(self.config.lr_edges)
 
     def state(self, obs: np.ndarray) -> tuple[int, int]:
-        """The (loss bin, LR bin) of an observation's newest row."""
+        """The (loss bin, LR bin) of an observation's newest row (observation v0).
+
+        Raises:
+            ValueError: the observation is not v0's (its bins are of v0's log val loss).
+        """
+        if obs.shape[-1] != len(FEATURES):
+            raise ValueError(
+                f"Q-learning bins observation v0's log val loss; got rows of {obs.shape[-1]} "
+                f"features, v0 has {len(FEATURES)}: use an env with observation='v0'"
+            )
         row = obs[-1]
         return self.bin_state(float(row[LOG_VAL]), float(row[LOG_LR]))
 

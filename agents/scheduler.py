@@ -34,15 +34,16 @@ from agents.hub import Domain
 from agents.pretrained import resolve_policy
 from envs.actions import ContinuousLogMultiplier, DiscreteFactors
 from envs.config import EnvConfig
+from envs.observation import observation_version
 from envs.rollout import Policy
 from envs.signals import TrainingSignals
-from trainees.gradnorm import GradNormPool
+from trainees.gradnorm import GradNormPool, UpdateMoments, read_step
 
 _DEFAULTS = EnvConfig()
 # settings a scheduler takes from a policy file's env (or from its keyword arguments)
 SETTINGS = (
     "window", "steps_per_action", "eval_every", "action_type", "min_lr_mult", "max_lr_mult",
-    "factors", "initial_lr_mult",
+    "factors", "initial_lr_mult", "observation",
 )  # fmt: skip
 
 
@@ -71,8 +72,12 @@ class LearnedLRScheduler(LRScheduler):
         initial_val_loss: validation loss of the model before training.
         device: where a policy file is loaded.
         **settings: ``window``, ``steps_per_action``, ``eval_every``, ``action_type``,
-            ``min_lr_mult``, ``max_lr_mult``, ``factors``, ``initial_lr_mult``; by default
-            those of the env a policy file records, else the env's defaults.
+            ``min_lr_mult``, ``max_lr_mult``, ``factors``, ``initial_lr_mult``,
+            ``observation`` (``"v0"``, ``"v1"``); by default those of the env a policy
+            file records (the observation version from its features), else the env's
+            defaults. With ``v1`` the scheduler computes the update-to-weight ratios and
+            gradient-update cosines itself (``trainees.gradnorm.UpdateMoments``), keeping
+            one copy of the weights.
 
     A shipped or Hub-format policy records the domain it was trained in
     (:class:`agents.hub.Domain`); outside it the scheduler warns, once per cause and in
@@ -105,10 +110,14 @@ class LearnedLRScheduler(LRScheduler):
         self.total_steps = int(total_steps)
         self.actions = _action_mapping(self.policy, cfg)
         self.signals = TrainingSignals(
-            window=cfg["window"], total_steps=self.total_steps, eval_every=cfg["eval_every"]
+            window=cfg["window"],
+            total_steps=self.total_steps,
+            eval_every=cfg["eval_every"],
+            observation=cfg["observation"],
         )
         self._params = [p for p in model.parameters() if p.requires_grad]
         self._pool = GradNormPool(len(self._params))
+        self._moments = UpdateMoments(self._params) if cfg["observation"] == "v1" else None
         self.lr_mult = self.actions.initial_multiplier()
         self.signals.start(float(initial_val_loss), self.lr_mult)
         self._observed = self._stepped_optimizer = False
@@ -152,8 +161,10 @@ class LearnedLRScheduler(LRScheduler):
                 "before clipping, or pass max_norm= to observe() to clip after reading them"
             )
         value = loss if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
-        loss_value, pooled, norms = self._pool.read(value, self._params)
-        self.signals.record_step(loss_value, pooled[1:], self.lr_mult)
+        loss_value, pooled, norms, moments = read_step(
+            self._pool, self._moments, value, self._params
+        )
+        self.signals.record_step(loss_value, pooled[1:], self.lr_mult, moments)
         self._observed = True
         if self.domain is not None and max_norm not in (None, self.domain.max_grad_norm):
             self._warn("clip", f"max_norm={max_norm} (trained with {self.domain.max_grad_norm})")
@@ -196,7 +207,9 @@ class LearnedLRScheduler(LRScheduler):
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: step counts, multiplier, and the signals window."""
+        """Everything needed to resume: step counts, multiplier, the signals window and,
+        for observation ``v1``, the weights at the last ``observe()`` (the update to come
+        is measured from them)."""
         return {
             "last_epoch": self.last_epoch,
             "_step_count": self._step_count,
@@ -205,6 +218,7 @@ class LearnedLRScheduler(LRScheduler):
             "observed": self._observed,
             "val_reported": self._val_reported,
             "signals": self.signals.state_dict(),
+            "update_snapshot": None if self._moments is None else self._moments.state_dict(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -216,6 +230,8 @@ class LearnedLRScheduler(LRScheduler):
         self._observed = bool(state_dict["observed"])
         self._val_reported = bool(state_dict.get("val_reported", True))
         self.signals.load_state_dict(state_dict["signals"])
+        if self._moments is not None:
+            self._moments.load_state_dict(state_dict.get("update_snapshot"))
         self._apply()
 
     # -- internals -------------------------------------------------------------------------
@@ -281,6 +297,8 @@ def _settings(policy: Any, given: dict[str, Any]) -> dict[str, Any]:
     """The scheduler's settings: explicit ones, else the policy file's env, else defaults."""
     stored = getattr(getattr(policy, "lrgym_file", None), "env", {}) or {}
     out = {}
+    if "observation" not in stored and "features" in stored:
+        stored = {**stored, "observation": observation_version(stored["features"])}
     for key in SETTINGS:
         value = given.get(key, stored.get(key))
         out[key] = getattr(_DEFAULTS, key) if value is None else value

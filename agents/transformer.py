@@ -10,10 +10,9 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from envs.observation import FEATURES
+from envs.observation import MASK_COL as MASK
+from envs.observation import REMAINING_COL as REMAINING
 
-REMAINING = FEATURES.index("remaining_fraction")
-MASK = FEATURES.index("mask")
 LOG_EPS = 1e-3  # log-time features stay finite at r = 0 and r = 1
 
 

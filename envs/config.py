@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
 from common.checks import check as check_value
+from envs.observation import OBSERVATIONS
 from envs.rewards import (
     LOSS_CAP,
     REWARDS,
@@ -38,6 +39,10 @@ class EnvConfig:
             centre, e.g. a reference LR) by the env's ``np_random`` at ``reset()``; it goes
             to ``info["base_lr"]``, never into the observation (which sees only
             multipliers of it). 1 (default): every episode at the trainee's ``base_lr``.
+        observation: the observation's version: ``v0`` (losses and gradient norms
+            relative to the run's first values) or ``v1`` (dimensionless signals: loss
+            position and slope, update-to-weight ratios and gradient-update cosines; see
+            ``envs.observation.DimensionlessBuilder``). The ``-v1`` env ids set ``v1``.
     """
 
     steps_per_action: int = 32  # amortises env and policy cost over ~40 ms of MLP training
@@ -57,6 +62,7 @@ class EnvConfig:
     reward_loss_cap: float = LOSS_CAP
     inference_tokens: int = 64
     base_lr_spread: float = 1.0
+    observation: ObservationVersion = "v0"
 
     def __post_init__(self) -> None:
         def check(ok: bool, name: str, valid: str) -> None:  # common.checks, value read here
@@ -79,6 +85,7 @@ class EnvConfig:
             f"in [min_lr_mult, max_lr_mult] = [{self.min_lr_mult}, {self.max_lr_mult}]",
         )
         check(self.reward in REWARDS, "reward", f"one of {REWARDS}")
+        check(self.observation in OBSERVATIONS, "observation", f"one of {tuple(OBSERVATIONS)}")
         check(
             math.isfinite(self.base_lr_spread) and self.base_lr_spread >= 1,
             "base_lr_spread",
@@ -102,6 +109,7 @@ ENV_OPTIONS = frozenset(f.name for f in fields(EnvConfig))
 
 
 ActionType = Literal["continuous", "discrete"]
+ObservationVersion = Literal["v0", "v1"]
 
 
 ACTION_TYPES: tuple[str, ...] = get_args(ActionType)

@@ -11,7 +11,6 @@ import numpy as np
 
 from envs.actions import ContinuousLogMultiplier, DiscreteFactors
 from envs.config import ENV_OPTIONS, EnvConfig
-from envs.observation import FEATURES
 from envs.render import RENDER_MODES, RenderHistory, render_ansi, render_rgb
 from envs.rewards import (
     RewardInputs,
@@ -61,6 +60,24 @@ class LRScheduleEnv(gym.Env):
     | 4-7 | log(gradient norm / norm0) in 4 depth buckets, shallow to deep | [-20, 20] |
     | 8 | log(LR / base_lr) | [-20, 20] |
     | 9 | mask: 1 for a real row, 0 for padding | [0, 1] |
+
+    With ``observation="v1"`` (the ``-v1`` ids) the row holds signals that read the same
+    on any model instead (``Box(window, 17)``; ``envs.observation.DimensionlessBuilder``);
+    columns 0, -2 and -1 are the same in both versions:
+
+    | column | feature | range |
+    |---|---|---|
+    | 0 | remaining budget fraction after the step | [0, 1] |
+    | 1 | staleness of the last evaluation | [0, 1] |
+    | 2 | EMA of the minibatch loss in its running [min, max] | [0, 1] |
+    | 3 | validation loss in its running [min, max] | [0, 1] |
+    | 4 | asinh(slope / SE) of the last 32 minibatch losses on the step | [-20, 20] |
+    | 5-9 | log(‖u_{t-1}‖ / ‖θ_t‖), the last update to the weights: pooled, 4 buckets | [-20, 20] |
+    | 10-14 | cos(g_t, u_{t-1}), gradient vs last update: pooled, 4 buckets | [-1, 1] |
+    | 15 | log(LR / base_lr) | [-20, 20] |
+    | 16 | mask | [0, 1] |
+
+    Buckets split the parameters, in depth order, into 4 runs of equal parameter count.
 
     Values are clipped into the bounds (a diverged step's NaN/inf becomes the bound).
     The reset observation holds one row, for step 0: full budget, the initial LR
@@ -127,6 +144,8 @@ class LRScheduleEnv(gym.Env):
 
     ## Version History
 
+    - v1 (2026-12-07): the same env with the dimensionless observation
+      (``observation="v1"``); v0 is kept unchanged, and either id takes either option.
     - v0: initial version (rewards scaled by the budget and a divergence reward that
       never pays; ``render_mode``). 2026-12-01: the default ``max_lr_mult`` went from
       10 to 100 (a policy file records the bounds it was trained with; loading it on an
@@ -168,8 +187,19 @@ class LRScheduleEnv(gym.Env):
             self.actions = DiscreteFactors(
                 cfg.factors, cfg.min_lr_mult, cfg.max_lr_mult, cfg.initial_lr_mult
             )
+        if cfg.observation == "v1":  # the dimensionless signals need the update moments
+            if not hasattr(trainee, "track_updates"):
+                raise ValueError(
+                    f"observation='v1' needs a trainee that reports update moments "
+                    f"(StepStats.moments, a TorchTrainee's track_updates); "
+                    f"{type(trainee).__name__} does not: use observation='v0'"
+                )
+            trainee.track_updates = True
         self.signals = TrainingSignals(
-            window=cfg.window, total_steps=self.trainee.total_steps, eval_every=cfg.eval_every
+            window=cfg.window,
+            total_steps=self.trainee.total_steps,
+            eval_every=cfg.eval_every,
+            observation=cfg.observation,
         )
         self.action_space = self.actions.space
         self.observation_space = self.signals.builder.space
@@ -232,7 +262,7 @@ class LRScheduleEnv(gym.Env):
 
     def _record_step(self, stats: StepStats) -> bool:
         """Record one optimizer step's signals; returns whether an evaluation is due now."""
-        self.signals.record_step(stats.loss, stats.grad_norms, self.lr_mult)
+        self.signals.record_step(stats.loss, stats.grad_norms, self.lr_mult, stats.moments)
         if not (stats.finite and math.isfinite(stats.loss)):
             self._diverged = True
             return False
@@ -304,7 +334,7 @@ class LRScheduleEnv(gym.Env):
             trainee=self.trainee_name,
             trainee_options=self.trainee_options,
             config=self.config,
-            features=FEATURES,
+            features=self.signals.builder.features,
         )
 
     # -- internals -------------------------------------------------------------------------

@@ -40,6 +40,14 @@ ENV_SPECS: dict[str, dict] = {
 }
 
 
+# v1 of every env: the same task, observed through dimensionless signals
+# (EnvConfig.observation; v0 is kept as it was)
+ENV_SPECS |= {
+    env_id.removesuffix("-v0") + "-v1": {**kwargs, "observation": "v1"}
+    for env_id, kwargs in list(ENV_SPECS.items())
+}
+
+
 def register_envs() -> None:
     """Register every id in ``ENV_SPECS`` (ids already registered are left alone)."""
     for env_id, kwargs in ENV_SPECS.items():

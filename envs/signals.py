@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from envs.observation import ObservationBuilder
+from envs.observation import BUILDERS, OBSERVATIONS
 from trainees.base import N_GRAD_BUCKETS
+from trainees.gradnorm import MOMENTS
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class TrainingSignals:
 
     Call :meth:`start` with the fresh model's validation loss, then per optimizer step
     :meth:`record_step` (minibatch loss, gradient norms before clipping pooled in depth
-    buckets, LR multiplier) and, after an evaluation made at that step,
+    buckets, LR multiplier; for observation ``v1`` the update moments) and, after an evaluation made at that step,
     :meth:`record_eval`. :meth:`flush` appends the recorded steps to the window (one
     vectorised append, as the env does once per action); :meth:`observation` returns it.
 
@@ -51,12 +52,19 @@ class TrainingSignals:
         steps_done: optimizer steps recorded.
     """
 
-    def __init__(self, *, window: int, total_steps: int, eval_every: int) -> None:
+    def __init__(
+        self, *, window: int, total_steps: int, eval_every: int, observation: str = "v0"
+    ) -> None:
         if total_steps < 1 or eval_every < 1:
             raise ValueError(
                 f"total_steps={total_steps!r} and eval_every={eval_every!r} must be >= 1"
             )
-        self.builder = ObservationBuilder(window)
+        if observation not in OBSERVATIONS:
+            raise ValueError(
+                f"observation={observation!r} is invalid; valid: {', '.join(OBSERVATIONS)}"
+            )
+        self.observation_version = observation
+        self.builder = BUILDERS[observation](window)
         self.total_steps, self.eval_every = total_steps, eval_every
         self.loss0 = self.val_loss = self.best_val = 1.0
         self.last_eval_step = self.steps_done = 0
@@ -65,6 +73,7 @@ class TrainingSignals:
     def _clear(self) -> None:
         self._loss: list[float] = []
         self._grads: list[np.ndarray] = []
+        self._moments: list[np.ndarray] = []
         self._lr: list[float] = []
         self._val: list[float] = []
         self._eval_at: list[int] = []
@@ -86,8 +95,26 @@ class TrainingSignals:
         self._clear()
         return self.builder.reset(self.loss0, lr_mult)
 
-    def record_step(self, loss: float, grad_norms: np.ndarray, lr_mult: float) -> None:
-        """One optimizer step: its minibatch loss, pooled pre-clip gradient norms, LR multiplier."""
+    def record_step(
+        self,
+        loss: float,
+        grad_norms: np.ndarray,
+        lr_mult: float,
+        moments: np.ndarray | None = None,
+    ) -> None:
+        """One optimizer step: its minibatch loss, pooled pre-clip gradient norms, LR
+        multiplier, and (observation ``v1``) its update moments.
+
+        Raises:
+            ValueError: observation ``v1`` without ``moments``.
+        """
+        if self.observation_version == "v1":
+            if moments is None:
+                raise ValueError(
+                    "observation v1 needs each step's update moments "
+                    "(trainees.gradnorm.UpdateMoments); the trainee reported none"
+                )
+            self._moments.append(moments)
         self.steps_done += 1
         self._loss.append(loss)
         self._grads.append(grad_norms)
@@ -112,14 +139,18 @@ class TrainingSignals:
         rows = Rows(steps, np.array(self._loss), np.array(self._val), np.array(self._evals))
         if k:
             at = np.array(self._eval_at)
-            self.builder.append(
+            common = dict(
                 remaining=(self.total_steps - steps) / self.total_steps,
                 train_loss=rows.train_loss,
                 val_loss=rows.val_loss,
                 staleness=np.minimum((steps - at) / self.eval_every, 1.0),
-                grad_norms=np.array(self._grads).reshape(k, N_GRAD_BUCKETS),
                 lr_mult=np.array(self._lr),
             )
+            if self.observation_version == "v1":
+                self.builder.append(**common, moments=np.array(self._moments))
+            else:
+                grads = np.array(self._grads).reshape(k, N_GRAD_BUCKETS)
+                self.builder.append(**common, grad_norms=grads)
         self._clear()
         return rows
 
@@ -135,6 +166,9 @@ class TrainingSignals:
             "pending": [list(x) for x in (self._loss, self._lr, self._val, self._eval_at)],
             "pending_grads": np.array(self._grads).reshape(-1, N_GRAD_BUCKETS).tolist(),
             "pending_evals": list(self._evals),
+            "pending_moments": np.array(self._moments)
+            .reshape(-1, len(MOMENTS), N_GRAD_BUCKETS + 1)
+            .tolist(),
             "builder": self.builder.state_dict(),
         }
 
@@ -147,4 +181,5 @@ class TrainingSignals:
         self._eval_at = [int(a) for a in at]
         self._grads = list(np.asarray(state["pending_grads"], dtype=np.float64))
         self._evals = list(state["pending_evals"])
+        self._moments = list(np.asarray(state.get("pending_moments", []), dtype=np.float64))
         self.builder.load_state_dict(state["builder"])

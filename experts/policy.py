@@ -10,11 +10,9 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from envs.observation import FEATURES
+from envs.observation import LOG_LR_COL as LOG_LR
+from envs.observation import REMAINING_COL as REMAINING
 from experts.schedules import Schedule
-
-REMAINING = FEATURES.index("remaining_fraction")
-LOG_LR = FEATURES.index("log_lr_multiplier")
 
 
 class SchedulePolicy:

@@ -36,12 +36,16 @@ class StepStats:
         grad_norm: global L2 norm of the gradient before clipping.
         grad_norms: ``(N_GRAD_BUCKETS,)`` L2 norms of the gradient in depth buckets.
         finite: False when the loss or any gradient is NaN/inf; the update was then skipped.
+        moments: ``(4, 1 + N_GRAD_BUCKETS)`` pooled ``‖g_t‖², ‖θ_t‖², ‖u_{t-1}‖²,
+            g_t · u_{t-1}`` (``trainees.gradnorm.UpdateMoments``), for observation ``v1``;
+            None unless the trainee was asked for them (``track_updates = True``).
     """
 
     loss: float
     grad_norm: float
     grad_norms: np.ndarray
     finite: bool
+    moments: np.ndarray | None = None
 
 
 @runtime_checkable

@@ -79,3 +79,135 @@ class GradNormPool:
             return np.sqrt(squares @ self.matrix.T)
         with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 pooling a diverged step
             return np.sqrt(squares @ self.matrix.T)
+
+
+def fraction_bucket_matrix(sizes: list[int], n_buckets: int = N_GRAD_BUCKETS) -> np.ndarray:
+    """``(n_buckets, n_tensors)`` weights pooling tensors into buckets by parameter count.
+
+    The parameters, flattened in depth order, are cut into ``n_buckets`` runs of equal
+    count; entry ``(b, i)`` is the fraction of tensor ``i``'s elements that fall in run
+    ``b``. Every bucket holds ``1 / n_buckets`` of the parameters, so none is empty: a
+    tensor that spans several buckets is shared out by its share of each (its squared
+    norms in proportion, as if spread evenly over its elements).
+
+    Raises:
+        ValueError: no tensors, or a tensor with no elements.
+    """
+    if not sizes or min(sizes) < 1:
+        raise ValueError(
+            f"sizes={sizes!r} is invalid; expected >= 1 tensor, each with >= 1 element"
+        )
+    edges = np.concatenate([[0.0], np.cumsum(np.asarray(sizes, dtype=np.float64))])
+    cuts = np.linspace(0.0, edges[-1], n_buckets + 1)
+    lo = np.maximum(edges[None, :-1], cuts[:-1, None])
+    hi = np.minimum(edges[None, 1:], cuts[1:, None])
+    return np.maximum(hi - lo, 0.0) / np.diff(edges)[None, :]
+
+
+MOMENTS: tuple[str, ...] = ("grad_sq", "param_sq", "update_sq", "grad_dot_update")
+
+
+class UpdateMoments:
+    """Per-step moments of the gradient, the weights and the last update, pooled.
+
+    The raw material of the dimensionless signals (observation ``v1``): read after
+    ``backward()`` and before ``optimizer.step()``, they are, per tensor, ``‖g_t‖²``,
+    ``‖θ_t‖²``, ``‖u_{t-1}‖²`` and ``g_t · u_{t-1}``, where ``u_{t-1} = θ_t - θ_{t-1}`` is
+    the update the last optimizer step made (whatever the optimizer, clipping or weight
+    decay did), pooled over all parameters and over :func:`fraction_bucket_matrix`'s
+    buckets. Before the first step there is no update: its moments are 0.
+
+    It keeps one copy of the weights (taken at each read), and costs a handful of
+    ``torch._foreach`` kernels per step and no extra host sync: the trainee and
+    ``agents.scheduler.LearnedLRScheduler`` cross its values to the host with the loss.
+    """
+
+    def __init__(self, params: list[nn.Parameter], n_buckets: int = N_GRAD_BUCKETS) -> None:
+        sizes = [p.numel() for p in params]
+        self.matrix = np.vstack(
+            [np.ones((1, len(sizes))), fraction_bucket_matrix(sizes, n_buckets)]
+        )
+        self._last: list[torch.Tensor] | None = None  # θ at the last read
+
+    @torch.no_grad()
+    def tensors(
+        self, params: list[nn.Parameter], grad_norms: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """Per-tensor ``‖θ_t‖, ‖u_{t-1}‖, -g_t · u_{t-1}`` (3 n scalars); snapshots ``θ_t``.
+
+        ``grad_norms`` are the per-tensor gradient norms already read
+        (:meth:`GradNormPool.parameter_norms`).
+        """
+        weights = [p.detach() for p in params]
+        param_norms = list(torch._foreach_norm(weights))
+        if self._last is None:
+            zero = torch.zeros((), device=weights[0].device)
+            self._last = [w.clone() for w in weights]
+            return [*param_norms, *([zero] * (2 * len(weights)))]
+        back = self._last
+        torch._foreach_sub_(back, weights)  # θ_{t-1} - θ_t = -u_{t-1}
+        update_norms = list(torch._foreach_norm(back))
+        dots = [
+            torch.vdot(p.grad.reshape(-1), b.reshape(-1)) if p.grad is not None else n * 0
+            for p, b, n in zip(params, back, grad_norms, strict=True)
+        ]
+        torch._foreach_copy_(back, weights)
+        return [*param_norms, *update_norms, *dots]
+
+    def state_dict(self) -> list[torch.Tensor] | None:
+        """The weights at the last read (None before the first): resuming needs them."""
+        return None if self._last is None else [t.clone() for t in self._last]
+
+    def load_state_dict(self, state: list[torch.Tensor] | None) -> None:
+        """Restore :meth:`state_dict`'s snapshot (None: as before the first read).
+
+        Raises:
+            ValueError: the snapshot's tensor shapes are not the parameters'.
+        """
+        if state is None:
+            self._last = None
+            return
+        if len(state) != self.matrix.shape[1]:
+            raise ValueError(
+                f"the snapshot holds {len(state)} tensors; the parameters are {self.matrix.shape[1]}"
+            )
+        self._last = [t.detach().clone() for t in state]
+
+    def pool(self, grad_norms: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``(len(MOMENTS), 1 + n_buckets)`` float64 from host copies of the per-tensor
+        gradient norms and of :meth:`tensors`: pooled, then the buckets shallow to deep."""
+        n = len(grad_norms)
+        per_tensor = np.stack(
+            [
+                np.square(grad_norms),
+                np.square(values[:n]),
+                np.square(values[n : 2 * n]),
+                -values[2 * n :],
+            ]
+        )
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 pooling a diverged step
+            return per_tensor @ self.matrix.T
+
+
+def read_step(
+    pool: GradNormPool,
+    moments: UpdateMoments | None,
+    loss: torch.Tensor,
+    params: list[nn.Parameter],
+) -> tuple[float, np.ndarray, list[torch.Tensor], np.ndarray | None]:
+    """One step's loss, pooled gradient norms and (with ``moments``) update moments.
+
+    Everything crosses to the host in one transfer. Returns the loss, the pooled norms
+    (as :meth:`GradNormPool.read`), the per-parameter gradient norm tensors (for
+    clipping) and the pooled moments (:meth:`UpdateMoments.pool`) or None.
+    """
+    if moments is None:
+        loss_value, pooled, norms = pool.read(loss, params)
+        return loss_value, pooled, norms, None
+    norms = GradNormPool.parameter_norms(params)
+    extra = moments.tensors(params, norms)
+    flat = [loss.detach().float().reshape(()), *norms, *(t.float() for t in extra)]
+    summary = torch.stack(flat).cpu().numpy().astype(np.float64)
+    n = len(norms)
+    grads = summary[1 : 1 + n]
+    return float(summary[0]), pool(grads), norms, moments.pool(grads, summary[1 + n :])

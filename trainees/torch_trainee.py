@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from trainees.base import StepStats, TraineeConfig, resolve_device
-from trainees.gradnorm import GradNormPool
+from trainees.gradnorm import GradNormPool, UpdateMoments, read_step
 from trainees.optimizers import make_optimizer
 
 
@@ -58,6 +58,8 @@ class TorchTrainee(ABC):
 
     config: TraineeConfig
     uses_dropout: bool = False  # dropout draws from the global RNG: fork it per step
+    # report StepStats.moments (observation v1; set by the env before reset)
+    track_updates: bool = False
 
     def __init__(self, config: TraineeConfig) -> None:
         self.config = config
@@ -164,6 +166,7 @@ class TorchTrainee(ABC):
         params = [p for p in self.model.parameters() if p.requires_grad]
         self._params = params
         self._pool = GradNormPool(len(params))
+        self._moments = UpdateMoments(params) if self.track_updates else None
         groups = [
             {
                 "params": [p for p in params if p.dim() >= 2],
@@ -207,14 +210,16 @@ class TorchTrainee(ABC):
         loss.backward()
         # the loss and every parameter's gradient norm cross to the host in one transfer,
         # the step's only sync
-        loss_value, pooled, norms = self._pool.read(loss, self._params)
+        loss_value, pooled, norms, moments = read_step(
+            self._pool, self._moments, loss, self._params
+        )
         finite = math.isfinite(loss_value) and bool(np.isfinite(pooled).all())
         if finite:
             if self.config.grad_clip > 0:  # bit for bit what clip_grad_norm_ does
                 GradNormPool.clip_(self._params, norms, self.config.grad_clip)
             self.optimizer.step()
         self.steps_done += 1
-        return StepStats(float(loss_value), float(pooled[0]), pooled[1:], finite)
+        return StepStats(float(loss_value), float(pooled[0]), pooled[1:], finite, moments)
 
     @torch.no_grad()
     def evaluate(self) -> float:

@@ -147,11 +147,12 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
     return seen
 
 
-def run_trainer(out, ga: int, how: str, resume: str | None = None):
+def run_trainer(out, ga: int, how: str, resume: str | None = None, observation: str = "v0"):
     """A Trainer run: its LRs and evaluations, and the micro-batches it trained on."""
     model = tiny_gpt2()
     record = Record()
-    kwargs: dict = dict(policy=SignalPolicy(), scheduler_kwargs=SETTINGS)
+    settings = SETTINGS | {"observation": observation}
+    kwargs: dict = dict(policy=SignalPolicy(), scheduler_kwargs=settings)
     if how == "given":  # optimizers=(optimizer, LearnedLRScheduler)
         opt = torch.optim.AdamW(model.parameters(), lr=LR)
         sched = LearnedLRScheduler(
@@ -160,7 +161,7 @@ def run_trainer(out, ga: int, how: str, resume: str | None = None):
             model=model,
             total_steps=TOTAL,
             initial_val_loss=evaluate(model),
-            **SETTINGS,
+            **settings,
         )
         kwargs = dict(optimizers=(opt, sched))
     trainer = RecordingTrainer(
@@ -177,7 +178,9 @@ def run_trainer(out, ga: int, how: str, resume: str | None = None):
     return record, trainer.batches
 
 
-def plain_lrs(batches: list[torch.Tensor], ga: int, *, report=True, loss_scale=1.0) -> list[float]:
+def plain_lrs(
+    batches: list[torch.Tensor], ga: int, *, report=True, loss_scale=1.0, observation="v0"
+) -> list[float]:
     """LearnedLRScheduler in a hand-written loop on the Trainer's micro-batches."""
     model = tiny_gpt2()
     opt = torch.optim.AdamW(model.parameters(), lr=LR)
@@ -188,6 +191,7 @@ def plain_lrs(batches: list[torch.Tensor], ga: int, *, report=True, loss_scale=1
         total_steps=TOTAL,
         initial_val_loss=evaluate(model),
         **SETTINGS,
+        observation=observation,
     )
     lrs = []
     for step in range(1, TOTAL + 1):
@@ -206,14 +210,16 @@ def plain_lrs(batches: list[torch.Tensor], ga: int, *, report=True, loss_scale=1
     return lrs
 
 
-@pytest.mark.parametrize(("ga", "how"), [(1, "built"), (2, "given")])
-def test_trainer_lrs_equal_the_plain_loop_and_resume(ga, how, seen, tmp_path):
-    record, batches = run_trainer(tmp_path / "run", ga, how)
+@pytest.mark.parametrize(
+    ("ga", "how", "observation"), [(1, "built", "v0"), (2, "given", "v0"), (1, "given", "v1")]
+)
+def test_trainer_lrs_equal_the_plain_loop_and_resume(ga, how, observation, seen, tmp_path):
+    record, batches = run_trainer(tmp_path / "run", ga, how, observation=observation)
     in_trainer = {key: list(values) for key, values in seen.items()}
     seen["losses"].clear()
     seen["vals"].clear()
     assert len(batches) == TOTAL * ga and len(record.lrs) == TOTAL
-    expected = plain_lrs(batches, ga)
+    expected = plain_lrs(batches, ga, observation=observation)
     assert record.lrs == expected  # exact: the same floats at every step
     assert len(set(expected)) > 3  # the LR really moves
     # each step's loss (the micro-batches' sum), up to rounding (the Trainer divides token sums
@@ -226,7 +232,9 @@ def test_trainer_lrs_equal_the_plain_loop_and_resume(ga, how, seen, tmp_path):
     assert in_trainer["vals"] == [(step, pytest.approx(v, rel=1e-3)) for step, v in seen["vals"]]
     # a run resumed from the checkpoint of step 5 (mid-action) continues with the same LRs
     checkpoint = tmp_path / "run" / f"checkpoint-{SAVE_EVERY}"
-    resumed, tail = run_trainer(tmp_path / "resumed", ga, how, resume=str(checkpoint))
+    resumed, tail = run_trainer(
+        tmp_path / "resumed", ga, how, resume=str(checkpoint), observation=observation
+    )
     assert all(torch.equal(a, b) for a, b in zip(tail, batches[SAVE_EVERY * ga :], strict=True))
     assert resumed.lrs == record.lrs[SAVE_EVERY:]
     assert resumed.evals == record.evals[1:]

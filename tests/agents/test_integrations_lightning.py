@@ -104,7 +104,7 @@ def loaders() -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]
     return train, torch.utils.data.DataLoader(dataset(*VAL), batch_size=16)
 
 
-def run_fit(out, ga: int, clip: str, resume: str | None = None):
+def run_fit(out, ga: int, clip: str, resume: str | None = None, observation: str = "v0"):
     """A Lightning run: its LRs, val losses and batches, and its checkpoints' folder."""
     module, record = Regressor(), Record()
     callback = LearnedLRCallback(
@@ -112,6 +112,7 @@ def run_fit(out, ga: int, clip: str, resume: str | None = None):
         initial_val_loss=evaluate(module.net),
         max_norm=CLIP if clip == "callback" else None,
         **SETTINGS,
+        observation=observation,
     )
     trainer = L.Trainer(
         max_epochs=EPOCHS,
@@ -130,7 +131,12 @@ def run_fit(out, ga: int, clip: str, resume: str | None = None):
 
 
 def plain_lrs(
-    batches: list[tuple[torch.Tensor, torch.Tensor]], ga: int, *, report=True, loss_scale=1.0
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    ga: int,
+    *,
+    report=True,
+    loss_scale=1.0,
+    observation="v0",
 ):
     """LearnedLRScheduler in a hand-written loop on Lightning's batches: LRs and val losses."""
     net = tiny_net()
@@ -143,6 +149,7 @@ def plain_lrs(
         total_steps=total_steps,
         initial_val_loss=evaluate(net),
         **SETTINGS,
+        observation=observation,
     )
     lrs, vals = [], []
     for step in range(1, total_steps + 1):
@@ -164,14 +171,17 @@ def plain_lrs(
 
 
 @pytest.mark.filterwarnings("ignore:The dirpath has changed")
-@pytest.mark.parametrize(("ga", "clip"), [(1, "callback"), (2, "lightning")])
-def test_lightning_lrs_equal_the_plain_loop_and_resume(ga, clip, observed, tmp_path):
-    record, batches, callback = run_fit(tmp_path / "run", ga, clip)
+@pytest.mark.parametrize(
+    ("ga", "clip", "observation"),
+    [(1, "callback", "v0"), (2, "lightning", "v0"), (1, "lightning", "v1")],
+)
+def test_lightning_lrs_equal_the_plain_loop_and_resume(ga, clip, observation, observed, tmp_path):
+    record, batches, callback = run_fit(tmp_path / "run", ga, clip, observation=observation)
     in_lightning = list(observed)
     observed.clear()
     steps = EPOCHS * N_TRAIN // BATCH // ga
     assert len(batches) == steps * ga and len(record.lrs) == steps
-    expected, vals = plain_lrs(batches, ga)
+    expected, vals = plain_lrs(batches, ga, observation=observation)
     assert record.lrs == expected  # exact: the same floats at every step
     assert len(set(expected)) > 3  # the LR really moves
     assert in_lightning == observed  # each step's loss, the accumulated batches' mean, exactly
@@ -182,7 +192,9 @@ def test_lightning_lrs_equal_the_plain_loop_and_resume(ga, clip, observed, tmp_p
     # a run resumed from the end of epoch 1 continues with the same LRs (a checkpoint in
     # mid-epoch would replay the epoch's first batches: a plain DataLoader is not resumable)
     checkpoint = tmp_path / "run" / f"epoch=0-step={steps // EPOCHS}.ckpt"
-    resumed, tail, _ = run_fit(tmp_path / "resumed", ga, clip, resume=str(checkpoint))
+    resumed, tail, _ = run_fit(
+        tmp_path / "resumed", ga, clip, resume=str(checkpoint), observation=observation
+    )
     assert len(tail) == len(batches) - N_TRAIN // BATCH
     assert resumed.lrs == record.lrs[steps // EPOCHS :]
     assert resumed.vals == [v for v in record.vals if v[0] > steps // EPOCHS]

@@ -22,6 +22,7 @@ from trainees import make_trainee
 
 SMALL = PolicyConfig(features_dim=16, patch_size=8, d_model=16, n_layers=1)
 MLP = ("LRSchedule-MLP-v0", dict(dataset="digits", total_steps=96), "mlp")
+MLP_V1 = ("LRSchedule-MLP-v1", *MLP[1:])  # the dimensionless observation
 SETTINGS = dict(window=32, steps_per_action=8, eval_every=16)
 
 
@@ -119,9 +120,9 @@ def bc_policy_file(env: gym.Env, tmp_path) -> str:
     return str(save_policy(policy, tmp_path / "bc.pt", SMALL, env=env, gamma=0.99))
 
 
-@pytest.mark.parametrize("case", ["mlp", "gpt"])
+@pytest.mark.parametrize("case", ["mlp", "gpt", "mlp-v1"])
 def test_scheduler_applies_the_env_lrs_bit_for_bit(case, corpus_dir, tmp_path):
-    env_id, kwargs, name = MLP if case == "mlp" else gpt_case(corpus_dir)
+    env_id, kwargs, name = {"mlp": MLP, "mlp-v1": MLP_V1}.get(case) or gpt_case(corpus_dir)
     env = gym.make(env_id, **kwargs, **SETTINGS)
     path = bc_policy_file(env, tmp_path)
     policies = {
@@ -155,8 +156,9 @@ def test_observe_with_max_norm_clips_as_clip_grad_norm_bit_for_bit(tmp_path):
     assert not all(torch.equal(a, b) for a, b in zip(weights_a, unclipped, strict=True))
 
 
-def test_resumed_scheduler_continues_with_the_same_lrs(tmp_path):
-    env_id, kwargs, name = MLP
+@pytest.mark.parametrize("case", [MLP, MLP_V1], ids=["v0", "v1"])
+def test_resumed_scheduler_continues_with_the_same_lrs(case, tmp_path):
+    env_id, kwargs, name = case
     env = gym.make(env_id, **kwargs, **SETTINGS)
     path = bc_policy_file(env, tmp_path)
     whole, _ = loop_lrs(make_trainee(name, **kwargs), path, seed=5)

@@ -1,5 +1,5 @@
 def tiny_kwargs(env_id: str, corpus_dir: str) -> dict:
-    """Tiny budgets and small data for each registered id."""
+    """Tiny budgets and small data for each registered id (a -v1 id: its v0's)."""
     return {
         "LRSchedule-MLP-v0": dict(dataset="digits", total_steps=48),
         "LRSchedule-ResNet18-v0": dict(dataset="digits", total_steps=12, batch_size=8, width=8),
@@ -40,4 +40,4 @@ def tiny_kwargs(env_id: str, corpus_dir: str) -> dict:
             batch_size=4,
         ),
         "LRSchedule-Quadratic-v0": dict(),
-    }[env_id]
+    }[env_id.removesuffix("-v1") + "-v0" if env_id.endswith("-v1") else env_id]

@@ -12,10 +12,15 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.env_util import make_vec_env
 
-from envs import ENV_SPECS, FEATURES
+from envs import ENV_SPECS
+from envs.observation import OBSERVATIONS
 from tests.envs.conftest import tiny_kwargs
 
-IDS = sorted(ENV_SPECS)
+# every v0 id, and the v1 ids of the trainee kinds whose update moments differ: a plain
+# model, one with frozen weights (LoRA) and the synthetic one (each v1 id is its v0 env
+# with observation="v1", checked in test_v1_ids_are_their_v0_envs_observed_in_v1)
+V1_IDS = ["LRSchedule-LoRA-v1", "LRSchedule-MLP-v1", "LRSchedule-Quadratic-v1"]
+IDS = sorted(i for i in ENV_SPECS if i.endswith("-v0")) + V1_IDS
 TIMING_KEYS = {
     "total_train_time",
     "avg_inference_tokens_per_second",
@@ -50,6 +55,15 @@ def test_ids_are_registered_through_the_entry_point():
     assert {"LRSchedule-MLP-v0", "LRSchedule-ResNet18-v0", "LRSchedule-GPT-v0"} <= set(IDS)
 
 
+def test_v1_ids_are_their_v0_envs_observed_in_v1():
+    v1 = sorted(i for i in ENV_SPECS if i.endswith("-v1"))
+    assert v1 == sorted(i.removesuffix("-v0") + "-v1" for i in ENV_SPECS if i.endswith("-v0"))
+    for env_id in v1:
+        spec = dict(ENV_SPECS[env_id])
+        assert spec.pop("observation") == "v1"
+        assert spec == ENV_SPECS[env_id.removesuffix("-v1") + "-v0"]
+
+
 @pytest.mark.parametrize("env_id", IDS)
 def test_registered_env(env_id, corpus_dir):
     kwargs = tiny_kwargs(env_id, corpus_dir)
@@ -77,7 +91,8 @@ def test_registered_env(env_id, corpus_dir):
 def test_registered_env_vectorises(env_id, corpus_dir):
     kwargs = tiny_kwargs(env_id, corpus_dir)
     window = kwargs.get("window", ENV_SPECS[env_id].get("window", 512))
-    obs_shape = (2, window, len(FEATURES))
+    features = OBSERVATIONS[ENV_SPECS[env_id].get("observation", "v0")]
+    obs_shape = (2, window, len(features))
 
     sb3 = make_vec_env(env_id, n_envs=2, seed=0, env_kwargs=kwargs)
     try:
