@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from evaluation.report import loss_score
 from evaluation.runs import RunSpec
 from evaluation.seed_blocks import check_block
 from evaluation.store import RunStore, added_after_results
-from evaluation.suite import TUNING_SEEDS, VERSION, Workload, suite
+from evaluation.suite import TUNING_SEEDS, VERSION, suite
 from evaluation.suite_report import write_suite_report
 from evaluation.suite_score import recipe_summary, suite_score
 from evaluation.sweep import run_sweep, sweep_from_plan
@@ -53,8 +53,19 @@ def choose_reference(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"lr": lrs[best], "at_edge": best in (0, len(lrs) - 1), "table": table}
 
 
+class Tunable(Protocol):
+    """What :func:`tune_workload` tunes: a suite workload, or a sampled task."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def env_id(self) -> str: ...
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+
 def tune_workload(
-    workload: Workload,
+    workload: Tunable,
     out: str | Path,
     backend: Backend,
     *,

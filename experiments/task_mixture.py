@@ -35,12 +35,15 @@ class MixTask:
         reference_lr: the expert's LR on it (tuned cosine's; say where it came from in
             ``source``).
         source: how the reference LR was found (a tuning command and its result).
+        label: the task's name in summaries (a sampled task's); by default one is made
+            from the trainee, dataset and budget.
     """
 
     env_id: str
     options: dict[str, Any]
     reference_lr: float
     source: str = ""
+    label: str = ""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.reference_lr, int | float) and self.reference_lr > 0):
@@ -55,8 +58,10 @@ class MixTask:
             )
 
     def name(self) -> str:
-        """A short label: the env id's trainee, the dataset and the budget."""
-        trainee = self.env_id.removeprefix("LRSchedule-").removesuffix("-v0")
+        """``label``, or a short one: the env id's trainee, the dataset and the budget."""
+        if self.label:
+            return self.label
+        trainee = self.env_id.removeprefix("LRSchedule-").rsplit("-v", 1)[0]
         extra = [str(self.options[k]) for k in ("dataset", "preset") if k in self.options]
         steps = self.options.get("total_steps")
         return "-".join([trainee, *extra] + ([f"{steps}steps"] if steps else []))

@@ -13,14 +13,18 @@ from torch import nn
 from common.checks import check as _check
 from trainees.base import TraineeConfig
 from trainees.data.digits import load_digits
-from trainees.data.images import ImageDataset
+from trainees.data.images import ImageDataset, downsampled, permuted
 from trainees.data.mnist import load_mnist
 from trainees.models.resnet import ResNet18
 from trainees.models.vit import ViT
 from trainees.torch_trainee import TorchTrainee
 
-ImageDatasetName = Literal["mnist", "digits"]
+ImageDatasetName = Literal["mnist", "digits", "mnist_permuted", "mnist_14"]
 IMAGE_DATASETS: tuple[str, ...] = get_args(ImageDatasetName)
+MLPActivation = Literal["relu", "gelu", "tanh"]
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+MLPNorm = Literal["none", "layer"]
+MLP_NORMS: tuple[str, ...] = get_args(MLPNorm)
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,9 @@ class ImageTraineeConfig(TraineeConfig):
     """Options of an image-classification trainee (see ``TraineeConfig`` for the rest).
 
     Attributes:
-        dataset: ``mnist`` (needs the IDX files) or ``digits`` (bundled with scikit-learn).
+        dataset: ``mnist`` (needs the IDX files), ``digits`` (bundled with scikit-learn),
+            or MNIST derived: ``mnist_permuted`` (pixels in a fixed random order) or
+            ``mnist_14`` (down-sampled to 14x14).
         data_dir: folder with the dataset files; else ``$LRGYM_DATA_DIR``, cache, download.
         eval_samples: size of the fixed validation subset (the first images of the split),
             small enough that an evaluation costs a few training steps.
@@ -46,13 +52,34 @@ class ImageTraineeConfig(TraineeConfig):
 
 @dataclass(frozen=True)
 class MLPConfig(ImageTraineeConfig):
-    """2-layer MLP: input -> ``hidden`` (ReLU) -> classes."""
+    """MLP: input -> ``depth`` hidden layers of ``hidden`` units -> classes.
+
+    The defaults are the 2-layer MLP (one ReLU hidden layer, no normalisation).
+
+    Attributes:
+        hidden: units per hidden layer.
+        depth: hidden layers (>= 1).
+        activation: ``relu``, ``gelu`` or ``tanh``.
+        norm: ``none``, or ``layer`` (a LayerNorm after each hidden linear layer, before
+            the activation; such an MLP has no batched form).
+    """
 
     hidden: int = 128
+    depth: int = 1
+    activation: MLPActivation = "relu"
+    norm: MLPNorm = "none"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.hidden >= 1, "hidden", self.hidden, "an integer >= 1")
+        _check(self.depth >= 1, "depth", self.depth, "an integer >= 1")
+        _check(
+            self.activation in ACTIVATIONS,
+            "activation",
+            self.activation,
+            f"one of {tuple(ACTIVATIONS)}",
+        )
+        _check(self.norm in MLP_NORMS, "norm", self.norm, f"one of {MLP_NORMS}")
 
 
 @dataclass(frozen=True)
@@ -96,11 +123,20 @@ class ViTConfig(ImageTraineeConfig):
 
 
 def load_image_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
-    """Load an image dataset by name."""
+    """Load an image dataset by name.
+
+    ``mnist_permuted`` is MNIST with its pixels in one fixed random order (the same for
+    every image and run: :func:`trainees.data.images.permuted`); ``mnist_14`` is MNIST
+    down-sampled to 14x14 by 2x2 averaging (:func:`trainees.data.images.downsampled`).
+    """
     if name == "mnist":
         return load_mnist(data_dir)
     if name == "digits":
         return load_digits()
+    if name == "mnist_permuted":
+        return permuted(load_mnist(data_dir), name)
+    if name == "mnist_14":
+        return downsampled(load_mnist(data_dir), 2, name)
     raise ValueError(f"unknown image dataset {name!r}; valid: {', '.join(IMAGE_DATASETS)}")
 
 
@@ -210,12 +246,17 @@ class MLPTrainee(ImageTrainee):
 
     def build_model(self) -> nn.Module:
         c, h, w = self.data.image_shape
-        return nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(c * h * w, self.config.hidden),
-            nn.ReLU(),
-            nn.Linear(self.config.hidden, self.data.num_classes),
-        )
+        cfg = self.config
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = c * h * w
+        for _ in range(cfg.depth):
+            layers.append(nn.Linear(width, cfg.hidden))
+            if cfg.norm == "layer":
+                layers.append(nn.LayerNorm(cfg.hidden))
+            layers.append(ACTIVATIONS[cfg.activation]())
+            width = cfg.hidden
+        layers.append(nn.Linear(width, self.data.num_classes))
+        return nn.Sequential(*layers)
 
 
 class ResNet18Trainee(ImageTrainee):

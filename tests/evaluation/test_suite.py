@@ -142,8 +142,13 @@ def test_identity_ignores_how_the_policy_is_asked_not_what_is_trained():
         "batch_size": 64,
         "dataset": "mnist",
         "hidden": 128,
+        "depth": 1,
+        "activation": "relu",
+        "norm": "none",
         "total_steps": 500,
     }  # the MLP's resolved config, less how it is trained (HOW_OPTIONS)
+    # the observation version is how the policy is asked: the same workload
+    assert trainee_identity("LRSchedule-MLP-v1", base) == same
 
 
 # -- seed blocks of suite plans ---------------------------------------------------------------

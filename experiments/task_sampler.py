@@ -1,0 +1,345 @@
+"""A sampled distribution of cheap training tasks, each with its tuned reference LR.
+
+Learned optimizers that transferred were trained on many cheap tasks rather than a few
+(``../shared/notes/generalisation.md``). :func:`sample_tasks` draws, from a seed, tasks of
+three families:
+
+- ``mlp``: MLPs of varied width, depth, activation and normalisation, on MNIST, the
+  bundled digits, or MNIST derived (pixels permuted; down-sampled to 14x14);
+- ``gpt``: character-level GPTs of varied size on tiny Shakespeare;
+- ``quadratic``: the synthetic linear regression of varied dimension and noise;
+
+with their batch sizes, budgets (a few hundred to a few thousand optimizer steps) and
+AdamW settings (weight decay, beta2). Every task runs at one cadence (:data:`CADENCE`),
+and no task is a held-out workload or draws a held-out architecture
+(``evaluation.suite.check_held_out``; a refused draw is drawn again, so the sequence
+stays a function of the seed).
+
+:func:`tune_tasks` gives each task its reference LR, tuned cosine's on the tuning seeds
+(``experiments.suite_job.tune_workload``: a grid widened until the best LR is inside,
+resumable), and :func:`reference_table` writes the versioned table that keeps them with
+the command that made them; :func:`mixture` turns a table into a mixture file for the
+tuning-free recipe (``experiments.task_mixture``), at either observation version.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from common.files import write_json
+from envs.observation import OBSERVATIONS
+from evaluation.backends import Backend
+from evaluation.suite import TUNING_SEEDS, TrainingTask, check_held_out
+from experiments.suite_job import tune_workload
+
+SAMPLER_VERSION = 1
+# one cadence across the distribution, the suite's and the recipe's main env's
+CADENCE: Mapping[str, int] = MappingProxyType({"steps_per_action": 32, "eval_every": 64})
+FAMILIES: Mapping[str, float] = MappingProxyType({"mlp": 0.6, "gpt": 0.2, "quadratic": 0.2})
+ENV_NAMES: Mapping[str, str] = MappingProxyType(
+    {"mlp": "LRSchedule-MLP", "gpt": "LRSchedule-GPT", "quadratic": "LRSchedule-Quadratic"}
+)
+# the first guess of each family's tuning grid (the trainee's default base LR)
+GUESSES: Mapping[str, float] = MappingProxyType({"mlp": 4e-3, "gpt": 2e-3, "quadratic": 0.05})
+MAX_REDRAWS = 100
+
+
+@dataclass(frozen=True)
+class SampledTask:
+    """One drawn task: a trainee family and its env options (budget and cadence included).
+
+    Attributes:
+        name: ``<family>-<index>`` within its draw.
+        family: ``mlp``, ``gpt`` or ``quadratic``.
+        options: the ``gym.make`` options (trainee options, ``total_steps`` and the cadence).
+    """
+
+    name: str
+    family: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family={self.family!r} is invalid; valid: {', '.join(FAMILIES)}")
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    @property
+    def env_id(self) -> str:
+        """The registered id of the task's env (observation v0: what tuning runs)."""
+        return self.env_id_for("v0")
+
+    def env_id_for(self, observation: str) -> str:
+        """The registered id of the task's env at ``observation`` (``v0`` or ``v1``)."""
+        if observation not in OBSERVATIONS:
+            raise ValueError(
+                f"observation={observation!r} is invalid; valid: {', '.join(OBSERVATIONS)}"
+            )
+        return f"{ENV_NAMES[self.family]}-{observation}"
+
+    def training_task(self) -> TrainingTask:
+        """The task as ``evaluation.suite.check_held_out`` sees it."""
+        return TrainingTask(self.env_id, self.options, f"sampled task {self.name}")
+
+
+def _log_uniform_steps(rng: np.random.Generator, low: int, high: int, unit: int = 64) -> int:
+    """A budget drawn log-uniformly from ``[low, high]``, rounded to a multiple of ``unit``."""
+    value = math.exp(rng.uniform(math.log(low), math.log(high)))
+    return int(max(low, min(high, unit * round(value / unit))))
+
+
+def _choice(rng: np.random.Generator, values: Sequence[Any], p: Sequence[float] | None = None):
+    return values[int(rng.choice(len(values), p=p))]
+
+
+def _draw_mlp(rng: np.random.Generator) -> dict[str, Any]:
+    hidden = 16 * round(2 ** rng.uniform(5, 9) / 16)  # 32 ... 512
+    return {
+        "dataset": _choice(
+            rng, ["mnist", "digits", "mnist_permuted", "mnist_14"], [0.35, 0.2, 0.25, 0.2]
+        ),
+        "hidden": int(hidden),
+        "depth": int(_choice(rng, [1, 2, 3], [0.5, 0.3, 0.2])),
+        "activation": _choice(rng, ["relu", "gelu", "tanh"]),
+        "norm": _choice(rng, ["none", "layer"], [0.7, 0.3]),
+        "batch_size": int(_choice(rng, [16, 32, 64, 128, 256])),
+        "total_steps": _log_uniform_steps(rng, 256, 3072),
+        "weight_decay": float(_choice(rng, [0.0, 1e-4, 1e-2, 0.1])),
+        "betas": (0.9, float(_choice(rng, [0.95, 0.99, 0.999]))),
+    }
+
+
+def _draw_gpt(rng: np.random.Generator) -> dict[str, Any]:
+    n_embd = int(_choice(rng, [32, 48, 64, 96]))
+    heads = [h for h in (1, 2, 3, 4) if n_embd % h == 0 and n_embd // h >= 16]
+    return {
+        "dataset": "shakespeare_char",
+        "preset": "tiny",
+        "n_layer": int(_choice(rng, [1, 2, 3])),
+        "n_embd": n_embd,
+        "n_head": int(_choice(rng, heads)),
+        "block_size": int(_choice(rng, [32, 64])),
+        "batch_size": int(_choice(rng, [8, 12, 16, 32])),
+        "total_steps": _log_uniform_steps(rng, 256, 1536),
+        "weight_decay": float(_choice(rng, [0.0, 0.01, 0.1])),
+        "betas": (0.9, float(_choice(rng, [0.95, 0.99]))),
+    }
+
+
+def _draw_quadratic(rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "dim": int(_choice(rng, [4, 8, 16, 32, 64])),
+        "noise": float(_choice(rng, [0.01, 0.1, 0.5])),
+        "problem_seed": int(rng.integers(0, 1_000_000)),
+        "batch_size": int(_choice(rng, [8, 16, 32, 64])),
+        "total_steps": _log_uniform_steps(rng, 256, 3072),
+        "weight_decay": float(_choice(rng, [0.0, 1e-4, 1e-2])),
+        "window": 512,  # the main env's window: one policy acts in every task
+    }
+
+
+_DRAWS = {"mlp": _draw_mlp, "gpt": _draw_gpt, "quadratic": _draw_quadratic}
+
+
+def sample_tasks(seed: int, n: int) -> list[SampledTask]:
+    """``n`` tasks drawn from ``seed`` (the same seed and ``n``: the same tasks; the first
+    ``m`` of ``n`` are the tasks drawn for ``m``).
+
+    Raises:
+        ValueError: ``n`` < 1 or ``seed`` < 0; or (a defect of the distribution) a task
+            still held out after :data:`MAX_REDRAWS` draws.
+    """
+    if n < 1 or seed < 0:
+        raise ValueError(f"n={n!r} and seed={seed!r} are invalid; expected n >= 1, seed >= 0")
+    rng = np.random.default_rng([SAMPLER_VERSION, seed])
+    families = list(FAMILIES)
+    weights = np.array([FAMILIES[f] for f in families])
+    out: list[SampledTask] = []
+    for i in range(n):
+        for attempt in range(MAX_REDRAWS):
+            family = families[int(rng.choice(len(families), p=weights / weights.sum()))]
+            options = _DRAWS[family](rng) | dict(CADENCE)
+            task = SampledTask(f"{family}-{i:03d}", family, options)
+            try:
+                check_held_out([task.training_task()])
+            except ValueError:
+                if attempt == MAX_REDRAWS - 1:
+                    raise
+                continue
+            out.append(task)
+            break
+    return out
+
+
+# -- reference LRs --------------------------------------------------------------------------
+def tune_tasks(
+    tasks: Sequence[SampledTask],
+    out: str | Path,
+    backend: Backend,
+    *,
+    ks: Sequence[int] = (-2, -1, 0, 1, 2),
+    max_widen: int = 3,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Each task's reference LR: tuned cosine's on ``evaluation.suite.TUNING_SEEDS``, from
+    its family's first guess (:data:`GUESSES`) on a grid of ``guess · 2^k`` widened past
+    an edge until the best LR is inside (``experiments.suite_job.tune_workload``).
+
+    Runs go to ``out/<task>/runs``; an interrupted call resumes where it stopped.
+    """
+    rows = []
+    for task in tasks:
+        found = tune_workload(
+            task,
+            out,
+            backend,
+            guess=GUESSES[task.family],
+            ks=ks,
+            max_widen=max_widen,
+            progress=progress,
+        )
+        rows.append(
+            {
+                "name": task.name,
+                "family": task.family,
+                "env_id": task.env_id,
+                "options": jsonable_options(task.options),
+                "reference_lr": found["lr"],
+                "at_edge": found["at_edge"],
+                "widened": found["widened"],
+                "grid": found["grid"],
+                "table": found["table"],
+                "median_run_seconds": found["median_run_seconds"],
+            }
+        )
+    return rows
+
+
+def jsonable_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options as JSON keeps them (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+
+
+def reference_table(
+    seed: int, n: int, rows: Sequence[dict[str, Any]], *, command: str, commit: str
+) -> dict[str, Any]:
+    """The versioned table of a draw's reference LRs, with the command that made it.
+
+    Raises:
+        ValueError: ``rows`` are not the tasks :func:`sample_tasks` draws for ``seed``, ``n``
+            (another draw, another sampler version, or rows missing).
+    """
+    drawn = [(t.name, jsonable_options(t.options)) for t in sample_tasks(seed, n)]
+    given = [(r["name"], jsonable_options(r["options"])) for r in rows]
+    if drawn != given:
+        where = next(
+            (i for i, (a, b) in enumerate(zip(drawn, given, strict=False)) if a != b), None
+        )
+        what = (
+            f"{len(given)} rows for {n} tasks"
+            if where is None
+            else f"row {where} is {given[where]}, the draw's task is {drawn[where]}"
+        )
+        raise ValueError(
+            f"the rows are not sampler v{SAMPLER_VERSION}'s draw of seed {seed}, n {n}: {what}"
+        )
+    return {
+        "sampler_version": SAMPLER_VERSION,
+        "seed": seed,
+        "n": n,
+        "cadence": dict(CADENCE),
+        "tuning_seeds": list(TUNING_SEEDS),
+        "command": command,
+        "commit": commit,
+        "tasks": list(rows),
+    }
+
+
+def read_table(path: str | Path) -> dict[str, Any]:
+    """A table written by :func:`reference_table`, checked against the sampler.
+
+    Raises:
+        ValueError: another sampler version, or tasks that are not the seed's draw.
+    """
+    table = json.loads(Path(path).read_text())
+    if table.get("sampler_version") != SAMPLER_VERSION:
+        raise ValueError(
+            f"{path} is sampler v{table.get('sampler_version')}'s table; this is "
+            f"v{SAMPLER_VERSION}: draw and tune again"
+        )
+    reference_table(table["seed"], table["n"], table["tasks"], command="", commit="")
+    return table
+
+
+def mixture(table: Mapping[str, Any], observation: str, *, table_path: str) -> dict[str, Any]:
+    """A mixture file (``experiments.task_mixture``) of a table's tasks at ``observation``."""
+    tasks = []
+    for row in table["tasks"]:
+        task = SampledTask(row["name"], row["family"], row["options"])
+        note = "at the grid's edge" if row["at_edge"] else "inside its grid"
+        tasks.append(
+            {
+                "env_id": task.env_id_for(observation),
+                "options": dict(row["options"]),
+                "reference_lr": row["reference_lr"],
+                "source": f"{table_path}, task {row['name']}: tuned cosine, {note}",
+                "label": row["name"],
+            }
+        )
+    notes = (
+        f"Sampler v{table['sampler_version']} draw (seed {table['seed']}, {table['n']} "
+        f"tasks), observation {observation}; reference LRs from {table_path}, made by "
+        f"`{table['command']}` at {table['commit']}."
+    )
+    return {"notes": notes, "tasks": tasks}
+
+
+def source_commit() -> str:
+    """The checkout's commit (``git rev-parse --short HEAD``), or ``"unknown"`` outside git."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def sampler_job(
+    seed: int,
+    n: int,
+    out: str | Path,
+    backend: Backend,
+    *,
+    table: str | Path,
+    mixtures: str | Path | None = None,
+    command: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Draw ``n`` tasks from ``seed``, tune their reference LRs into ``out`` (resumable),
+    and write the table to ``table`` and, with ``mixtures``, one mixture file per
+    observation version (``<mixtures>/sampler_v<V>_s<seed>_n<n>_<obs>.json``).
+
+    Returns the table.
+    """
+    tasks = sample_tasks(seed, n)
+    rows = tune_tasks(tasks, out, backend, progress=progress)
+    result = reference_table(seed, n, rows, command=command, commit=source_commit())
+    write_json(table, result)
+    if mixtures is not None:
+        for observation in OBSERVATIONS:
+            name = f"sampler_v{SAMPLER_VERSION}_s{seed}_n{n}_{observation}.json"
+            write_json(Path(mixtures) / name, mixture(result, observation, table_path=str(table)))
+    return result
