@@ -173,7 +173,10 @@ def test_generate_reproducible_tokens(corpus):
     [
         (lambda: make_trainee("mamba"), "valid: quadratic, mlp, resnet18, gpt"),
         (lambda: make_trainee("mlp", hiden=3), r"unknown option\(s\) \['hiden'\]"),
-        (lambda: MLPConfig(dataset="cifar"), r"dataset='cifar'.*\('mnist', 'digits', 'mnist_permuted', 'mnist_14'\)"),
+        (
+            lambda: MLPConfig(dataset="cifar"),
+            r"dataset='cifar'.*\('mnist', 'digits', 'mnist_permuted', 'mnist_14'\)",
+        ),
         (lambda: GPTConfig(preset="huge"), r"preset='huge'.*\('tiny', 'small'\)"),
         (lambda: GPTConfig(dataset="ptb"), r"dataset='ptb'.*shakespeare_char"),
         (lambda: QuadraticConfig(base_lr=-1.0), r"base_lr=-1.0 is invalid"),
