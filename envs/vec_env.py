@@ -144,6 +144,12 @@ class BatchedVecEnv(DummyVecEnv):
                 "options belong to the batched trainee)"
             )
         spec = gym.spec(env_id) if env_id is not None else None
+        if env_options.get("observation", "v0") != "v0":
+            raise ValueError(
+                f"observation={env_options['observation']!r}: batched envs compute observation "
+                "v0 only (the batched trainee does not report update moments yet); run a "
+                "-v1 env unbatched (gymnasium or SB3's make_vec_env)"
+            )
         envs = []
         for k in range(trainee.n):
             env = LRScheduleEnv(trainee.slot(k), render_mode=render_mode, **env_options)
@@ -204,8 +210,9 @@ def make_batched_vec_env(
     resets alike, starts from its own seed of that block (:class:`EpisodeSeeds`, the
     vec env's ``episode_seeds`` attribute). ``env_options`` are ``gym.make`` options
     (env and trainee).
-    A trainee without a batched form (ResNet-18, GPT), or an ``optimizer`` option other
-    than AdamW, gets SB3's ``DummyVecEnv`` of single envs instead, with a warning.
+    A trainee without a batched form (ResNet-18, GPT, an MLP with LayerNorm), an
+    ``optimizer`` option other than AdamW, or observation ``v1`` gets SB3's
+    ``DummyVecEnv`` of single envs instead, with a warning.
 
     Raises:
         ValueError: ``n_envs < 1`` or an invalid option, naming the valid ones.
@@ -222,6 +229,13 @@ def make_batched_vec_env(
     elif optimizer not in BATCHED_OPTIMIZERS:
         valid = ", ".join(BATCHED_OPTIMIZERS)
         why = f"optimizer {optimizer!r} has no batched form (batched: {valid})"
+    elif kwargs.get("norm", "none") != "none":
+        why = f"an MLP with norm={kwargs['norm']!r} has no batched form (LayerNorm)"
+    elif kwargs.get("observation", "v0") != "v0":
+        why = (
+            f"observation={kwargs['observation']!r} needs update moments, which the batched "
+            "trainee does not report yet"
+        )
     else:
         why = None
     schedule = EpisodeSeeds(episode_seeds, n_envs) if episode_seeds is not None else None

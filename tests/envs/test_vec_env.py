@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from envs import BatchedVecEnv, LRScheduleEnv, make_batched_vec_env
 from envs.rewards import divergence_reward
+from trainees.batched import make_batched_trainee
 
 TIMING_KEYS = {"total_train_time"}
 
@@ -118,6 +119,14 @@ def test_without_a_batched_form_falls_back_to_single_envs():
     assert type(vec) is DummyVecEnv
     vec.reset()  # the optimizer is built when a run starts
     assert type(vec.envs[0].unwrapped.trainee.optimizer).__name__ == "AdamWScheduleFree"
+    with pytest.warns(UserWarning, match="norm='layer' has no batched form"):
+        vec = make_batched_vec_env("LRSchedule-MLP-v0", 2, dataset="digits", norm="layer")
+    assert type(vec) is DummyVecEnv
+    with pytest.warns(UserWarning, match="observation='v1' needs update moments"):
+        vec = make_batched_vec_env("LRSchedule-Quadratic-v1", 2)
+    assert type(vec) is DummyVecEnv and vec.reset().shape == (2, 64, 17)
+    with pytest.raises(ValueError, match="batched envs compute observation v0 only"):
+        BatchedVecEnv(make_batched_trainee("quadratic", 2), observation="v1")
 
 
 def test_bad_options_are_named():

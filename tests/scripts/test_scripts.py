@@ -739,14 +739,15 @@ def test_run_experiment_downloads_only_with_the_flag(tmp_path, monkeypatch, caps
 
 
 @pytest.mark.slow
-def test_train_tuningfree_end_to_end_tiny_on_a_mixture(tmp_path):
+@pytest.mark.parametrize("version", ["v0", "v1"])  # v1: the dimensionless observation
+def test_train_tuningfree_end_to_end_tiny_on_a_mixture(version, tmp_path):
     mixture = tmp_path / "mix.json"
     mixture.write_text(
         json.dumps(
             {
                 "tasks": [
                     {
-                        "env_id": "LRSchedule-Quadratic-v0",
+                        "env_id": f"LRSchedule-Quadratic-{version}",
                         "options": {"total_steps": 96},
                         "reference_lr": 0.02,
                         "source": "a test",
@@ -760,7 +761,7 @@ def test_train_tuningfree_end_to_end_tiny_on_a_mixture(tmp_path):
         "--out",
         str(out),
         "--env",
-        "LRSchedule-Quadratic-v0",
+        f"LRSchedule-Quadratic-{version}",
         "--total-steps",
         "64",
         "--reference-lr",
