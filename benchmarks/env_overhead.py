@@ -25,7 +25,7 @@ from experts.policy import SchedulePolicy
 from experts.schedules import Constant
 from trainees import TorchTrainee
 
-IMAGE_ENVS = ("LRSchedule-MLP-v0", "LRSchedule-ResNet18-v0")  # the ids that take a dataset
+IMAGE_TRAINEES = ("mlp", "resnet18")  # the trainees whose ids take a dataset (any version)
 
 
 def env_episode(env: gym.Env, seed: int) -> float:
@@ -65,9 +65,9 @@ def env_overhead(
         env_id: a registered id.
         repeats: alternating (env, plain) pairs, after one warm-up episode.
         total_steps: optimizer steps per episode (None: the id's default).
-        dataset: the dataset of the image ids (``IMAGE_ENVS``); the others ignore it.
+        dataset: the dataset of the image ids (``IMAGE_TRAINEES``); the others ignore it.
     """
-    image = env_id in IMAGE_ENVS
+    image = gym.spec(env_id).kwargs.get("trainee") in IMAGE_TRAINEES
     options = EnvOptions(total_steps=total_steps, dataset=dataset if image else None)
     env = options.make(env_id)
     inner = env.unwrapped
