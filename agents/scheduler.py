@@ -117,7 +117,11 @@ class LearnedLRScheduler(LRScheduler):
         )
         self._params = [p for p in model.parameters() if p.requires_grad]
         self._pool = GradNormPool(len(self._params))
-        self._moments = UpdateMoments(self._params) if cfg["observation"] == "v1" else None
+        self._moments = (
+            UpdateMoments(self._params, every=self.steps_per_action)
+            if cfg["observation"] == "v1"
+            else None
+        )
         self.lr_mult = self.actions.initial_multiplier()
         self.signals.start(float(initial_val_loss), self.lr_mult)
         self._observed = self._stepped_optimizer = False

@@ -78,6 +78,9 @@ class LRScheduleEnv(gym.Env):
     | 16 | mask | [0, 1] |
 
     Buckets split the parameters, in depth order, into 4 runs of equal parameter count.
+    Columns 5-14 are measured at the last optimizer step of each action (once per action:
+    each measurement costs a few passes over the weights); the rows between carry the
+    latest measurement.
 
     Values are clipped into the bounds (a diverged step's NaN/inf becomes the bound).
     The reset observation holds one row, for step 0: full budget, the initial LR
@@ -194,7 +197,7 @@ class LRScheduleEnv(gym.Env):
                     f"(StepStats.moments, a TorchTrainee's track_updates); "
                     f"{type(trainee).__name__} does not: use observation='v0'"
                 )
-            trainee.track_updates = True
+            trainee.track_updates = cfg.steps_per_action  # the last step of each action
         self.signals = TrainingSignals(
             window=cfg.window,
             total_steps=self.trainee.total_steps,

@@ -15,7 +15,7 @@ import numpy as np
 
 from envs.observation import BUILDERS, OBSERVATIONS
 from trainees.base import N_GRAD_BUCKETS
-from trainees.gradnorm import MOMENTS
+from trainees.gradnorm import MOMENTS, NO_UPDATE
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class TrainingSignals:
         self.total_steps, self.eval_every = total_steps, eval_every
         self.loss0 = self.val_loss = self.best_val = 1.0
         self.last_eval_step = self.steps_done = 0
+        self._measured = NO_UPDATE
         self._clear()
 
     def _clear(self) -> None:
@@ -92,6 +93,7 @@ class TrainingSignals:
             )
         self.loss0 = self.val_loss = self.best_val = float(loss0)
         self.last_eval_step = self.steps_done = 0
+        self._measured = NO_UPDATE  # the latest update moments (v1), carried forward
         self._clear()
         return self.builder.reset(self.loss0, lr_mult)
 
@@ -105,16 +107,12 @@ class TrainingSignals:
         """One optimizer step: its minibatch loss, pooled pre-clip gradient norms, LR
         multiplier, and (observation ``v1``) its update moments.
 
-        Raises:
-            ValueError: observation ``v1`` without ``moments``.
+        ``moments`` None (a step not measured) repeats the latest measurement.
         """
         if self.observation_version == "v1":
-            if moments is None:
-                raise ValueError(
-                    "observation v1 needs each step's update moments "
-                    "(trainees.gradnorm.UpdateMoments); the trainee reported none"
-                )
-            self._moments.append(moments)
+            if moments is not None:
+                self._measured = moments
+            self._moments.append(self._measured)
         self.steps_done += 1
         self._loss.append(loss)
         self._grads.append(grad_norms)
@@ -169,6 +167,7 @@ class TrainingSignals:
             "pending_moments": np.array(self._moments)
             .reshape(-1, len(MOMENTS), N_GRAD_BUCKETS + 1)
             .tolist(),
+            "measured": self._measured.tolist(),
             "builder": self.builder.state_dict(),
         }
 
@@ -182,4 +181,5 @@ class TrainingSignals:
         self._grads = list(np.asarray(state["pending_grads"], dtype=np.float64))
         self._evals = list(state["pending_evals"])
         self._moments = list(np.asarray(state.get("pending_moments", []), dtype=np.float64))
+        self._measured = np.asarray(state.get("measured", NO_UPDATE), dtype=np.float64)
         self.builder.load_state_dict(state["builder"])

@@ -38,7 +38,8 @@ class StepStats:
         finite: False when the loss or any gradient is NaN/inf; the update was then skipped.
         moments: ``(4, 1 + N_GRAD_BUCKETS)`` pooled ``‖g_t‖², ‖θ_t‖², ‖u_{t-1}‖²,
             g_t · u_{t-1}`` (``trainees.gradnorm.UpdateMoments``), for observation ``v1``;
-            None unless the trainee was asked for them (``track_updates = True``).
+            None unless the trainee was asked for them (``track_updates = k``: every
+            ``k``-th step), and on the steps between.
     """
 
     loss: float

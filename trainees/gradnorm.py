@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -57,14 +59,18 @@ class GradNormPool:
         torch._foreach_mul_([g for g, _ in pairs], coef)
 
     def read(
-        self, loss: torch.Tensor, params: list[nn.Parameter]
+        self,
+        loss: torch.Tensor,
+        params: list[nn.Parameter],
+        norms: list[torch.Tensor] | None = None,
     ) -> tuple[float, np.ndarray, list[torch.Tensor]]:
         """The step's loss and pooled gradient norms, in one device-to-host transfer.
 
         Returns the loss, the pooled norms (``(1 + n_buckets,)``: global, then buckets;
-        NaN/inf when the step diverged), and the per-parameter norm tensors (for clipping).
+        NaN/inf when the step diverged), and the per-parameter norm tensors (for clipping;
+        ``norms`` when given, already computed by :meth:`parameter_norms`).
         """
-        norms = self.parameter_norms(params)
+        norms = self.parameter_norms(params) if norms is None else norms
         summary = torch.stack([loss.detach().float().reshape(()), *norms]).float().cpu().numpy()
         summary = summary.astype(np.float64)
         return float(summary[0]), self(summary[1:]), norms
@@ -105,73 +111,99 @@ def fraction_bucket_matrix(sizes: list[int], n_buckets: int = N_GRAD_BUCKETS) ->
 
 
 MOMENTS: tuple[str, ...] = ("grad_sq", "param_sq", "update_sq", "grad_dot_update")
+# the moments before any update is measured: unit weights, no gradient, no update (an
+# update-to-weight ratio of 0 and a cosine of 0)
+NO_UPDATE = np.zeros((len(MOMENTS), 1 + N_GRAD_BUCKETS))
+NO_UPDATE[1] = 1.0
+NO_UPDATE.flags.writeable = False
 
 
 class UpdateMoments:
-    """Per-step moments of the gradient, the weights and the last update, pooled.
+    """Moments of the gradient, the weights and the last update, pooled, every ``every`` steps.
 
     The raw material of the dimensionless signals (observation ``v1``): read after
     ``backward()`` and before ``optimizer.step()``, they are, per tensor, ``‖g_t‖²``,
     ``‖θ_t‖²``, ``‖u_{t-1}‖²`` and ``g_t · u_{t-1}``, where ``u_{t-1} = θ_t - θ_{t-1}`` is
     the update the last optimizer step made (whatever the optimizer, clipping or weight
     decay did), pooled over all parameters and over :func:`fraction_bucket_matrix`'s
-    buckets. Before the first step there is no update: its moments are 0.
+    buckets.
 
-    It keeps one copy of the weights (taken at each read), and costs a handful of
-    ``torch._foreach`` kernels per step and no extra host sync: the trainee and
-    ``agents.scheduler.LearnedLRScheduler`` cross its values to the host with the loss.
+    They are measured at every ``every``-th read (the env and the scheduler pass the
+    cadence's ``steps_per_action``: the last optimizer step of each action, the one the
+    policy reads next), with a copy of the weights taken at the read before: per action,
+    not per step, since each costs a few passes over the weights (about a third of an
+    MLP-MNIST step). With ``every=1`` every step is measured, and the first, which has
+    no update before it, has update moments 0. The values cross to the host with the
+    loss (no extra host sync).
     """
 
-    def __init__(self, params: list[nn.Parameter], n_buckets: int = N_GRAD_BUCKETS) -> None:
+    def __init__(
+        self, params: list[nn.Parameter], n_buckets: int = N_GRAD_BUCKETS, *, every: int = 1
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"every={every!r} is invalid; expected an integer >= 1")
         sizes = [p.numel() for p in params]
         self.matrix = np.vstack(
             [np.ones((1, len(sizes))), fraction_bucket_matrix(sizes, n_buckets)]
         )
-        self._last: list[torch.Tensor] | None = None  # θ at the last read
+        self.every = every
+        self.reads = 0
+        self._last: list[torch.Tensor] | None = None  # θ at the read before a measured one
 
     @torch.no_grad()
     def tensors(
         self, params: list[nn.Parameter], grad_norms: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
-        """Per-tensor ``‖θ_t‖, ‖u_{t-1}‖, -g_t · u_{t-1}`` (3 n scalars); snapshots ``θ_t``.
+    ) -> list[torch.Tensor] | None:
+        """At a measured read, per-tensor ``‖θ_t‖, ‖u_{t-1}‖, -g_t · u_{t-1}`` (3 n
+        scalars); else None. Takes the weights' copy the next measured read needs.
 
         ``grad_norms`` are the per-tensor gradient norms already read
         (:meth:`GradNormPool.parameter_norms`).
         """
+        self.reads += 1
         weights = [p.detach() for p in params]
-        param_norms = list(torch._foreach_norm(weights))
-        if self._last is None:
-            zero = torch.zeros((), device=weights[0].device)
-            self._last = [w.clone() for w in weights]
-            return [*param_norms, *([zero] * (2 * len(weights)))]
-        back = self._last
-        torch._foreach_sub_(back, weights)  # θ_{t-1} - θ_t = -u_{t-1}
-        update_norms = list(torch._foreach_norm(back))
-        dots = [
-            torch.vdot(p.grad.reshape(-1), b.reshape(-1)) if p.grad is not None else n * 0
-            for p, b, n in zip(params, back, grad_norms, strict=True)
-        ]
-        torch._foreach_copy_(back, weights)
-        return [*param_norms, *update_norms, *dots]
+        out = None
+        if self.reads % self.every == 0:
+            param_norms = list(torch._foreach_norm(weights))
+            back = self._last
+            if back is None:  # no earlier read: no update yet
+                zero = torch.zeros((), device=weights[0].device)
+                out = [*param_norms, *([zero] * (2 * len(weights)))]
+            else:
+                torch._foreach_sub_(back, weights)  # θ_{t-1} - θ_t = -u_{t-1}
+                update_norms = list(torch._foreach_norm(back))
+                dots = [
+                    torch.vdot(p.grad.reshape(-1), b.reshape(-1)) if p.grad is not None else n * 0
+                    for p, b, n in zip(params, back, grad_norms, strict=True)
+                ]
+                out = [*param_norms, *update_norms, *dots]
+        if (self.reads + 1) % self.every == 0:  # the next read is measured: keep θ_t
+            if self._last is None:
+                self._last = [w.clone() for w in weights]
+            else:
+                torch._foreach_copy_(self._last, weights)
+        return out
 
-    def state_dict(self) -> list[torch.Tensor] | None:
-        """The weights at the last read (None before the first): resuming needs them."""
-        return None if self._last is None else [t.clone() for t in self._last]
+    def state_dict(self) -> dict[str, Any]:
+        """The read count and the weights' copy (None before one): resuming needs them."""
+        last = None if self._last is None else [t.clone() for t in self._last]
+        return {"reads": self.reads, "weights": last}
 
-    def load_state_dict(self, state: list[torch.Tensor] | None) -> None:
-        """Restore :meth:`state_dict`'s snapshot (None: as before the first read).
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Restore :meth:`state_dict` (None: as before the first read).
 
         Raises:
-            ValueError: the snapshot's tensor shapes are not the parameters'.
+            ValueError: the copy's tensor count is not the parameters'.
         """
-        if state is None:
-            self._last = None
-            return
-        if len(state) != self.matrix.shape[1]:
+        state = state or {"reads": 0, "weights": None}
+        weights = state["weights"]
+        if weights is not None and len(weights) != self.matrix.shape[1]:
             raise ValueError(
-                f"the snapshot holds {len(state)} tensors; the parameters are {self.matrix.shape[1]}"
+                f"the snapshot holds {len(weights)} tensors; the parameters are "
+                f"{self.matrix.shape[1]}"
             )
-        self._last = [t.detach().clone() for t in state]
+        self.reads = int(state["reads"])
+        self._last = None if weights is None else [t.detach().clone() for t in weights]
 
     def pool(self, grad_norms: np.ndarray, values: np.ndarray) -> np.ndarray:
         """``(len(MOMENTS), 1 + n_buckets)`` float64 from host copies of the per-tensor
@@ -206,6 +238,9 @@ def read_step(
         return loss_value, pooled, norms, None
     norms = GradNormPool.parameter_norms(params)
     extra = moments.tensors(params, norms)
+    if extra is None:  # not a measured step
+        loss_value, pooled, norms = pool.read(loss, params, norms)
+        return loss_value, pooled, norms, None
     flat = [loss.detach().float().reshape(()), *norms, *(t.float() for t in extra)]
     summary = torch.stack(flat).cpu().numpy().astype(np.float64)
     n = len(norms)

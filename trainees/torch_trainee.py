@@ -58,8 +58,9 @@ class TorchTrainee(ABC):
 
     config: TraineeConfig
     uses_dropout: bool = False  # dropout draws from the global RNG: fork it per step
-    # report StepStats.moments (observation v1; set by the env before reset)
-    track_updates: bool = False
+    # report StepStats.moments every this many steps (observation v1: the env sets its
+    # steps_per_action before reset); 0: never
+    track_updates: int = 0
 
     def __init__(self, config: TraineeConfig) -> None:
         self.config = config
@@ -166,7 +167,8 @@ class TorchTrainee(ABC):
         params = [p for p in self.model.parameters() if p.requires_grad]
         self._params = params
         self._pool = GradNormPool(len(params))
-        self._moments = UpdateMoments(params) if self.track_updates else None
+        every = self.track_updates
+        self._moments = UpdateMoments(params, every=every) if every else None
         groups = [
             {
                 "params": [p for p in params if p.dim() >= 2],

@@ -80,6 +80,27 @@ def test_update_moments_by_hand():
     assert a[2, 0] == pytest.approx(1.0)  # |u|^2: the bias moved by 1
 
 
+def test_moments_are_measured_once_every_k_reads():
+    layer = nn.Linear(3, 1)
+    params = list(layer.parameters())
+    pool, moments = GradNormPool(2), UpdateMoments(params, every=4)
+    seen = []
+    for step in range(1, 9):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        _, _, _, m = read_step(pool, moments, torch.tensor(1.0), params)
+        seen.append(m is not None)
+        if step == 4:  # the update of step 3 (made below, after read 3)
+            assert m[2, 0] == pytest.approx(4 * 0.03**2)  # 4 parameters moved by 0.03
+            assert m[3, 0] == pytest.approx(4 * 0.03)  # g · u
+        with torch.no_grad():
+            for p in params:
+                p.add_(0.01 * step)
+    assert seen == [False, False, False, True] * 2
+    with pytest.raises(ValueError, match="every=0"):
+        UpdateMoments(params, every=0)
+
+
 def test_slope_t_is_the_regression_t_statistic():
     rng = np.random.default_rng(0)
     y = 3.0 - 0.02 * np.arange(80) + rng.normal(0, 0.3, 80)
@@ -177,6 +198,43 @@ def test_env_rows_hold_the_trainees_update_ratio():
     expected = math.log(float(update / torch.linalg.vector_norm(weights[3])))
     assert obs[-1, COL["log_update_ratio"]] == pytest.approx(expected, rel=1e-5)
     assert observation_version(env.unwrapped.signature()["features"]) == "v1"
+
+
+def test_env_measures_updates_at_each_actions_last_step():
+    env = gym.make("LRSchedule-Quadratic-v1", steps_per_action=4, eval_every=8)
+    env.reset(seed=1)
+    trainee = env.unwrapped.trainee
+    weights = []
+
+    def flat():
+        return torch.cat([p.detach().flatten().clone() for p in trainee.model.parameters()])
+
+    step = trainee.train_step
+
+    def recording(lr):  # the weights before each optimizer step
+        weights.append(flat())
+        return step(lr)
+
+    trainee.train_step = recording
+    env.step(np.array([0.0], np.float32))
+    obs, *_ = env.step(np.array([0.0], np.float32))
+    weights.append(flat())
+    # step 8 (the second action's last) measures u_7 = θ_7 - θ_6 against θ_7; steps 5-7
+    # carry step 4's measurement (u_3 against θ_3)
+    ratio = COL["log_update_ratio"]
+
+    def log_ratio(t):  # weights[t] is θ_t: the weights after t steps
+        return math.log(
+            float(
+                torch.linalg.vector_norm(weights[t] - weights[t - 1])
+                / torch.linalg.vector_norm(weights[t])
+            )
+        )
+
+    assert obs[-1, ratio] == pytest.approx(log_ratio(7), rel=1e-5)
+    assert obs[-2, ratio] == obs[-4, ratio] == pytest.approx(log_ratio(3), rel=1e-5)
+    assert obs[-5, ratio] == pytest.approx(log_ratio(3), rel=1e-5)  # step 4's own row
+    assert obs[-8, ratio] == -LOG_BOUND  # step 1: nothing measured yet
 
 
 def test_v1_needs_a_trainee_that_reports_update_moments():
