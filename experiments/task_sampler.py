@@ -11,9 +11,11 @@ three families:
 
 with their batch sizes, budgets (a few hundred to a few thousand optimizer steps) and
 AdamW settings (weight decay, beta2). Every task runs at one cadence (:data:`CADENCE`),
-and no task is a held-out workload or draws a held-out architecture
-(``evaluation.suite.check_held_out``; a refused draw is drawn again, so the sequence
-stays a function of the seed).
+no task is a held-out workload or draws a held-out architecture
+(``evaluation.suite.check_held_out``), and every task is cheap: a run's estimated
+single-threaded seconds (:func:`estimated_seconds`) are at most
+:data:`MAX_RUN_SECONDS`. A refused draw is drawn again, so the sequence stays a
+function of the seed.
 
 :func:`tune_tasks` gives each task its reference LR, tuned cosine's on the tuning seeds
 (``experiments.suite_job.tune_workload``: a grid widened until the best LR is inside,
@@ -148,10 +150,50 @@ def _draw_quadratic(rng: np.random.Generator) -> dict[str, Any]:
 
 _DRAWS = {"mlp": _draw_mlp, "gpt": _draw_gpt, "quadratic": _draw_quadratic}
 
+# -- cost: tasks are drawn cheap (VeLO rejection-samples its tasks by step time) ----------
+MAX_RUN_SECONDS = 6.0  # estimated single-threaded seconds of one run; dearer draws are redrawn
+FLOPS_PER_SECOND = 2e10  # one CPU thread on the fp32 matmuls of these models (calibrated)
+STEP_OVERHEAD_S = 6e-4  # per optimizer step, whatever the model (Python, dispatch, AdamW)
+_INPUTS = {"mnist": 784, "mnist_permuted": 784, "mnist_14": 196, "digits": 64}
+_EVAL_SAMPLES = 1000  # the image trainees' fixed validation subset (digits: its 300)
+_CHAR_VOCAB = 65  # tiny Shakespeare's characters
+
+
+def parameter_count(family: str, options: Mapping[str, Any]) -> int:
+    """Weights of a sampled task's model (matrices and biases; norms and embeddings)."""
+    if family == "mlp":
+        h, depth = options["hidden"], options["depth"]
+        norm = 2 * h * depth if options["norm"] == "layer" else 0
+        first = _INPUTS[options["dataset"]] * h + h
+        return first + (depth - 1) * (h * h + h) + norm + h * 10 + 10
+    if family == "gpt":
+        d, layers = options["n_embd"], options["n_layer"]
+        return layers * 12 * d * d + (_CHAR_VOCAB + options["block_size"]) * d
+    return options["dim"] + 1
+
+
+def estimated_seconds(family: str, options: Mapping[str, Any]) -> float:
+    """A run's single-threaded seconds on a CPU, from its FLOPs: 6 per weight and example
+    (token) per training step, 2 per weight and example per evaluation, at
+    :data:`FLOPS_PER_SECOND`, plus :data:`STEP_OVERHEAD_S` a step. A cost model to keep
+    draws cheap, not a benchmark (``median_run_seconds`` in a table is the measurement)."""
+    params, steps = parameter_count(family, options), options["total_steps"]
+    if family == "gpt":
+        examples = options["batch_size"] * options["block_size"]
+        evals = 4 * examples  # eval_batches (4) of the batch
+    else:
+        examples = options["batch_size"]
+        evals = min(_EVAL_SAMPLES, 300) if options.get("dataset") == "digits" else _EVAL_SAMPLES
+    n_evals = steps // CADENCE["eval_every"] + 1
+    flops = 6 * params * examples * steps + 2 * params * evals * n_evals
+    return steps * STEP_OVERHEAD_S + flops / FLOPS_PER_SECOND
+
 
 def sample_tasks(seed: int, n: int) -> list[SampledTask]:
     """``n`` tasks drawn from ``seed`` (the same seed and ``n``: the same tasks; the first
-    ``m`` of ``n`` are the tasks drawn for ``m``).
+    ``m`` of ``n`` are the tasks drawn for ``m``). Each task's family is drawn with
+    :data:`FAMILIES`' weights, then its options until the task is neither held out nor
+    dearer than :data:`MAX_RUN_SECONDS`.
 
     Raises:
         ValueError: ``n`` < 1 or ``seed`` < 0; or (a defect of the distribution) a task
@@ -164,12 +206,14 @@ def sample_tasks(seed: int, n: int) -> list[SampledTask]:
     weights = np.array([FAMILIES[f] for f in families])
     out: list[SampledTask] = []
     for i in range(n):
-        for attempt in range(MAX_REDRAWS):
-            family = families[int(rng.choice(len(families), p=weights / weights.sum()))]
+        family = families[int(rng.choice(len(families), p=weights / weights.sum()))]
+        for attempt in range(MAX_REDRAWS):  # the family stays: its share is FAMILIES'
             options = _DRAWS[family](rng) | dict(CADENCE)
             task = SampledTask(f"{family}-{i:03d}", family, options)
             try:
                 check_held_out([task.training_task()])
+                if estimated_seconds(family, options) > MAX_RUN_SECONDS:
+                    raise ValueError("too dear")
             except ValueError:
                 if attempt == MAX_REDRAWS - 1:
                     raise

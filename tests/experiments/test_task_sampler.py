@@ -14,8 +14,11 @@ from experiments.task_mixture import check_tasks, load_tasks
 from experiments.task_sampler import (
     CADENCE,
     FAMILIES,
+    MAX_RUN_SECONDS,
     SampledTask,
+    estimated_seconds,
     mixture,
+    parameter_count,
     read_table,
     reference_table,
     sample_tasks,
@@ -46,6 +49,11 @@ def test_no_draw_is_held_out_and_every_task_runs_at_one_cadence():
         assert spec["trainee"] not in held
         assert {k: t.options[k] for k in CADENCE} == dict(CADENCE)
         assert 256 <= t.options["total_steps"] <= 3072
+        assert estimated_seconds(t.family, t.options) <= MAX_RUN_SECONDS  # cheap tasks only
+    # the families keep their shares (redraws stay within a family): 500 draws, within 4 SE
+    for family, share in FAMILIES.items():
+        count = sum(t.family == family for t in tasks)
+        assert abs(count / len(tasks) - share) < 4 * (share * (1 - share) / len(tasks)) ** 0.5
     # the check the draw relies on refuses a held-out workload put in its place
     wide = TrainingTask(
         "LRSchedule-MLP-v0", {"dataset": "mnist", "hidden": 1024, "total_steps": 500}
@@ -61,6 +69,18 @@ def test_bad_arguments_are_clear_errors():
         SampledTask("x", "cnn", {})
     with pytest.raises(ValueError, match="observation='v2'"):
         sample_tasks(0, 1)[0].env_id_for("v2")
+
+
+def test_the_cost_model_by_hand():
+    mlp = {"hidden": 10, "depth": 2, "norm": "layer", "dataset": "digits"}
+    # 64*10 + 10, then 10*10 + 10, LayerNorms 2 * 2 * 10, head 10*10 + 10
+    assert parameter_count("mlp", mlp) == 650 + 110 + 40 + 110
+    mlp |= {"batch_size": 8, "total_steps": 128}
+    flops = 6 * 910 * 8 * 128 + 2 * 910 * 300 * (128 // 64 + 1)  # digits: 300 to evaluate
+    assert estimated_seconds("mlp", mlp) == pytest.approx(128 * 6e-4 + flops / 2e10)
+    gpt = {"n_embd": 32, "n_layer": 2, "block_size": 16}
+    assert parameter_count("gpt", gpt) == 2 * 12 * 32 * 32 + (65 + 16) * 32
+    assert parameter_count("quadratic", {"dim": 8}) == 9
 
 
 def test_mlp_options_build_the_model_they_name():
