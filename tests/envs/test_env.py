@@ -315,7 +315,9 @@ def test_bad_gpt_and_image_kwargs():
         gym.make("LRSchedule-GPT-v0", dataset="ptb")
     with pytest.raises(ValueError, match=r"preset='huge'.*\('tiny', 'small'\)"):
         gym.make("LRSchedule-GPT-v0", preset="huge")
-    with pytest.raises(ValueError, match=r"dataset='cifar'.*\('mnist', 'digits'\)"):
+    with pytest.raises(
+        ValueError, match=r"dataset='cifar'.*\('mnist', 'digits', 'mnist_permuted', 'mnist_14'\)"
+    ):
         gym.make("LRSchedule-MLP-v0", dataset="cifar")
 
 
