@@ -21,13 +21,15 @@ from common.files import run_dir, write_csv, write_json
 from common.tensorboard import log_hyperparameters
 from trainees import TRAINEES, make_trainee
 from trainees.data.chars import CORPORA
+from trainees.image import IMAGE_DATASETS
 
 # the datasets each trainee takes, its default first: the bundled digits for the image
 # trainees (offline), the GPT's own default corpus; the quadratic takes none
+_IMAGES = ("digits", *(d for d in IMAGE_DATASETS if d != "digits"))
 TRAINEE_DATASETS: dict[str, tuple[str, ...]] = {
     "quadratic": (),
-    "mlp": ("digits", "mnist"),
-    "resnet18": ("digits", "mnist"),
+    "mlp": _IMAGES,
+    "resnet18": _IMAGES,
     "gpt": CORPORA,
 }
 
