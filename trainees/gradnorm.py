@@ -161,9 +161,13 @@ class UpdateMoments:
         (:meth:`GradNormPool.parameter_norms`).
         """
         self.reads += 1
+        measured = self.reads % self.every == 0
+        keep = (self.reads + 1) % self.every == 0  # the next read is measured: keep θ_t
+        if not (measured or keep):  # most steps: nothing to do
+            return None
         weights = [p.detach() for p in params]
         out = None
-        if self.reads % self.every == 0:
+        if measured:
             param_norms = list(torch._foreach_norm(weights))
             back = self._last
             if back is None:  # no earlier read: no update yet
@@ -177,7 +181,7 @@ class UpdateMoments:
                     for p, b, n in zip(params, back, grad_norms, strict=True)
                 ]
                 out = [*param_norms, *update_norms, *dots]
-        if (self.reads + 1) % self.every == 0:  # the next read is measured: keep θ_t
+        if keep:
             if self._last is None:
                 self._last = [w.clone() for w in weights]
             else:
