@@ -48,6 +48,18 @@ ENV_SPECS |= {
 }
 
 
+def task_id(env_id: str) -> str:
+    """The v0 id of the task ``env_id`` runs: an observation twin (``-v1``) maps to its v0 id.
+
+    Both ids train the same trainee on the same data; only what the policy reads differs, so
+    whatever describes the task (its tuned reference LR) is keyed by the v0 id. Any other id is
+    returned as given.
+    """
+    if env_id.endswith("-v1") and ENV_SPECS.get(env_id, {}).get("observation") == "v1":
+        return env_id.removesuffix("-v1") + "-v0"
+    return env_id
+
+
 def register_envs() -> None:
     """Register every id in ``ENV_SPECS`` (ids already registered are left alone)."""
     for env_id, kwargs in ENV_SPECS.items():

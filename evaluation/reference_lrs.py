@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from envs.registration import task_id
+
 VERSION = 2  # 2: LRSchedule-LoRA-v0 added (the others unchanged)
 
 
@@ -79,11 +81,12 @@ REFERENCE_LRS: dict[str, ReferenceLR] = {
 
 
 def reference_lr(env_id: str) -> ReferenceLR:
-    """The table's entry for ``env_id``.
+    """The table's entry for ``env_id`` (an observation twin, ``-v1``, reads its v0 entry).
 
     Raises:
         ValueError: no entry, naming the envs that have one.
     """
+    env_id = task_id(env_id)
     if env_id not in REFERENCE_LRS:
         raise ValueError(
             f"no reference LR for {env_id!r}; the table has {', '.join(REFERENCE_LRS)} "

@@ -12,6 +12,7 @@ import evaluation.store as store_module
 from agents.policy import PolicyConfig, make_policy, save_policy
 from common import seeds
 from envs.config import EnvConfig
+from envs.registration import task_id
 from evaluation.backends import LocalBackend, RayBackend
 from evaluation.methods import METHODS, Method
 from evaluation.reference_lrs import REFERENCE_LRS, reference_lr
@@ -190,6 +191,15 @@ def test_plans_are_valid_sweeps_of_the_reference_lrs():
     )
     with pytest.raises(ValueError, match="no reference LR for 'LRSchedule-Nope-v0'"):
         reference_lr("LRSchedule-Nope-v0")
+
+
+def test_an_observation_twin_reads_its_v0_reference():
+    # the -v1 twin runs the same task: same entry; an id that is not a twin is not mapped
+    assert reference_lr("LRSchedule-MLP-v1") is REFERENCE_LRS["LRSchedule-MLP-v0"]
+    assert task_id("LRSchedule-GPT-v1") == "LRSchedule-GPT-v0"
+    assert task_id("LRSchedule-Nope-v1") == "LRSchedule-Nope-v1"
+    with pytest.raises(ValueError, match="no reference LR for 'LRSchedule-Quadratic-v0'"):
+        reference_lr("LRSchedule-Quadratic-v1")
 
 
 def test_the_job_writes_tables_plot_and_labels_added_methods(tmp_path):
