@@ -10,7 +10,8 @@ from typing import Any, Literal
 import gymnasium as gym
 import torch
 
-from agents.policy import load_policy
+from agents.policy import load_policy, read_policy_file
+from envs.observation import observation_version
 from envs.rollout import run_episode
 from evaluation.methods import Method
 from evaluation.range_test import RangeTest, range_test_steps, run_range_test
@@ -93,6 +94,16 @@ def _after_range_test(spec: RunSpec, env: gym.Env) -> tuple[gym.Env, dict[str, A
     return _env(spec.env_id, kwargs), result
 
 
+def policy_options(method: Method) -> dict[str, Any]:
+    """The env options a policy method adds to its runs: the observation version its file
+    reads (``{"observation": "v1"}``), so a v1 policy runs a workload's task through v1's
+    signals; the trainee, data and budget are the workload's. Empty for other methods."""
+    if method.kind != "policy":
+        return {}
+    features = read_policy_file(method.policy).env.get("features")
+    return {"observation": observation_version(features)} if features else {}
+
+
 def _policy(method: Method, env: gym.Env) -> tuple[Any, list[str]]:
     """The method's policy for ``env``, and how the env differs from the policy's own."""
     if method.kind in ("schedule", "range_test"):
@@ -129,7 +140,7 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        env = _env(spec.env_id, spec.env_kwargs())
+        env = _env(spec.env_id, spec.env_kwargs() | policy_options(spec.method))
         range_test = None
         if spec.method.kind == "range_test":
             env, range_test = _after_range_test(spec, env)

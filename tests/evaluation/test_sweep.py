@@ -16,7 +16,7 @@ from envs.registration import task_id
 from evaluation.backends import LocalBackend, RayBackend
 from evaluation.methods import METHODS, Method
 from evaluation.reference_lrs import REFERENCE_LRS, reference_lr
-from evaluation.runs import RunSpec, execute
+from evaluation.runs import RunSpec, execute, policy_options
 from evaluation.sweep import (
     Sweep,
     check_action_bounds,
@@ -350,3 +350,23 @@ def test_sweep_arguments_are_checked_against_the_plan_before_any_work(tmp_path):
         check_arguments(plan, ("nope",))
     with pytest.raises(ValueError, match="is not a file"):
         check_arguments(tmp_path / "missing.json")
+
+
+def test_a_v1_policy_runs_a_v0_workload_through_v1_signals(tmp_path):
+    # the workload names the v0 id; the policy file's features say v1: the run observes
+    # v1's signals, so it is the very run of the v1 twin (same trainee, data, seed, result)
+    env = gym.make("LRSchedule-Quadratic-v1", total_steps=32)
+    policy = make_policy(env.observation_space, env.action_space, TINY, seed=0)
+    path = save_policy(policy, tmp_path / "v1.pt", TINY, env=env, gamma=0.99)
+    method = Method("v1", kind="policy", policy=str(path), tune=False)
+    assert policy_options(method) == {"observation": "v1"}
+    assert policy_options(METHODS["cosine"]) == {}
+    runs = {
+        env_id: execute(RunSpec("final", env_id, (("total_steps", 32),), method, 0.02, 10_000))
+        for env_id in (QUAD, "LRSchedule-Quadratic-v1")
+    }
+    assert runs[QUAD]["test_loss"] == runs["LRSchedule-Quadratic-v1"]["test_loss"]
+    assert runs[QUAD]["curve"] == runs["LRSchedule-Quadratic-v1"]["curve"]
+    assert runs[QUAD]["policy_env_mismatches"] == [
+        "env_id: policy 'LRSchedule-Quadratic-v1', env 'LRSchedule-Quadratic-v0'"
+    ]
