@@ -1,7 +1,7 @@
 """What the environment costs a training run: a whole episode through the env vs a plain loop.
 
 Both do the same optimizer steps and validation evaluations at a constant LR; the ratio
-of their wall times (median of alternating runs in one process) is the cost of the env's
+of their wall times (medians of interleaved runs in one process) is the cost of the env's
 observation, reward and bookkeeping (goal: <= 1.03). :func:`benchmark_envs` is the job
 behind ``scripts/bench_env.py``.
 """
@@ -56,27 +56,23 @@ def plain_loop(trainee: TorchTrainee, eval_every: int, seed: int) -> float:
     return time.perf_counter() - t0
 
 
-def env_overhead(
-    env_id: str, *, repeats: int = 5, total_steps: int | None = None, dataset: str = "mnist"
-) -> dict[str, Any]:
-    """Alternate env episodes and plain loops on one trainee; report medians and their ratio.
-
-    Args:
-        env_id: a registered id.
-        repeats: alternating (env, plain) pairs, after one warm-up episode.
-        total_steps: optimizer steps per episode (None: the id's default).
-        dataset: the dataset of the image ids (``IMAGE_TRAINEES``); the others ignore it.
-    """
+def _make(env_id: str, total_steps: int | None, dataset: str) -> gym.Env:
     image = gym.spec(env_id).kwargs.get("trainee") in IMAGE_TRAINEES
-    options = EnvOptions(total_steps=total_steps, dataset=dataset if image else None)
-    env = options.make(env_id)
+    return EnvOptions(total_steps=total_steps, dataset=dataset if image else None).make(env_id)
+
+
+def _pair(env: gym.Env, seed: int, env_first: bool) -> tuple[float, float]:
+    """One (env episode, plain loop) pair on the env's trainee, in the order given."""
     inner = env.unwrapped
-    env_episode(env, 0)  # warm-up: allocator, caches, lazy imports
-    env_t, plain_t = [], []
-    for i in range(repeats):
-        env_t.append(env_episode(env, i))
-        plain_t.append(plain_loop(inner.trainee, inner.config.eval_every, i))
-    ratio = statistics.median(env_t) / statistics.median(plain_t)
+    if env_first:
+        e = env_episode(env, seed)
+        return e, plain_loop(inner.trainee, inner.config.eval_every, seed)
+    p = plain_loop(inner.trainee, inner.config.eval_every, seed)
+    return env_episode(env, seed), p
+
+
+def _summary(env: gym.Env, env_t: list[float], plain_t: list[float]) -> dict[str, Any]:
+    inner = env.unwrapped
     steps = inner.trainee.total_steps
     return {
         "total_steps": steps,
@@ -86,11 +82,53 @@ def env_overhead(
         "plain_seconds": plain_t,
         "env_median_s": statistics.median(env_t),
         "plain_median_s": statistics.median(plain_t),
-        "ratio": ratio,
+        "ratio": statistics.median(env_t) / statistics.median(plain_t),
         "overhead_ms_per_optimizer_step": 1e3
         * (statistics.median(env_t) - statistics.median(plain_t))
         / steps,
     }
+
+
+def env_overheads(
+    env_ids: Sequence[str],
+    *,
+    repeats: int = 5,
+    total_steps: int | None = None,
+    dataset: str = "mnist",
+) -> dict[str, dict[str, Any]]:
+    """Env episodes against plain loops on each id's trainee; medians and their ratio by id.
+
+    Every id is warmed up first (one env episode and one plain loop: allocator, caches,
+    lazy imports), then the ids are measured interleaved, one (env, plain) pair of each per
+    repeat, the ids' order rotated and the pair's order alternated from repeat to repeat,
+    so that a drift of the machine's speed falls on every id and on both sides alike.
+
+    Args:
+        env_ids: registered ids.
+        repeats: (env, plain) pairs per id.
+        total_steps: optimizer steps per episode (None: the id's default).
+        dataset: the dataset of the image ids (``IMAGE_TRAINEES``); the others ignore it.
+    """
+    envs = {env_id: _make(env_id, total_steps, dataset) for env_id in env_ids}
+    for env in envs.values():
+        _pair(env, 0, env_first=True)
+    times: dict[str, tuple[list[float], list[float]]] = {i: ([], []) for i in envs}
+    ids = list(envs)
+    for r in range(repeats):
+        for env_id in ids[r % len(ids) :] + ids[: r % len(ids)]:
+            e, p = _pair(envs[env_id], r, env_first=r % 2 == 0)
+            times[env_id][0].append(e)
+            times[env_id][1].append(p)
+    return {i: _summary(envs[i], *times[i]) for i in ids}
+
+
+def env_overhead(
+    env_id: str, *, repeats: int = 5, total_steps: int | None = None, dataset: str = "mnist"
+) -> dict[str, Any]:
+    """:func:`env_overheads` of one id."""
+    return env_overheads([env_id], repeats=repeats, total_steps=total_steps, dataset=dataset)[
+        env_id
+    ]
 
 
 def benchmark_envs(
@@ -102,21 +140,21 @@ def benchmark_envs(
     dataset: str = "mnist",
     record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """:func:`env_overhead` of every id, one line each, into the JSON ``out``.
+    """:func:`env_overheads` of the ids (measured interleaved), one line each, into the
+    JSON ``out``.
 
     Args:
         env_ids: registered ids.
         out: the JSON file to write.
-        repeats, total_steps, dataset: as :func:`env_overhead`.
+        repeats, total_steps, dataset: as :func:`env_overheads`.
         record: the command's arguments, stored as the report's ``args``.
 
     Returns:
         The report written: ``args``, ``torch`` and ``results`` by id.
     """
-    report = {"args": dict(record or {}), "torch": torch.__version__, "results": {}}
-    for env_id in env_ids:
-        r = env_overhead(env_id, repeats=repeats, total_steps=total_steps, dataset=dataset)
-        report["results"][env_id] = r
+    results = env_overheads(env_ids, repeats=repeats, total_steps=total_steps, dataset=dataset)
+    report = {"args": dict(record or {}), "torch": torch.__version__, "results": results}
+    for env_id, r in results.items():
         print(
             f"{env_id:24s} env {r['env_median_s']:7.2f} s  plain {r['plain_median_s']:7.2f} s  "
             f"ratio {r['ratio']:.3f}",

@@ -1,9 +1,10 @@
 """Overhead of the environment: a full episode through the env vs a plain PyTorch loop.
 
 Both do the same optimizer steps and validation evaluations at a constant LR; the
-ratio of their wall times (median of alternating runs in one process) is the cost
-of the env's observation, reward and bookkeeping (``benchmarks.env_overhead``).
-Goal: <= 1.03; <= 1.05 for observation v1 (the -v1 ids: update moments every step).
+ratio of their wall times (medians of interleaved runs in one process, every id
+warmed up first) is the cost of the env's observation, reward and bookkeeping
+(``benchmarks.env_overhead``).
+Goal: <= 1.03; <= 1.05 for observation v1 (the -v1 ids: update moments once per action).
 Writes JSON::
 
     python scripts/bench_env.py                 # MLP on MNIST, GPT tiny on tiny Shakespeare

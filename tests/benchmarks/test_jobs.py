@@ -42,17 +42,15 @@ def test_refused_arguments_name_the_valid_values():
 
 
 def test_env_and_trainee_benchmarks_write_their_reports(tmp_path, capsys):
-    report = benchmark_envs(
-        ["LRSchedule-Quadratic-v0"],
-        tmp_path / "env.json",
-        repeats=1,
-        total_steps=16,
-        record={"repeats": 1},
-    )
+    ids = ["LRSchedule-Quadratic-v0", "LRSchedule-Quadratic-v1"]
+    report = benchmark_envs(ids, tmp_path / "env.json", repeats=3, total_steps=16, record={"r": 3})
     assert json.loads((tmp_path / "env.json").read_text()) == report
-    r = report["results"]["LRSchedule-Quadratic-v0"]
-    assert report["args"] == {"repeats": 1} and r["total_steps"] == 16
-    assert r["ratio"] == pytest.approx(r["env_median_s"] / r["plain_median_s"])
+    assert report["args"] == {"r": 3} and list(report["results"]) == ids
+    for r in report["results"].values():  # every id measured in every repeat, both sides
+        assert r["total_steps"] == 16
+        assert len(r["env_seconds"]) == len(r["plain_seconds"]) == 3
+        assert r["env_median_s"] == sorted(r["env_seconds"])[1]
+        assert r["ratio"] == pytest.approx(r["env_median_s"] / r["plain_median_s"])
     report = benchmark_trainees(["quadratic"], tmp_path / "t.json", timed_steps=2, warmup=1)
     assert report["results"]["quadratic"]["timed_steps"] == 2 and report["args"] == {}
     assert set(report["machine"]) == {"device", "cpu", "torch", "threads"}
