@@ -95,3 +95,11 @@ def test_the_shipped_mixture_runs_every_task_at_the_main_envs_cadence():
         registered = gym.spec(t.env_id).kwargs
         cadence = {k: t.options.get(k, registered.get(k, v)) for k, v in defaults.items()}
         assert cadence == defaults, t.name()
+
+
+def test_the_four_task_mixtures_v1_twin_is_the_same_tasks_observed_through_v1():
+    folder = Path(__file__).parents[2] / "experiments/mixtures"
+    v0, v1 = (load_tasks(folder / f) for f in ("tuningfree_mixed.json", "tuningfree_mixed_v1.json"))
+    assert [t.env_id.replace("-v0", "-v1") for t in v0] == [t.env_id for t in v1]
+    assert [(t.options, t.reference_lr) for t in v0] == [(t.options, t.reference_lr) for t in v1]
+    assert all(gym.spec(t.env_id).kwargs["observation"] == "v1" for t in v1)
