@@ -150,7 +150,6 @@ class UpdateMoments:
         self.reads = 0
         self._last: list[torch.Tensor] | None = None  # θ at the read before a measured one
 
-    @torch.no_grad()
     def tensors(
         self, params: list[nn.Parameter], grad_norms: list[torch.Tensor]
     ) -> list[torch.Tensor] | None:
@@ -163,8 +162,18 @@ class UpdateMoments:
         self.reads += 1
         measured = self.reads % self.every == 0
         keep = (self.reads + 1) % self.every == 0  # the next read is measured: keep θ_t
-        if not (measured or keep):  # most steps: nothing to do
+        if not (measured or keep):  # most steps: nothing to do (not even enter no_grad)
             return None
+        with torch.no_grad():
+            return self._measure(params, grad_norms, measured, keep)
+
+    def _measure(
+        self,
+        params: list[nn.Parameter],
+        grad_norms: list[torch.Tensor],
+        measured: bool,
+        keep: bool,
+    ) -> list[torch.Tensor] | None:
         weights = [p.detach() for p in params]
         out = None
         if measured:
