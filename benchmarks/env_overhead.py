@@ -61,17 +61,33 @@ def _make(env_id: str, total_steps: int | None, dataset: str) -> gym.Env:
     return EnvOptions(total_steps=total_steps, dataset=dataset if image else None).make(env_id)
 
 
-def _pair(env: gym.Env, seed: int, env_first: bool) -> tuple[float, float]:
-    """One (env episode, plain loop) pair on the env's trainee, in the order given."""
+def _pair(env: gym.Env, seed: int, env_first: bool) -> tuple[float, float, float, float]:
+    """One (env episode, plain loop) pair on the env's trainee, in the order given: their
+    wall seconds, then their CPU seconds (this process's, which a busy neighbour on the
+    machine inflates less than the wall clock)."""
     inner = env.unwrapped
+
+    def cpu(run: Any) -> tuple[float, float]:
+        c0 = time.process_time()
+        wall = run()
+        return wall, time.process_time() - c0
+
+    def env_run() -> tuple[float, float]:
+        return cpu(lambda: env_episode(env, seed))
+
+    def plain_run() -> tuple[float, float]:
+        return cpu(lambda: plain_loop(inner.trainee, inner.config.eval_every, seed))
+
     if env_first:
-        e = env_episode(env, seed)
-        return e, plain_loop(inner.trainee, inner.config.eval_every, seed)
-    p = plain_loop(inner.trainee, inner.config.eval_every, seed)
-    return env_episode(env, seed), p
+        (e, ec), (p, pc) = env_run(), plain_run()
+    else:
+        (p, pc), (e, ec) = plain_run(), env_run()
+    return e, p, ec, pc
 
 
-def _summary(env: gym.Env, env_t: list[float], plain_t: list[float]) -> dict[str, Any]:
+def _summary(
+    env: gym.Env, env_t: list[float], plain_t: list[float], env_c: list[float], plain_c: list[float]
+) -> dict[str, Any]:
     inner = env.unwrapped
     steps = inner.trainee.total_steps
     return {
@@ -83,6 +99,16 @@ def _summary(env: gym.Env, env_t: list[float], plain_t: list[float]) -> dict[str
         "env_median_s": statistics.median(env_t),
         "plain_median_s": statistics.median(plain_t),
         "ratio": statistics.median(env_t) / statistics.median(plain_t),
+        # each env episode over the plain loop run beside it: a drift of the machine's
+        # speed between repeats cancels in each pair
+        "ratio_paired_median": statistics.median(
+            e / p for e, p in zip(env_t, plain_t, strict=True)
+        ),
+        "env_cpu_seconds": env_c,
+        "plain_cpu_seconds": plain_c,
+        "cpu_ratio_paired_median": statistics.median(
+            e / p for e, p in zip(env_c, plain_c, strict=True)
+        ),
         "overhead_ms_per_optimizer_step": 1e3
         * (statistics.median(env_t) - statistics.median(plain_t))
         / steps,
@@ -112,13 +138,14 @@ def env_overheads(
     envs = {env_id: _make(env_id, total_steps, dataset) for env_id in env_ids}
     for env in envs.values():
         _pair(env, 0, env_first=True)
-    times: dict[str, tuple[list[float], list[float]]] = {i: ([], []) for i in envs}
+    times: dict[str, tuple[list[float], ...]] = {i: ([], [], [], []) for i in envs}
     ids = list(envs)
     for r in range(repeats):
         for env_id in ids[r % len(ids) :] + ids[: r % len(ids)]:
-            e, p = _pair(envs[env_id], r, env_first=r % 2 == 0)
-            times[env_id][0].append(e)
-            times[env_id][1].append(p)
+            for column, value in zip(
+                times[env_id], _pair(envs[env_id], r, env_first=r % 2 == 0), strict=True
+            ):
+                column.append(value)
     return {i: _summary(envs[i], *times[i]) for i in ids}
 
 
@@ -157,7 +184,8 @@ def benchmark_envs(
     for env_id, r in results.items():
         print(
             f"{env_id:24s} env {r['env_median_s']:7.2f} s  plain {r['plain_median_s']:7.2f} s  "
-            f"ratio {r['ratio']:.3f}",
+            f"ratio {r['ratio']:.3f}  paired {r['ratio_paired_median']:.3f}  "
+            f"CPU paired {r['cpu_ratio_paired_median']:.3f}",
             flush=True,
         )
     write_json(out, report)

@@ -51,6 +51,12 @@ def test_env_and_trainee_benchmarks_write_their_reports(tmp_path, capsys):
         assert len(r["env_seconds"]) == len(r["plain_seconds"]) == 3
         assert r["env_median_s"] == sorted(r["env_seconds"])[1]
         assert r["ratio"] == pytest.approx(r["env_median_s"] / r["plain_median_s"])
+        pairs = sorted(e / p for e, p in zip(r["env_seconds"], r["plain_seconds"], strict=True))
+        assert r["ratio_paired_median"] == pairs[1]
+        cpu = sorted(
+            e / p for e, p in zip(r["env_cpu_seconds"], r["plain_cpu_seconds"], strict=True)
+        )
+        assert len(cpu) == 3 and r["cpu_ratio_paired_median"] == cpu[1]
     report = benchmark_trainees(["quadratic"], tmp_path / "t.json", timed_steps=2, warmup=1)
     assert report["results"]["quadratic"]["timed_steps"] == 2 and report["args"] == {}
     assert set(report["machine"]) == {"device", "cpu", "torch", "threads"}
