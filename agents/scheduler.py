@@ -34,7 +34,7 @@ from agents.hub import Domain
 from agents.pretrained import resolve_policy
 from envs.actions import ContinuousLogMultiplier, DiscreteFactors
 from envs.config import EnvConfig
-from envs.observation import observation_version
+from envs.observation import signature_observation
 from envs.rollout import Policy
 from envs.signals import TrainingSignals
 from trainees.gradnorm import GradNormPool, UpdateMoments, read_step
@@ -301,8 +301,7 @@ def _settings(policy: Any, given: dict[str, Any]) -> dict[str, Any]:
     """The scheduler's settings: explicit ones, else the policy file's env, else defaults."""
     stored = getattr(getattr(policy, "lrgym_file", None), "env", {}) or {}
     out = {}
-    if "observation" not in stored and "features" in stored:
-        stored = {**stored, "observation": observation_version(stored["features"])}
+    stored = {**stored, "observation": signature_observation(stored)}
     for key in SETTINGS:
         value = given.get(key, stored.get(key))
         out[key] = getattr(_DEFAULTS, key) if value is None else value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,27 +61,26 @@ def _make(env_id: str, total_steps: int | None, dataset: str) -> gym.Env:
     return EnvOptions(total_steps=total_steps, dataset=dataset if image else None).make(env_id)
 
 
+def _timed(run: Callable[[], float]) -> tuple[float, float]:
+    """``run``'s own wall seconds, and the CPU seconds (this process's) it took."""
+    c0 = time.process_time()
+    wall = run()
+    return wall, time.process_time() - c0
+
+
 def _pair(env: gym.Env, seed: int, env_first: bool) -> tuple[float, float, float, float]:
     """One (env episode, plain loop) pair on the env's trainee, in the order given: their
-    wall seconds, then their CPU seconds (this process's, which a busy neighbour on the
-    machine inflates less than the wall clock)."""
+    wall seconds, then their CPU seconds (which a busy neighbour on the machine inflates
+    less than the wall clock)."""
     inner = env.unwrapped
-
-    def cpu(run: Any) -> tuple[float, float]:
-        c0 = time.process_time()
-        wall = run()
-        return wall, time.process_time() - c0
-
-    def env_run() -> tuple[float, float]:
-        return cpu(lambda: env_episode(env, seed))
-
-    def plain_run() -> tuple[float, float]:
-        return cpu(lambda: plain_loop(inner.trainee, inner.config.eval_every, seed))
-
+    runs = [
+        lambda: env_episode(env, seed),
+        lambda: plain_loop(inner.trainee, inner.config.eval_every, seed),
+    ]
     if env_first:
-        (e, ec), (p, pc) = env_run(), plain_run()
+        (e, ec), (p, pc) = (_timed(r) for r in runs)
     else:
-        (p, pc), (e, ec) = plain_run(), env_run()
+        (p, pc), (e, ec) = (_timed(r) for r in reversed(runs))
     return e, p, ec, pc
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -162,6 +164,19 @@ def observation_version(features: list[str] | tuple[str, ...]) -> str:
         f"features {list(features)[:6]}... are no observation version's; valid: "
         + "; ".join(f"{v}: {list(n[:6])}..." for v, n in OBSERVATIONS.items())
     )
+
+
+def signature_observation(signature: Mapping[str, Any]) -> str | None:
+    """The observation version an env signature (a policy file's ``env``) reads: its
+    ``observation`` when given, else the version of its ``features``; None with neither.
+
+    Raises:
+        ValueError: features that are no version's (:func:`observation_version`).
+    """
+    if signature.get("observation") is not None:
+        return str(signature["observation"])
+    features = signature.get("features")
+    return observation_version(features) if features else None
 
 
 def position(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import gymnasium as gym
 import torch
 
-from agents.policy import load_policy, read_policy_file
-from envs.observation import observation_version
+from agents.policy import PolicyFile, build_policy, check_env, read_policy_file
+from envs.observation import signature_observation
 from envs.rollout import run_episode
 from evaluation.methods import Method
 from evaluation.range_test import RangeTest, range_test_steps, run_range_test
@@ -94,25 +93,28 @@ def _after_range_test(spec: RunSpec, env: gym.Env) -> tuple[gym.Env, dict[str, A
     return _env(spec.env_id, kwargs), result
 
 
+def _observation_options(saved: PolicyFile | None) -> dict[str, Any]:
+    version = None if saved is None else signature_observation(saved.env)
+    return {} if version is None else {"observation": version}
+
+
 def policy_options(method: Method) -> dict[str, Any]:
     """The env options a policy method adds to its runs: the observation version its file
     reads (``{"observation": "v1"}``), so a v1 policy runs a workload's task through v1's
     signals; the trainee, data and budget are the workload's. Empty for other methods."""
-    if method.kind != "policy":
-        return {}
-    features = read_policy_file(method.policy).env.get("features")
-    return {"observation": observation_version(features)} if features else {}
+    return _observation_options(
+        read_policy_file(method.policy) if method.kind == "policy" else None
+    )
 
 
-def _policy(method: Method, env: gym.Env) -> tuple[Any, list[str]]:
-    """The method's policy for ``env``, and how the env differs from the policy's own."""
-    if method.kind in ("schedule", "range_test"):
+def _policy(method: Method, env: gym.Env, saved: PolicyFile | None) -> tuple[Any, list[str]]:
+    """The method's policy for ``env`` (a policy method's from its file's contents,
+    ``saved``), and how the env differs from the policy's own (a transfer is recorded)."""
+    if saved is None:
         schedule = make_schedule(method.schedule, **method.params)
         return SchedulePolicy(schedule, env.action_space), []
-    with warnings.catch_warnings(record=True) as caught:  # a transfer is recorded, not warned
-        warnings.simplefilter("always")
-        policy = load_policy(method.policy, env.unwrapped, allow_mismatch=True, device="cpu")
-    return policy, [str(w.message).split("transferred to another env: ")[-1] for w in caught]
+    mismatches = check_env(saved.env, env.unwrapped, allow_mismatch=True, source=method.policy)
+    return build_policy(saved, device="cpu"), mismatches
 
 
 def _finite(x: float) -> float | None:
@@ -140,11 +142,13 @@ def execute(spec: RunSpec, threads: int = 1) -> dict[str, Any]:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        env = _env(spec.env_id, spec.env_kwargs() | policy_options(spec.method))
+        # a policy's file is read once: its observation version, then its network
+        saved = read_policy_file(spec.method.policy) if spec.method.kind == "policy" else None
+        env = _env(spec.env_id, spec.env_kwargs() | _observation_options(saved))
         range_test = None
         if spec.method.kind == "range_test":
             env, range_test = _after_range_test(spec, env)
-        policy, mismatches = _policy(spec.method, env)
+        policy, mismatches = _policy(spec.method, env, saved)
         returns = PresetReturns(env)  # the return under every reward preset, beside the env's
         try:
             episode = run_episode(env, policy, spec.seed)
