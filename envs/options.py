@@ -19,12 +19,11 @@ import gymnasium as gym
 
 from envs.config import ActionType
 from envs.rewards import RewardName
-from trainees.data.chars import CorpusName
 from trainees.image import ImageDatasetName
-from trainees.language import GPTPreset
+from trainees.language import GPTDatasetName, GPTPreset
 
 # every trainee's datasets: the image trainees', then the GPT's corpora
-DatasetName = Literal[ImageDatasetName, CorpusName]
+DatasetName = Literal[ImageDatasetName, GPTDatasetName]
 
 
 DATASETS: tuple[str, ...] = get_args(DatasetName)

@@ -33,6 +33,9 @@ ENV_SPECS: dict[str, dict] = {
     "LRSchedule-ViT-v0": dict(trainee="vit", dataset="mnist", total_steps=1000),
     # a 2-layer char LSTM on tiny Shakespeare, about 20 s per episode on a 2-core CPU (1 thread)
     "LRSchedule-LSTM-v0": dict(trainee="lstm", dataset="shakespeare_char", total_steps=1000),
+    # a small plain CNN (2 conv blocks, 16-32 channels) on MNIST: a trainee of the task
+    # sampler's v2 distribution (experiments.task_sampler), not a held-out one
+    "LRSchedule-CNN-v0": dict(trainee="cnn", dataset="mnist", total_steps=1000),
     # synthetic linear regression, seconds per episode: for tests and quick experiments
     "LRSchedule-Quadratic-v0": dict(
         trainee="quadratic", total_steps=256, steps_per_action=8, eval_every=16, window=64

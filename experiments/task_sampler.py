@@ -1,12 +1,16 @@
 """A sampled distribution of cheap training tasks, each with its tuned reference LR.
 
 Learned optimizers that transferred were trained on many cheap tasks rather than a few
-(``../shared/notes/generalisation.md``). :func:`sample_tasks` draws, from a seed, tasks of
-three families:
+(``../shared/notes/generalisation.md``). :func:`sample_tasks` draws, from a seed and a
+sampler version (:data:`SAMPLER_VERSIONS`; a version's draws never change), tasks of the
+families of :data:`FAMILIES_BY_VERSION`:
 
 - ``mlp``: MLPs of varied width, depth, activation and normalisation, on MNIST, the
   bundled digits, or MNIST derived (pixels permuted; down-sampled to 14x14);
-- ``gpt``: character-level GPTs of varied size on tiny Shakespeare;
+- ``cnn`` (v2): small plain CNNs (``trainees.models.cnn``) of varied channels, depth,
+  activation and BatchNorm, on the same image datasets;
+- ``gpt``: character-level GPTs of varied size on tiny Shakespeare (v2: or on the Python
+  standard library's sources as bytes, ``trainees.language.stdlib_lm_corpus``);
 - ``quadratic``: the synthetic linear regression of varied dimension and noise;
 
 with their batch sizes, budgets (a few hundred to a few thousand optimizer steps) and
@@ -43,15 +47,30 @@ from evaluation.backends import Backend
 from evaluation.suite import TUNING_SEEDS, TrainingTask, check_held_out
 from experiments.suite_job import tune_workload
 
-SAMPLER_VERSION = 1
+SAMPLER_VERSIONS: tuple[int, ...] = (1, 2)
+SAMPLER_VERSION = 2  # the latest: what a new draw takes unless told otherwise
 # one cadence across the distribution, the suite's and the recipe's main env's
 CADENCE: Mapping[str, int] = MappingProxyType({"steps_per_action": 32, "eval_every": 64})
-FAMILIES: Mapping[str, float] = MappingProxyType({"mlp": 0.6, "gpt": 0.2, "quadratic": 0.2})
+# each version's families and their shares (v1's are kept as they were drawn)
+FAMILIES_BY_VERSION: Mapping[int, Mapping[str, float]] = MappingProxyType(
+    {
+        1: MappingProxyType({"mlp": 0.6, "gpt": 0.2, "quadratic": 0.2}),
+        2: MappingProxyType({"mlp": 0.35, "cnn": 0.25, "gpt": 0.25, "quadratic": 0.15}),
+    }
+)
+FAMILIES: Mapping[str, float] = FAMILIES_BY_VERSION[SAMPLER_VERSION]
 ENV_NAMES: Mapping[str, str] = MappingProxyType(
-    {"mlp": "LRSchedule-MLP", "gpt": "LRSchedule-GPT", "quadratic": "LRSchedule-Quadratic"}
+    {
+        "mlp": "LRSchedule-MLP",
+        "cnn": "LRSchedule-CNN",
+        "gpt": "LRSchedule-GPT",
+        "quadratic": "LRSchedule-Quadratic",
+    }
 )
 # the first guess of each family's tuning grid (the trainee's default base LR)
-GUESSES: Mapping[str, float] = MappingProxyType({"mlp": 4e-3, "gpt": 2e-3, "quadratic": 0.05})
+GUESSES: Mapping[str, float] = MappingProxyType(
+    {"mlp": 4e-3, "cnn": 4e-3, "gpt": 2e-3, "quadratic": 0.05}
+)
 MAX_REDRAWS = 100
 
 
@@ -61,7 +80,7 @@ class SampledTask:
 
     Attributes:
         name: ``<family>-<index>`` within its draw.
-        family: ``mlp``, ``gpt`` or ``quadratic``.
+        family: ``mlp``, ``cnn``, ``gpt`` or ``quadratic``.
         options: the ``gym.make`` options (trainee options, ``total_steps`` and the cadence).
     """
 
@@ -70,8 +89,8 @@ class SampledTask:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"family={self.family!r} is invalid; valid: {', '.join(FAMILIES)}")
+        if self.family not in ENV_NAMES:
+            raise ValueError(f"family={self.family!r} is invalid; valid: {', '.join(ENV_NAMES)}")
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
     @property
@@ -119,6 +138,27 @@ def _draw_mlp(rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
+def _draw_cnn(rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "dataset": _choice(
+            rng, ["mnist", "digits", "mnist_permuted", "mnist_14"], [0.25, 0.3, 0.15, 0.3]
+        ),
+        "channels": int(_choice(rng, [4, 8, 16, 32])),
+        "depth": int(_choice(rng, [1, 2, 3], [0.3, 0.5, 0.2])),
+        "activation": _choice(rng, ["relu", "gelu", "tanh"]),
+        "norm": _choice(rng, ["none", "batch"], [0.6, 0.4]),
+        "batch_size": int(_choice(rng, [16, 32, 64, 128])),
+        "total_steps": _log_uniform_steps(rng, 256, 1536),
+        "weight_decay": float(_choice(rng, [0.0, 1e-4, 1e-2, 0.1])),
+        "betas": (0.9, float(_choice(rng, [0.95, 0.99, 0.999]))),
+    }
+
+
+def _draw_gpt_v2(rng: np.random.Generator) -> dict[str, Any]:
+    dataset = _choice(rng, ["shakespeare_char", "python_stdlib"])
+    return _draw_gpt(rng) | {"dataset": dataset}
+
+
 def _draw_gpt(rng: np.random.Generator) -> dict[str, Any]:
     n_embd = int(_choice(rng, [32, 48, 64, 96]))
     heads = [h for h in (1, 2, 3, 4) if n_embd % h == 0 and n_embd // h >= 16]
@@ -148,19 +188,50 @@ def _draw_quadratic(rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-_DRAWS = {"mlp": _draw_mlp, "gpt": _draw_gpt, "quadratic": _draw_quadratic}
+_DRAWS = {
+    1: {"mlp": _draw_mlp, "gpt": _draw_gpt, "quadratic": _draw_quadratic},
+    2: {"mlp": _draw_mlp, "cnn": _draw_cnn, "gpt": _draw_gpt_v2, "quadratic": _draw_quadratic},
+}
 
 # -- cost: tasks are drawn cheap (VeLO rejection-samples its tasks by step time) ----------
 MAX_RUN_SECONDS = 6.0  # estimated single-threaded seconds of one run; dearer draws are redrawn
 FLOPS_PER_SECOND = 2e10  # one CPU thread on the fp32 matmuls of these models (calibrated)
 STEP_OVERHEAD_S = 6e-4  # per optimizer step, whatever the model (Python, dispatch, AdamW)
-_INPUTS = {"mnist": 784, "mnist_permuted": 784, "mnist_14": 196, "digits": 64}
+# a small CNN's step costs more than its FLOPs say (activations, pooling, the conv
+# kernels' own overhead): its own rate and step overhead, timed on this CPU beside a
+# 2-worker job (5-20 GFLOP/s, 5 ms a step for the smallest)
+CONV_FLOPS_PER_SECOND = 1e10
+CONV_STEP_OVERHEAD_S = 3e-3
+_SIDES = {"mnist": 28, "mnist_permuted": 28, "mnist_14": 14, "digits": 8}
+_INPUTS = {name: side * side for name, side in _SIDES.items()}
 _EVAL_SAMPLES = 1000  # the image trainees' fixed validation subset (digits: its 300)
-_CHAR_VOCAB = 65  # tiny Shakespeare's characters
+_VOCABS = {"shakespeare_char": 65, "python_stdlib": 256}  # tiny Shakespeare's chars; bytes
+
+
+def _cnn_channels(options: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """(in, out) channels of each conv block."""
+    outs = [options["channels"] * 2**i for i in range(options["depth"])]
+    return list(zip([1, *outs[:-1]], outs, strict=True))
+
+
+def multiply_adds(family: str, options: Mapping[str, Any]) -> int:
+    """Multiply-adds of one example's forward pass: the weights of a dense model (a GPT's
+    per token); a CNN's convolutions at each block's image size."""
+    if family != "cnn":
+        return parameter_count(family, options)
+    side, total = _SIDES[options["dataset"]], 0
+    for c_in, c_out in _cnn_channels(options):
+        total += side * side * 9 * c_in * c_out
+        side //= 2
+    return total + _cnn_channels(options)[-1][1] * 10
 
 
 def parameter_count(family: str, options: Mapping[str, Any]) -> int:
     """Weights of a sampled task's model (matrices and biases; norms and embeddings)."""
+    if family == "cnn":
+        batch_norm = options["norm"] == "batch"
+        convs = sum(9 * i * o + (2 * o if batch_norm else o) for i, o in _cnn_channels(options))
+        return convs + _cnn_channels(options)[-1][1] * 10 + 10
     if family == "mlp":
         h, depth = options["hidden"], options["depth"]
         norm = 2 * h * depth if options["norm"] == "layer" else 0
@@ -168,16 +239,19 @@ def parameter_count(family: str, options: Mapping[str, Any]) -> int:
         return first + (depth - 1) * (h * h + h) + norm + h * 10 + 10
     if family == "gpt":
         d, layers = options["n_embd"], options["n_layer"]
-        return layers * 12 * d * d + (_CHAR_VOCAB + options["block_size"]) * d
+        vocab = _VOCABS[options.get("dataset", "shakespeare_char")]
+        return layers * 12 * d * d + (vocab + options["block_size"]) * d
     return options["dim"] + 1
 
 
 def estimated_seconds(family: str, options: Mapping[str, Any]) -> float:
-    """A run's single-threaded seconds on a CPU, from its FLOPs: 6 per weight and example
-    (token) per training step, 2 per weight and example per evaluation, at
-    :data:`FLOPS_PER_SECOND`, plus :data:`STEP_OVERHEAD_S` a step. A cost model to keep
-    draws cheap, not a benchmark (``median_run_seconds`` in a table is the measurement)."""
-    params, steps = parameter_count(family, options), options["total_steps"]
+    """A run's single-threaded seconds on a CPU, from its FLOPs: 6 per multiply-add of an
+    example (token) per training step, 2 per multiply-add and example per evaluation
+    (:func:`multiply_adds`), at :data:`FLOPS_PER_SECOND`, plus :data:`STEP_OVERHEAD_S` a
+    step (a CNN: :data:`CONV_FLOPS_PER_SECOND`, :data:`CONV_STEP_OVERHEAD_S`). A cost
+    model to keep draws cheap, not a benchmark (``median_run_seconds`` in a table is the
+    measurement)."""
+    params, steps = multiply_adds(family, options), options["total_steps"]
     if family == "gpt":
         examples = options["batch_size"] * options["block_size"]
         evals = 4 * examples  # eval_batches (4) of the batch
@@ -186,29 +260,41 @@ def estimated_seconds(family: str, options: Mapping[str, Any]) -> float:
         evals = min(_EVAL_SAMPLES, 300) if options.get("dataset") == "digits" else _EVAL_SAMPLES
     n_evals = steps // CADENCE["eval_every"] + 1
     flops = 6 * params * examples * steps + 2 * params * evals * n_evals
+    if family == "cnn":
+        return steps * CONV_STEP_OVERHEAD_S + flops / CONV_FLOPS_PER_SECOND
     return steps * STEP_OVERHEAD_S + flops / FLOPS_PER_SECOND
 
 
-def sample_tasks(seed: int, n: int) -> list[SampledTask]:
-    """``n`` tasks drawn from ``seed`` (the same seed and ``n``: the same tasks; the first
-    ``m`` of ``n`` are the tasks drawn for ``m``). Each task's family is drawn with
-    :data:`FAMILIES`' weights, then its options until the task is neither held out nor
-    dearer than :data:`MAX_RUN_SECONDS`.
+def check_version(version: int) -> None:
+    """Refuse a sampler version that does not exist, naming those that do."""
+    if version not in SAMPLER_VERSIONS:
+        valid = ", ".join(map(str, SAMPLER_VERSIONS))
+        raise ValueError(f"sampler version={version!r} is invalid; valid: {valid}")
+
+
+def sample_tasks(seed: int, n: int, version: int = SAMPLER_VERSION) -> list[SampledTask]:
+    """``n`` tasks drawn from ``seed`` by sampler ``version`` (the same seed, ``n`` and
+    version: the same tasks; the first ``m`` of ``n`` are the tasks drawn for ``m``). Each
+    task's family is drawn with the version's weights (:data:`FAMILIES_BY_VERSION`), then
+    its options until the task is neither held out nor dearer than
+    :data:`MAX_RUN_SECONDS`.
 
     Raises:
-        ValueError: ``n`` < 1 or ``seed`` < 0; or (a defect of the distribution) a task
-            still held out after :data:`MAX_REDRAWS` draws.
+        ValueError: ``n`` < 1, ``seed`` < 0 or an unknown version; or (a defect of the
+            distribution) a task still held out after :data:`MAX_REDRAWS` draws.
     """
     if n < 1 or seed < 0:
         raise ValueError(f"n={n!r} and seed={seed!r} are invalid; expected n >= 1, seed >= 0")
-    rng = np.random.default_rng([SAMPLER_VERSION, seed])
-    families = list(FAMILIES)
-    weights = np.array([FAMILIES[f] for f in families])
+    check_version(version)
+    rng = np.random.default_rng([version, seed])
+    shares, draws = FAMILIES_BY_VERSION[version], _DRAWS[version]
+    families = list(shares)
+    weights = np.array([shares[f] for f in families])
     out: list[SampledTask] = []
     for i in range(n):
         family = families[int(rng.choice(len(families), p=weights / weights.sum()))]
         for attempt in range(MAX_REDRAWS):  # the family stays: its share is FAMILIES'
-            options = _DRAWS[family](rng) | dict(CADENCE)
+            options = draws[family](rng) | dict(CADENCE)
             task = SampledTask(f"{family}-{i:03d}", family, options)
             try:
                 check_held_out([task.training_task()])
@@ -273,15 +359,21 @@ def jsonable_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def reference_table(
-    seed: int, n: int, rows: Sequence[dict[str, Any]], *, command: str, commit: str
+    seed: int,
+    n: int,
+    rows: Sequence[dict[str, Any]],
+    *,
+    command: str,
+    commit: str,
+    version: int = SAMPLER_VERSION,
 ) -> dict[str, Any]:
     """The versioned table of a draw's reference LRs, with the command that made it.
 
     Raises:
         ValueError: ``rows`` are not the tasks :func:`sample_tasks` draws for ``seed``, ``n``
-            (another draw, another sampler version, or rows missing).
+            and ``version`` (another draw, another sampler version, or rows missing).
     """
-    drawn = [(t.name, jsonable_options(t.options)) for t in sample_tasks(seed, n)]
+    drawn = [(t.name, jsonable_options(t.options)) for t in sample_tasks(seed, n, version)]
     given = [(r["name"], jsonable_options(r["options"])) for r in rows]
     if drawn != given:
         where = next(
@@ -293,10 +385,10 @@ def reference_table(
             else f"row {where} is {given[where]}, the draw's task is {drawn[where]}"
         )
         raise ValueError(
-            f"the rows are not sampler v{SAMPLER_VERSION}'s draw of seed {seed}, n {n}: {what}"
+            f"the rows are not sampler v{version}'s draw of seed {seed}, n {n}: {what}"
         )
     return {
-        "sampler_version": SAMPLER_VERSION,
+        "sampler_version": version,
         "seed": seed,
         "n": n,
         "cadence": dict(CADENCE),
@@ -308,18 +400,22 @@ def reference_table(
 
 
 def read_table(path: str | Path) -> dict[str, Any]:
-    """A table written by :func:`reference_table`, checked against the sampler.
+    """A table written by :func:`reference_table`, checked against its sampler version.
 
     Raises:
-        ValueError: another sampler version, or tasks that are not the seed's draw.
+        ValueError: a sampler version this code does not have, or tasks that are not the
+            seed's draw by the table's version.
     """
     table = json.loads(Path(path).read_text())
-    if table.get("sampler_version") != SAMPLER_VERSION:
+    version = table.get("sampler_version")
+    if version not in SAMPLER_VERSIONS:
         raise ValueError(
-            f"{path} is sampler v{table.get('sampler_version')}'s table; this is "
-            f"v{SAMPLER_VERSION}: draw and tune again"
+            f"{path} is sampler v{version}'s table; this code has versions "
+            f"{', '.join(map(str, SAMPLER_VERSIONS))}: draw and tune again"
         )
-    reference_table(table["seed"], table["n"], table["tasks"], command="", commit="")
+    reference_table(
+        table["seed"], table["n"], table["tasks"], command="", commit="", version=version
+    )
     return table
 
 
@@ -371,19 +467,22 @@ def sampler_job(
     mixtures: str | Path | None = None,
     command: str = "",
     progress: bool = True,
+    version: int = SAMPLER_VERSION,
 ) -> dict[str, Any]:
-    """Draw ``n`` tasks from ``seed``, tune their reference LRs into ``out`` (resumable),
-    and write the table to ``table`` and, with ``mixtures``, one mixture file per
-    observation version (``<mixtures>/sampler_v<V>_s<seed>_n<n>_<obs>.json``).
+    """Draw ``n`` tasks from ``seed`` by sampler ``version``, tune their reference LRs into
+    ``out`` (resumable), and write the table to ``table`` and, with ``mixtures``, one
+    mixture file per observation version (``<mixtures>/sampler_v<V>_s<seed>_n<n>_<obs>.json``).
 
     Returns the table.
     """
-    tasks = sample_tasks(seed, n)
+    tasks = sample_tasks(seed, n, version)
     rows = tune_tasks(tasks, out, backend, progress=progress)
-    result = reference_table(seed, n, rows, command=command, commit=source_commit())
+    result = reference_table(
+        seed, n, rows, command=command, commit=source_commit(), version=version
+    )
     write_json(table, result)
     if mixtures is not None:
         for observation in OBSERVATIONS:
-            name = f"sampler_v{SAMPLER_VERSION}_s{seed}_n{n}_{observation}.json"
+            name = f"sampler_v{version}_s{seed}_n{n}_{observation}.json"
             write_json(Path(mixtures) / name, mixture(result, observation, table_path=str(table)))
     return result

@@ -20,8 +20,8 @@ from tqdm import tqdm
 from common.files import run_dir, write_csv, write_json
 from common.tensorboard import log_hyperparameters
 from trainees import TRAINEES, make_trainee
-from trainees.data.chars import CORPORA
 from trainees.image import IMAGE_DATASETS
+from trainees.language import GPT_DATASETS
 
 # the datasets each trainee takes, its default first: the bundled digits for the image
 # trainees (offline), the GPT's own default corpus; the quadratic takes none
@@ -30,7 +30,7 @@ TRAINEE_DATASETS: dict[str, tuple[str, ...]] = {
     "quadratic": (),
     "mlp": _IMAGES,
     "resnet18": _IMAGES,
-    "gpt": CORPORA,
+    "gpt": GPT_DATASETS,
 }
 
 

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
 from agents.ppo import FinetuneConfig
+from agents.privileged import TASK_TRAINEES
 from common.files import atomic_write_bytes, write_json
 from envs.options import EnvOptions
 from envs.rewards import REWARDS, RewardName
@@ -72,6 +75,21 @@ def check_stage(cfg: TuningFreeConfig, stage: PPOStage) -> None:
             "privileged_critic=False is invalid with a mixture of tasks (extra_tasks): its "
             "envs differ in their reference LR, which only a privileged critic is told"
         )
+    if stage.timesteps > 0 and stage.privileged_critic:
+        unknown = []
+        for env_id, options, name in [
+            (cfg.env_id, cfg.options, cfg.env_id),
+            *((t.env_id, t.options, t.name()) for t in cfg.extra_tasks),
+        ]:
+            trainee = (dict(gym.spec(env_id).kwargs) | dict(options))["trainee"]
+            if trainee not in TASK_TRAINEES:
+                unknown.append(f"{name} ({trainee})")
+        if unknown:
+            raise ValueError(
+                f"tasks {', '.join(unknown)} have trainees the privileged critic has no "
+                f"feature for (it knows {', '.join(TASK_TRAINEES)}): train without the PPO "
+                "stage (ppo_timesteps=0)"
+            )
 
 
 def ppo_stage(

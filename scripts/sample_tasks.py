@@ -1,7 +1,7 @@
 """Draw tasks from the task sampler and tune each one's reference LR (issue 33).
 
-    python scripts/sample_tasks.py --seed 0 --n 24 --out runs/sampler/s0 \
-        --table experiments/tasks/sampler_v1_s0_n24.json --mixtures experiments/mixtures \
+    python scripts/sample_tasks.py --seed 0 --n 24 --version 2 --out runs/sampler/v2_s0 \
+        --table experiments/tasks/sampler_v2_s0_n24.json --mixtures experiments/mixtures \
         --workers 2 --threads 1
 
 Cosine from the family's first guess · 2^k (k = -2..2) on the tuning seeds, widened past an
@@ -20,7 +20,7 @@ from typing import Literal
 
 from common.cli import parse
 from evaluation.backends import make_backend
-from experiments.task_sampler import sampler_job
+from experiments.task_sampler import SAMPLER_VERSION, check_version, sampler_job
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class Args:
         n: tasks to draw.
         out: the tuning runs' folder (a resume reopens it).
         table: where the reference table goes (JSON).
+        version: the sampler version to draw with (1: MLPs, GPTs on tiny Shakespeare,
+            quadratics; 2 adds small CNNs and GPTs on the standard library's sources).
         mixtures: a folder for the mixture files (None: none written).
         backend: local (processes) or ray (one Ray task per run).
         workers: local worker processes (Ray: CPUs), None for all cores.
@@ -44,12 +46,16 @@ class Args:
     n: int
     out: str
     table: str
+    version: int = SAMPLER_VERSION
     mixtures: str | None = None
     backend: Literal["local", "ray"] = "local"
     workers: int | None = None
     threads: int = 1
     ray_address: str | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_version(self.version)  # refused when parsed, before any work
 
 
 def main(args: Args) -> None:
@@ -67,6 +73,7 @@ def main(args: Args) -> None:
             mixtures=args.mixtures,
             command=command,
             progress=args.progress,
+            version=args.version,
         )
     finally:
         backend.close()

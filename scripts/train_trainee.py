@@ -31,8 +31,8 @@ class Args:
 
     Attributes:
         trainee: which model to train.
-        dataset: its dataset (mnist | digits for images; shakespeare_char | enwik8 | text8 for
-            gpt; none for quadratic). None: the trainee's default (digits; shakespeare_char).
+        dataset: its dataset (mnist | digits | ... for images; shakespeare_char | enwik8 |
+            text8 | python_stdlib for gpt; none for quadratic). None: the trainee's default (digits; shakespeare_char).
         total_steps: optimizer steps (the training budget).
         lr_mult: learning rate as a multiple of the trainee's base_lr.
         eval_every: optimizer steps between validation evaluations.

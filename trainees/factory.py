@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal, get_args
 
 from trainees.image import (
+    CNNConfig,
+    CNNTrainee,
     MLPConfig,
     MLPTrainee,
     ResNet18Config,
@@ -26,6 +28,9 @@ EXTRA_TRAINEES: tuple[str, ...] = ("lora",)
 # made by name like the others, but not in TRAINEES (nor in the privileged critic's one-hot
 # over TRAINEES + EXTRA_TRAINEES), so that no training sweep or task feature includes them
 HELDOUT_TRAINEES: tuple[str, ...] = ("vit", "lstm")
+# trainees that only the task sampler draws (experiments.task_sampler, v2): made by name,
+# but not in TRAINEES, so that the privileged critic's one-hot (and its saved critics) stay
+SAMPLED_TRAINEES: tuple[str, ...] = ("cnn",)
 
 _CLASSES = {
     "quadratic": (QuadraticTrainee, QuadraticConfig),
@@ -35,6 +40,7 @@ _CLASSES = {
     "lora": (LoRATrainee, LoRAConfig),
     "vit": (ViTTrainee, ViTConfig),
     "lstm": (LSTMTrainee, LSTMConfig),
+    "cnn": (CNNTrainee, CNNConfig),
 }
 
 
@@ -45,7 +51,7 @@ def trainee_options(name: str) -> frozenset[str]:
         ValueError: an unknown trainee name, naming the valid ones.
     """
     if name not in _CLASSES:
-        valid = ", ".join(TRAINEES + EXTRA_TRAINEES + HELDOUT_TRAINEES)
+        valid = ", ".join(TRAINEES + EXTRA_TRAINEES + HELDOUT_TRAINEES + SAMPLED_TRAINEES)
         raise ValueError(f"unknown trainee {name!r}; valid: {valid}")
     return frozenset(_CLASSES[name][1].__dataclass_fields__)
 

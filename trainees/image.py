@@ -1,7 +1,8 @@
-"""Image-classification trainees on MNIST or the bundled digits: a 2-layer MLP, ResNet-18, a ViT."""
+"""Image-classification trainees on MNIST or the bundled digits: an MLP, a small CNN, ResNet-18, a ViT."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -15,6 +16,7 @@ from trainees.base import TraineeConfig
 from trainees.data.digits import load_digits
 from trainees.data.images import ImageDataset, downsampled, permuted
 from trainees.data.mnist import load_mnist
+from trainees.models.cnn import SmallCNN
 from trainees.models.resnet import ResNet18
 from trainees.models.vit import ViT
 from trainees.torch_trainee import TorchTrainee
@@ -25,6 +27,8 @@ MLPActivation = Literal["relu", "gelu", "tanh"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 MLPNorm = Literal["none", "layer"]
 MLP_NORMS: tuple[str, ...] = get_args(MLPNorm)
+CNNNorm = Literal["none", "batch"]
+CNN_NORMS: tuple[str, ...] = get_args(CNNNorm)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,13 @@ class ImageTraineeConfig(TraineeConfig):
         _check(self.eval_samples >= 1, "eval_samples", self.eval_samples, "an integer >= 1")
 
 
+def _check_layers(width_name: str, width: int, depth: int, activation: str) -> None:
+    """The checks of a stack of layers: its width option, depth and activation."""
+    _check(width >= 1, width_name, width, "an integer >= 1")
+    _check(depth >= 1, "depth", depth, "an integer >= 1")
+    _check(activation in ACTIVATIONS, "activation", activation, f"one of {tuple(ACTIVATIONS)}")
+
+
 @dataclass(frozen=True)
 class MLPConfig(ImageTraineeConfig):
     """MLP: input -> ``depth`` hidden layers of ``hidden`` units -> classes.
@@ -71,15 +82,33 @@ class MLPConfig(ImageTraineeConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.hidden >= 1, "hidden", self.hidden, "an integer >= 1")
-        _check(self.depth >= 1, "depth", self.depth, "an integer >= 1")
-        _check(
-            self.activation in ACTIVATIONS,
-            "activation",
-            self.activation,
-            f"one of {tuple(ACTIVATIONS)}",
-        )
+        _check_layers("hidden", self.hidden, self.depth, self.activation)
         _check(self.norm in MLP_NORMS, "norm", self.norm, f"one of {MLP_NORMS}")
+
+
+@dataclass(frozen=True)
+class CNNConfig(ImageTraineeConfig):
+    """A small plain CNN (``trainees.models.cnn``): ``depth`` blocks of a 3x3 convolution,
+    optional BatchNorm, the activation and a 2x2 max-pool; then a global average pool and
+    a linear layer. No residual connections (ResNet-18 is held out).
+
+    Attributes:
+        channels: the first block's channels; block ``i`` has ``channels · 2^i``.
+        depth: conv blocks (>= 1); each halves the image sides, which must stay >= 1
+            (digits' 8x8: depth <= 3).
+        activation: ``relu``, ``gelu`` or ``tanh``.
+        norm: ``none`` or ``batch`` (BatchNorm after each convolution).
+    """
+
+    channels: int = 16
+    depth: int = 2
+    activation: MLPActivation = "relu"
+    norm: CNNNorm = "none"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_layers("channels", self.channels, self.depth, self.activation)
+        _check(self.norm in CNN_NORMS, "norm", self.norm, f"one of {CNN_NORMS}")
 
 
 @dataclass(frozen=True)
@@ -257,6 +286,35 @@ class MLPTrainee(ImageTrainee):
             width = cfg.hidden
         layers.append(nn.Linear(width, self.data.num_classes))
         return nn.Sequential(*layers)
+
+
+class CNNTrainee(ImageTrainee):
+    """A small plain CNN on the images (``trainees.models.cnn.SmallCNN``)."""
+
+    config: CNNConfig
+
+    def __init__(self, config: CNNConfig | None = None, dataset: ImageDataset | None = None):
+        super().__init__(config or CNNConfig(), dataset)
+        _, h, w = self.data.image_shape
+        _check(
+            min(h, w) >= 2**self.config.depth,
+            "depth",
+            self.config.depth,
+            f"at most {int(math.log2(min(h, w)))} for the {h}x{w} images (each block halves "
+            "the sides)",
+        )
+
+    def build_model(self) -> nn.Module:
+        c = self.data.image_shape[0]
+        cfg = self.config
+        return SmallCNN(
+            c,
+            self.data.num_classes,
+            cfg.channels,
+            cfg.depth,
+            ACTIVATIONS[cfg.activation],
+            cfg.norm == "batch",
+        )
 
 
 class ResNet18Trainee(ImageTrainee):

@@ -1,7 +1,9 @@
-"""Character-level language modelling on tiny Shakespeare, enwik8 or text8: the GPT and an LSTM."""
+"""Character-level language modelling on tiny Shakespeare, enwik8 or text8 (the GPT also on the
+Python standard library's sources, as bytes): the GPT and an LSTM."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -15,9 +17,15 @@ from torch import nn
 from common.checks import check as _check
 from trainees.base import TraineeConfig
 from trainees.data.chars import CORPORA, CharCorpus, CorpusName, load_char_corpus
+from trainees.data.stdlib import BYTE_VOCAB, STDLIB_NAME, stdlib_corpus
 from trainees.models.gpt import GPT, GPTModelConfig
 from trainees.models.lstm import CharLSTM, LSTMModelConfig
 from trainees.torch_trainee import TorchTrainee
+
+# the GPT's corpora: the character corpora, and the standard library's sources as bytes
+GPTDatasetName = Literal["shakespeare_char", "enwik8", "text8", "python_stdlib"]
+GPT_DATASETS: tuple[str, ...] = get_args(GPTDatasetName)
+STDLIB_LM_BYTES = 1_000_000  # the first megabyte of the sources (~250 modules)
 
 GPTPreset = Literal["tiny", "small"]
 GPT_PRESETS: tuple[str, ...] = get_args(GPTPreset)
@@ -35,14 +43,16 @@ class GPTConfig(TraineeConfig):
 
     Attributes:
         preset: ``tiny`` (CPU) or ``small`` (GPU reference).
-        dataset: ``shakespeare_char``, ``enwik8`` or ``text8``.
+        dataset: ``shakespeare_char``, ``enwik8``, ``text8``, or ``python_stdlib``: the
+            first :data:`STDLIB_LM_BYTES` of this interpreter's standard-library sources as
+            bytes (:func:`stdlib_lm_corpus`; offline everywhere, ``data_dir`` unused).
         data_dir: folder with the corpus (prepared or raw); else ``$LRGYM_DATA_DIR``, ...
         eval_batches: number of fixed validation batches of ``batch_size`` windows each.
         n_layer, n_head, n_embd, block_size, dropout: architecture overrides.
     """
 
     preset: GPTPreset = "tiny"
-    dataset: CorpusName = "shakespeare_char"
+    dataset: GPTDatasetName = "shakespeare_char"
     data_dir: str | None = None
     eval_batches: int = 4
     total_steps: int = 2000
@@ -57,7 +67,7 @@ class GPTConfig(TraineeConfig):
 
     def __post_init__(self) -> None:
         _check(self.preset in GPT_PRESETS, "preset", self.preset, f"one of {GPT_PRESETS}")
-        _check(self.dataset in CORPORA, "dataset", self.dataset, f"one of {CORPORA}")
+        _check(self.dataset in GPT_DATASETS, "dataset", self.dataset, f"one of {GPT_DATASETS}")
         for name, value in PRESETS[self.preset].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
@@ -111,6 +121,22 @@ class LSTMConfig(TraineeConfig):
         return LSTMModelConfig(vocab_size, self.n_layer, self.n_embd, self.dropout)
 
 
+@functools.cache
+def stdlib_lm_corpus() -> CharCorpus:
+    """The standard library's first :data:`STDLIB_LM_BYTES` of sources as a byte corpus
+    (``trainees.data.stdlib.stdlib_corpus``): its last 5% (whole modules) split in two,
+    validation then test; 256 tokens. Read once per process."""
+    corpus = stdlib_corpus(STDLIB_LM_BYTES)
+    return CharCorpus(STDLIB_NAME, corpus.train, corpus.heldout, None, BYTE_VOCAB)
+
+
+def load_text_corpus(name: str, data_dir: str | None = None) -> CharCorpus:
+    """A character corpus (``load_char_corpus``), or ``python_stdlib``'s bytes."""
+    if name == STDLIB_NAME:
+        return stdlib_lm_corpus()
+    return load_char_corpus(name, data_dir=data_dir)
+
+
 class CharLMTrainee(TorchTrainee):
     """Next-character prediction on random windows of the training split (as nanoGPT).
 
@@ -131,7 +157,7 @@ class CharLMTrainee(TorchTrainee):
 
     def __init__(self, config: GPTConfig | LSTMConfig, corpus: CharCorpus | None = None):
         super().__init__(config)
-        self.corpus = corpus or load_char_corpus(config.dataset, data_dir=config.data_dir)
+        self.corpus = corpus or load_text_corpus(config.dataset, config.data_dir)
         self.model_config = config.model_config(self.corpus.vocab_size)
         self.uses_dropout = self.model_config.dropout > 0
         T = config.block_size

@@ -29,6 +29,7 @@ def tiny_kwargs(env_id: str, corpus_dir: str) -> dict:
             corpus_bytes=20_000,
         ),
         "LRSchedule-ViT-v0": dict(dataset="digits", total_steps=48, dim=16),
+        "LRSchedule-CNN-v0": dict(dataset="digits", total_steps=48, channels=4),
         "LRSchedule-LSTM-v0": dict(
             data_dir=corpus_dir,
             total_steps=24,

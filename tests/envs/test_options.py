@@ -12,8 +12,8 @@ from envs.options import EnvOptions, check_env_ids, lrschedule_ids
 from envs.registration import ENV_SPECS
 from envs.rewards import PRESETS, REWARDS
 from trainees import GPT_PRESETS
-from trainees.data.chars import CORPORA
 from trainees.image import IMAGE_DATASETS
+from trainees.language import GPT_DATASETS
 
 
 def choices(field: str) -> tuple:
@@ -31,7 +31,7 @@ def choices(field: str) -> tuple:
         ("reward", tuple(PRESETS)),
         ("action_type", ACTION_TYPES),
         ("action_type", typing.get_args(typing.get_type_hints(EnvConfig)["action_type"])),
-        ("dataset", IMAGE_DATASETS + CORPORA),
+        ("dataset", IMAGE_DATASETS + GPT_DATASETS),
         ("preset", GPT_PRESETS),
     ],
 )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from common.files import write_json
@@ -14,10 +17,12 @@ from experiments.task_mixture import check_tasks, load_tasks
 from experiments.task_sampler import (
     CADENCE,
     FAMILIES,
+    FAMILIES_BY_VERSION,
     MAX_RUN_SECONDS,
     SampledTask,
     estimated_seconds,
     mixture,
+    multiply_adds,
     parameter_count,
     read_table,
     reference_table,
@@ -27,6 +32,8 @@ from experiments.task_sampler import (
 from tests.conftest import needs_real_data
 from trainees import make_trainee
 from trainees.data.images import ImageDataset, downsampled, permuted
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_same_seed_draws_the_same_tasks_and_another_seed_others():
@@ -39,8 +46,22 @@ def test_the_same_seed_draws_the_same_tasks_and_another_seed_others():
     assert len({tuple(sorted(t.options.items())) for t in a}) == 30
 
 
-def test_no_draw_is_held_out_and_every_task_runs_at_one_cadence():
-    tasks = [t for seed in range(20) for t in sample_tasks(seed, 25)]
+def test_a_versions_draws_never_change_and_versions_draw_apart():
+    # v1's committed table (the recipe's training tasks) is still v1's draw of seed 0
+    table = read_table(ROOT / "experiments/tasks/sampler_v1_s0_n24.json")
+    assert table["sampler_version"] == 1 and len(table["tasks"]) == 24
+    v1 = sample_tasks(0, 24, version=1)
+    assert [t.name for t in v1] == [row["name"] for row in table["tasks"]]
+    assert {t.family for t in v1} == set(FAMILIES_BY_VERSION[1])  # no CNN in v1
+    v2 = sample_tasks(0, 24)  # the latest version by default
+    assert v2 == sample_tasks(0, 24, version=2) and v2 != v1
+    with pytest.raises(ValueError, match="sampler version=3 is invalid; valid: 1, 2"):
+        sample_tasks(0, 1, version=3)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_no_draw_is_held_out_and_every_task_runs_at_one_cadence(version):
+    tasks = [t for seed in range(20) for t in sample_tasks(seed, 25, version)]
     check_held_out([t.training_task() for t in tasks])  # raises on any held-out task
     held = {w.trainee for w in held_out() if w.new_architecture}
     assert held == {"resnet18", "vit", "lstm", "lora"}
@@ -51,7 +72,7 @@ def test_no_draw_is_held_out_and_every_task_runs_at_one_cadence():
         assert 256 <= t.options["total_steps"] <= 3072
         assert estimated_seconds(t.family, t.options) <= MAX_RUN_SECONDS  # cheap tasks only
     # the families keep their shares (redraws stay within a family): 500 draws, within 4 SE
-    for family, share in FAMILIES.items():
+    for family, share in FAMILIES_BY_VERSION[version].items():
         count = sum(t.family == family for t in tasks)
         assert abs(count / len(tasks) - share) < 4 * (share * (1 - share) / len(tasks)) ** 0.5
     # the check the draw relies on refuses a held-out workload put in its place
@@ -65,8 +86,8 @@ def test_no_draw_is_held_out_and_every_task_runs_at_one_cadence():
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="n=0"):
         sample_tasks(0, 0)
-    with pytest.raises(ValueError, match="family='cnn'"):
-        SampledTask("x", "cnn", {})
+    with pytest.raises(ValueError, match="family='rnn'"):
+        SampledTask("x", "rnn", {})
     with pytest.raises(ValueError, match="observation='v2'"):
         sample_tasks(0, 1)[0].env_id_for("v2")
 
@@ -80,7 +101,67 @@ def test_the_cost_model_by_hand():
     assert estimated_seconds("mlp", mlp) == pytest.approx(128 * 6e-4 + flops / 2e10)
     gpt = {"n_embd": 32, "n_layer": 2, "block_size": 16}
     assert parameter_count("gpt", gpt) == 2 * 12 * 32 * 32 + (65 + 16) * 32
+    assert parameter_count("gpt", gpt | {"dataset": "python_stdlib"}) == (
+        2 * 12 * 32 * 32 + (256 + 16) * 32  # bytes: 256 tokens
+    )
     assert parameter_count("quadratic", {"dim": 8}) == 9
+    cnn = {"dataset": "mnist_14", "channels": 4, "depth": 2, "norm": "none"}
+    # conv 1->4 at 14x14, conv 4->8 at 7x7, head 8->10
+    macs = 14 * 14 * 9 * 1 * 4 + 7 * 7 * 9 * 4 * 8 + 8 * 10
+    assert multiply_adds("cnn", cnn) == macs
+    assert multiply_adds("mlp", mlp) == parameter_count("mlp", mlp)  # dense: one per weight
+    cnn |= {"batch_size": 8, "total_steps": 128}
+    flops = 6 * macs * 8 * 128 + 2 * macs * 1000 * (128 // 64 + 1)
+    assert estimated_seconds("cnn", cnn) == pytest.approx(128 * 3e-3 + flops / 1e10)
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_the_cnn_of_a_draw_has_the_weights_the_cost_model_counts(norm):
+    options = {"dataset": "digits", "channels": 4, "depth": 3, "norm": norm}
+    trainee = make_trainee("cnn", **options, activation="gelu")
+    trainee.reset(0)
+    assert sum(p.numel() for p in trainee.model.parameters()) == parameter_count("cnn", options)
+    convs = [m for m in trainee.model.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 4), (4, 8), (8, 16)]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in trainee.model.modules()) == (
+        3 if norm == "batch" else 0
+    )
+    assert trainee.model(torch.zeros(5, 1, 8, 8)).shape == (5, 10)
+    with pytest.raises(ValueError, match="depth=4 is invalid; expected at most 3 for the 8x8"):
+        make_trainee("cnn", dataset="digits", depth=4)
+    with pytest.raises(ValueError, match="norm='layer'"):
+        make_trainee("cnn", dataset="digits", norm="layer")
+
+
+def test_a_cnn_task_trains_reproducibly_from_its_seed():
+    def losses(seed: int) -> list[float]:
+        trainee = make_trainee("cnn", dataset="digits", channels=4, norm="batch", batch_size=16)
+        trainee.reset(seed)
+        return [trainee.train_step(3e-3).loss for _ in range(8)] + [trainee.evaluate()]
+
+    a = losses(1)
+    assert a == losses(1) and a != losses(2)
+    assert a[-2] < a[0]  # it learns
+
+
+def test_the_gpt_reads_the_standard_librarys_sources_as_bytes():
+    trainee = make_trainee(
+        "gpt",
+        dataset="python_stdlib",
+        n_layer=1,
+        n_embd=16,
+        n_head=1,
+        block_size=8,
+        batch_size=2,
+        eval_batches=1,
+    )
+    corpus = trainee.corpus
+    assert corpus.vocab_size == 256 and corpus.name == "python_stdlib"
+    assert len(corpus.train) + len(corpus.val) == 1_000_000  # STDLIB_LM_BYTES
+    # the held-out 5% (whole modules) is cut in two: validation, then test
+    assert len(corpus.val) == 50_000 and len(corpus.val_tokens) == len(corpus.test_tokens)
+    with pytest.raises(ValueError, match="dataset='python_stdlib'"):
+        make_trainee("lstm", dataset="python_stdlib")  # the GPT's only
 
 
 def test_mlp_options_build_the_model_they_name():
@@ -149,7 +230,7 @@ def test_tuning_gives_the_argmin_inside_the_grid_and_the_table_round_trips(tmp_p
     assert not row["at_edge"] or row["widened"] == 3
     assert row["grid"][0] < row["reference_lr"] < row["grid"][-1] or row["at_edge"]
     # a table must be the draw it says it is
-    with pytest.raises(ValueError, match="not sampler v1's draw of seed 0, n 1"):
+    with pytest.raises(ValueError, match="not sampler v2's draw of seed 0, n 1"):
         reference_table(0, 1, [row], command="x", commit="y")
 
 
@@ -181,9 +262,13 @@ def test_a_mixture_of_sampled_tasks_is_one_the_recipe_reads(tmp_path):
         assert [t.name() for t in loaded] == [t.name for t in tasks]
         assert [t.reference_lr for t in loaded] == [0.01, 0.02, 0.03]
         assert all(t.env_id.endswith(observation) for t in loaded)
+    table["sampler_version"] = 1  # another version's table: not v1's draw
+    write_json(path, table)
+    with pytest.raises(ValueError, match="not sampler v1's draw of seed 11"):
+        read_table(path)
     table["sampler_version"] = 0
     write_json(path, table)
-    with pytest.raises(ValueError, match="sampler v0's table"):
+    with pytest.raises(ValueError, match="sampler v0's table; this code has versions 1, 2"):
         read_table(path)
 
 

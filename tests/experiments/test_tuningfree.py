@@ -203,6 +203,12 @@ def test_the_ppo_stage_trains_from_the_dagger_policy_on_its_own_block_and_resume
     with pytest.raises(ValueError, match="privileged_critic=False is invalid with a mixture"):
         train_tuningfree(mixture, tmp_path / "refused", progress=False, ppo=plain)
     assert not (tmp_path / "refused").exists()  # refused before any work
+    # a sampled CNN task: the privileged critic has no trainee feature for it
+    cnn = config(rounds=0, extra_tasks=(MixTask("LRSchedule-CNN-v0", {"dataset": "digits"}, 0.01),))
+    privileged = PPOStage(timesteps=128, n_envs=2, config=small)
+    with pytest.raises(ValueError, match=r"tasks CNN-digits \(cnn\) have trainees the privileged"):
+        train_tuningfree(cnn, tmp_path / "refused_cnn", progress=False, ppo=privileged)
+    assert not (tmp_path / "refused_cnn").exists()
 
 
 def test_a_mixture_adds_each_tasks_episodes_to_every_round_labelled_at_its_reference(tmp_path):

@@ -576,6 +576,11 @@ def test_renamed_flags_parse_in_both_spellings(script, field, new, old):
         ),
         ("train_trainee", ["--trainee", "mlp", "--dataset", "enwik8"], ["'enwik8'", "digits"]),
         (
+            "sample_tasks",
+            ["--seed", "0", "--n", "1", "--out", "x", "--table", "t.json", "--version", "3"],
+            ["sampler version=3 is invalid; valid: 1, 2"],
+        ),
+        (
             "train_tuningfree",
             ["--out", "x", "--tasks", "nope.json"],
             ["'nope.json' does not exist", "experiments/mixtures"],
@@ -809,3 +814,25 @@ def test_the_suite_scripts_refuse_bad_arguments_before_any_work(tmp_path, capsys
     line = refused("tune_suite", ["--out", out, "--guess", "vit_mnist_1000:1e-3"], capsys)
     assert "--guess 'vit_mnist_1000:1e-3' is invalid; expected name=lr, lr > 0" in line
     assert not (tmp_path / "o").exists()
+
+
+def test_lr_tracking_reads_a_suite_folder_and_writes_its_files(tmp_path, capsys):
+    workload = tmp_path / "suite" / "w"
+    (workload / "runs").mkdir(parents=True)
+    (workload / "results.json").write_text(json.dumps({"sweep": {"reference_lr": 0.01}}))
+    for k, lrs in [(0, [0.01, 0.0]), (1, [0.02, 0.0])]:  # cosine: mean 0.005, then 0.01
+        record = {"phase": "final", "method": "cosine", "given_lr": 0.01 * 2**k}
+        record |= {"key": f"final__c{k}", "curve": {"lr": lrs}}
+        (workload / "runs" / f"final__c{k}.json").write_text(json.dumps(record))
+    load_script("lr_tracking").main(
+        parse(load_script("lr_tracking").Args, ["--suite", str(tmp_path / "suite")])
+    )
+    assert "w: correction slope cosine 1.00" in capsys.readouterr().out
+    tracked = json.loads((tmp_path / "suite" / "lr_tracking.json").read_text())
+    assert [p["median"] for p in tracked["w"]["methods"]["cosine"]["by_k"]] == [0.0, 1.0]
+    assert (tmp_path / "suite" / "plots" / "lr_tracking.png").exists()
+    with pytest.raises(SystemExit):
+        load_script("lr_tracking").main(
+            parse(load_script("lr_tracking").Args, ["--suite", str(tmp_path)])
+        )
+    assert "holds no workload report" in capsys.readouterr().err
