@@ -37,7 +37,8 @@ class EnvOptions:
     """Options passed to ``gym.make``; None keeps the registered id's default.
 
     Attributes:
-        dataset: the trainee's dataset (mnist | digits; shakespeare_char | enwik8 | text8).
+        dataset: the trainee's dataset (mnist | digits | mnist_permuted | mnist_14;
+            shakespeare_char | enwik8 | text8; the GPT's python_stdlib too).
         preset: GPT preset (tiny | small).
         data_dir: folder (or file) holding the dataset; authoritative when given.
         total_steps: optimizer steps per episode (the training budget).

@@ -1,8 +1,8 @@
 """How far a method's learning rate follows the base LR it is given: the correction slope.
 
 A method run from the given LR ``reference · 2^k`` trains at some LR over its run. Its
-*LR error* is ``log2(mean LR / mean LR of tuned cosine)``, the mean taken over the
-episode's actions (each holds the LR for the same number of optimizer steps), against
+*LR error* is ``log2(mean LR / mean LR of tuned cosine)``, the mean taken over the run's
+optimizer steps, against
 cosine from the reference LR (``k = 0``) on the same seeds. Cosine from the given LR has
 error ``k`` at every ``k``; a method that finds the right LR from any start has error
 near 0 at every ``k``. The *correction slope* is the least-squares slope of the error on
@@ -10,10 +10,11 @@ near 0 at every ``k``. The *correction slope* is the least-squares slope of the 
 A tuning-free policy that loses from small given LRs shows it here first: its errors at
 ``k < 0`` stay negative (it raises the LR too little).
 
-Read from a sweep's run records (``evaluation.runs.execute``: ``curve.lr``, ``given_lr``,
-``method``, ``seed``). Methods without a base LR (the range test) or whose curve is not
-an LR (the LR-free optimizers' curves hold their schedule's multiplier of an adapted
-step size) are left out by the caller (:data:`UNTRACKED`).
+Read from a sweep's run records (``evaluation.runs.execute``: ``curve.lr``, ``curve.step``,
+``given_lr``, ``optimizer``, ``method``). Only runs whose curve is the LR their optimizer
+steps with are tracked (:data:`TRACKED_OPTIMIZERS`): the LR-free optimizers' curves hold
+their schedule's multiplier of an adapted step size, and a method that takes no base LR
+(the range test, the env's own base LR) has no ``k``.
 """
 
 from __future__ import annotations
@@ -30,21 +31,27 @@ from common.files import write_csv, write_json
 from common.plots import Panel, save_panels
 from evaluation.store import RunStore
 
-# the suite's methods whose curve is not the LR their optimizer steps with, or that take
-# no base LR: their LR error means nothing
-UNTRACKED = frozenset({"prodigy_cosine", "dadapt_cosine", "range_test_cosine"})
+# the optimizers that step with the LR of the run's curve (the others adapt their own
+# step size, and their curve holds the schedule's multiplier of it)
+TRACKED_OPTIMIZERS = frozenset({"adamw", "adamw_fused", "schedulefree"})
 
 
 def mean_lr(run: dict[str, Any]) -> float:
-    """The mean LR over a run's actions (``curve.lr``).
+    """The mean LR over a run's optimizer steps: each action's LR (``curve.lr``) weighted
+    by the steps it held (``curve.step`` is the optimizer step after each action; the last
+    action of a budget that is no multiple of the action's steps is shorter).
 
     Raises:
-        ValueError: a run without a curve.
+        ValueError: a run without a curve, or whose steps do not rise.
     """
-    lrs = run.get("curve", {}).get("lr") or []
-    if not lrs:
-        raise ValueError(f"run {run.get('key', '?')} has no LR curve")
-    return float(np.mean(lrs))
+    curve = run.get("curve", {})
+    lrs, steps = curve.get("lr") or [], curve.get("step") or []
+    if not lrs or len(lrs) != len(steps):
+        raise ValueError(f"run {run.get('key', '?')} has no LR curve (curve.lr and curve.step)")
+    widths = np.diff([0, *steps])
+    if (widths <= 0).any():
+        raise ValueError(f"run {run.get('key', '?')}: curve.step={steps!r} does not rise")
+    return float(np.dot(lrs, widths) / steps[-1])
 
 
 def lr_errors(
@@ -60,8 +67,8 @@ def lr_errors(
         runs: a sweep's final runs (one workload).
         reference_lr: the workload's reference LR (tuned cosine's, ``k = 0``).
         calibration: the method whose ``k = 0`` runs give the mean LR of tuned cosine.
-        methods: the methods to track (None: every method with runs at more than one
-            ``k``, less :data:`UNTRACKED`).
+        methods: the methods to track (None: every tracked method with runs at more than
+            one ``k``; one run at a single ``k`` has no slope).
 
     Returns:
         ``{"reference_lr", "calibration_mean_lr", "methods": {name: {"slope",
@@ -69,15 +76,13 @@ def lr_errors(
         and ``high`` the seeds' extremes.
 
     Raises:
-        ValueError: no ``k = 0`` run of ``calibration``, or a run whose given LR is not
-            ``reference_lr · 2^k`` for an integer ``k``.
+        ValueError: no ``k = 0`` run of ``calibration``, a tracked run whose given LR is
+            not ``reference_lr · 2^k`` for an integer ``k``, or a named method without
+            tracked runs.
     """
     by_method: dict[str, dict[int, list[float]]] = {}
     for run in runs:
-        wanted = run["method"] == calibration or (
-            run["method"] not in UNTRACKED if methods is None else run["method"] in methods
-        )
-        if run.get("given_lr") is None or not wanted:
+        if run.get("given_lr") is None or run.get("optimizer") not in TRACKED_OPTIMIZERS:
             continue
         ratio = math.log2(float(run["given_lr"]) / reference_lr)
         k = round(ratio)
@@ -91,7 +96,7 @@ def lr_errors(
     if not base:
         raise ValueError(
             f"calibration={calibration!r} has no run at k = 0 (the reference LR "
-            f"{reference_lr:g}); methods with runs: {', '.join(sorted(by_method)) or 'none'}"
+            f"{reference_lr:g}); methods with tracked runs: {', '.join(sorted(by_method)) or 'none'}"
         )
     scale = float(np.mean(base))
     if methods is None:
@@ -99,7 +104,8 @@ def lr_errors(
     out: dict[str, Any] = {}
     for name in methods:
         if name not in by_method:
-            raise ValueError(f"method {name!r} has no runs; valid: {', '.join(sorted(by_method))}")
+            valid = ", ".join(sorted(by_method))
+            raise ValueError(f"method {name!r} has no tracked runs; valid: {valid}")
         rows, xs, ys = [], [], []
         for k in sorted(by_method[name]):
             errors = [math.log2(m / scale) for m in by_method[name][k]]
@@ -130,7 +136,10 @@ def suite_lr_tracking(folder: str | Path) -> dict[str, dict[str, Any]]:
     for results in sorted(Path(folder).glob("*/results.json")):
         reference = json.loads(results.read_text())["sweep"]["reference_lr"]
         runs = [r for r in RunStore(results.parent).done().values() if r["phase"] == "final"]
-        out[results.parent.name] = lr_errors(runs, reference)
+        try:
+            out[results.parent.name] = lr_errors(runs, reference)
+        except ValueError as e:
+            raise ValueError(f"workload {results.parent.name}: {e}") from e
     if not out:
         raise ValueError(f"{folder} holds no workload report (<workload>/results.json)")
     return out

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ from envs.observation import OBSERVATIONS
 from evaluation.backends import Backend
 from evaluation.suite import TUNING_SEEDS, TrainingTask, check_held_out
 from experiments.suite_job import tune_workload
+from trainees.data.stdlib import STDLIB_NAME
+from trainees.language import stdlib_lm_sha256
 
 SAMPLER_VERSIONS: tuple[int, ...] = (1, 2)
 SAMPLER_VERSION = 2  # the latest: what a new draw takes unless told otherwise
@@ -239,7 +242,12 @@ def parameter_count(family: str, options: Mapping[str, Any]) -> int:
         return first + (depth - 1) * (h * h + h) + norm + h * 10 + 10
     if family == "gpt":
         d, layers = options["n_embd"], options["n_layer"]
-        vocab = _VOCABS[options.get("dataset", "shakespeare_char")]
+        dataset = options.get("dataset", "shakespeare_char")
+        if dataset not in _VOCABS:
+            raise ValueError(
+                f"dataset={dataset!r} is invalid for a sampled GPT; valid: {', '.join(_VOCABS)}"
+            )
+        vocab = _VOCABS[dataset]
         return layers * 12 * d * d + (vocab + options["block_size"]) * d
     return options["dim"] + 1
 
@@ -387,7 +395,7 @@ def reference_table(
         raise ValueError(
             f"the rows are not sampler v{version}'s draw of seed {seed}, n {n}: {what}"
         )
-    return {
+    table = {
         "sampler_version": version,
         "seed": seed,
         "n": n,
@@ -397,14 +405,23 @@ def reference_table(
         "commit": commit,
         "tasks": list(rows),
     }
+    if _reads_stdlib(rows):  # the text depends on the interpreter: keep which one it was
+        table["texts"] = {STDLIB_NAME: stdlib_lm_sha256()}
+        table["python"] = platform.python_version()
+    return table
+
+
+def _reads_stdlib(rows: Sequence[Mapping[str, Any]]) -> bool:
+    return any(r["options"].get("dataset") == STDLIB_NAME for r in rows)
 
 
 def read_table(path: str | Path) -> dict[str, Any]:
-    """A table written by :func:`reference_table`, checked against its sampler version.
+    """A table written by :func:`reference_table`, checked against its sampler version
+    (and, when its tasks read the standard library's text, against this interpreter's).
 
     Raises:
-        ValueError: a sampler version this code does not have, or tasks that are not the
-            seed's draw by the table's version.
+        ValueError: a sampler version this code does not have, tasks that are not the
+            seed's draw by the table's version, or another standard-library text.
     """
     table = json.loads(Path(path).read_text())
     version = table.get("sampler_version")
@@ -416,6 +433,15 @@ def read_table(path: str | Path) -> dict[str, Any]:
     reference_table(
         table["seed"], table["n"], table["tasks"], command="", commit="", version=version
     )
+    if _reads_stdlib(table["tasks"]):
+        made = table.get("texts", {}).get(STDLIB_NAME)
+        if made != stdlib_lm_sha256():
+            raise ValueError(
+                f"{path} was tuned on the standard library text {made} (Python "
+                f"{table.get('python', '?')}); this interpreter's (Python "
+                f"{platform.python_version()}) is {stdlib_lm_sha256()}: tune the table again "
+                "here"
+            )
     return table
 
 

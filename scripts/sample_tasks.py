@@ -13,9 +13,11 @@ Interrupted, it resumes.
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from common.cli import parse
@@ -54,8 +56,15 @@ class Args:
     ray_address: str | None = None
     progress: bool = True
 
-    def __post_init__(self) -> None:
-        check_version(self.version)  # refused when parsed, before any work
+    def __post_init__(self) -> None:  # refused when parsed, before any work
+        check_version(self.version)
+        named = re.search(r"sampler_v(\d+)_", Path(self.table).name)
+        if named and int(named.group(1)) != self.version:
+            raise ValueError(
+                f"table={self.table!r} names sampler v{named.group(1)}, but version="
+                f"{self.version}: pass --version {named.group(1)}, or name the table for v"
+                f"{self.version}"
+            )
 
 
 def main(args: Args) -> None:

@@ -122,12 +122,22 @@ class LSTMConfig(TraineeConfig):
 
 
 @functools.cache
+def _stdlib_lm() -> tuple[CharCorpus, str]:
+    corpus = stdlib_corpus(STDLIB_LM_BYTES)
+    return CharCorpus(STDLIB_NAME, corpus.train, corpus.heldout, None, BYTE_VOCAB), corpus.sha256
+
+
 def stdlib_lm_corpus() -> CharCorpus:
     """The standard library's first :data:`STDLIB_LM_BYTES` of sources as a byte corpus
-    (``trainees.data.stdlib.stdlib_corpus``): its last 5% (whole modules) split in two,
-    validation then test; 256 tokens. Read once per process."""
-    corpus = stdlib_corpus(STDLIB_LM_BYTES)
-    return CharCorpus(STDLIB_NAME, corpus.train, corpus.heldout, None, BYTE_VOCAB)
+    (``trainees.data.stdlib.stdlib_corpus``): its last 5% of bytes (the alphabetically
+    last modules) split in two, validation then test; 256 tokens. Read once per process."""
+    return _stdlib_lm()[0]
+
+
+def stdlib_lm_sha256() -> str:
+    """SHA-256 of :func:`stdlib_lm_corpus`'s text: another Python version's library is
+    another text (a table tuned on one is refused on the other)."""
+    return _stdlib_lm()[1]
 
 
 def load_text_corpus(name: str, data_dir: str | None = None) -> CharCorpus:

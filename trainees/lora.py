@@ -23,7 +23,7 @@ from torch import nn
 
 from common.checks import check
 from trainees.base import StepStats
-from trainees.data.chars import CharCorpus, load_char_corpus
+from trainees.data.chars import CORPORA, CharCorpus, load_char_corpus
 from trainees.data.stdlib import as_byte_corpus, stdlib_corpus
 from trainees.gguf_base import find_smollm2_gguf, load_gguf_model
 from trainees.language import GPTConfig, GPTTrainee
@@ -85,6 +85,8 @@ class LoRAConfig(GPTConfig):
 
     def __post_init__(self) -> None:
         check(self.base in BASES, "base", self.base, f"one of {BASES}")
+        # the target corpus: a character corpus (the base already read the library's text)
+        check(self.dataset in CORPORA, "dataset", self.dataset, f"one of {CORPORA}")
         check(
             self.gguf_file is None or self.base == "smollm2",
             "gguf_file",

@@ -11,11 +11,13 @@ from evaluation.lr_tracking import lr_errors, mean_lr, write_lr_tracking
 REF = 0.01
 
 
-def run(method: str, given_lr: float, lrs: list[float], seed: int = 0) -> dict:
-    return {"key": f"{method}-{given_lr}-{seed}", "method": method, "given_lr": given_lr} | {
-        "seed": seed,
-        "curve": {"lr": lrs},
-    }
+def run(method: str, given_lr: float | None, lrs: list[float], seed: int = 0, **extra) -> dict:
+    """A run record: one action of 10 optimizer steps per LR (``steps`` overrides)."""
+    steps = extra.pop("steps", [10 * (i + 1) for i in range(len(lrs))])
+    record = {"key": f"{method}-{given_lr}-{seed}", "method": method, "given_lr": given_lr}
+    return (
+        record | {"seed": seed, "optimizer": "adamw", "curve": {"lr": lrs, "step": steps}} | extra
+    )
 
 
 def runs() -> list[dict]:
@@ -31,23 +33,41 @@ def runs() -> list[dict]:
         run("policy", 2 * REF, [0.01] * 4, 0),
         run("policy", 2 * REF, [0.01] * 4, 1),
         # an LR-free optimizer's runs (given LR 1, its curve a multiplier): not tracked
-        run("prodigy_cosine", 1.0, [1.0, 0.5, 0.0]),
+        run("prodigy_cosine", 1.0, [1.0, 0.5, 0.0], optimizer="prodigy"),
+        # a method without a base LR (the range test): no k
+        run("range_test_cosine", None, [0.003, 0.001]),
+        # a method at one k only: no slope, left out unless named
+        run("constant", REF, [0.01, 0.01]),
     ]
 
 
 def test_errors_medians_and_slope_by_hand():
     result = lr_errors(runs(), REF)
     assert result["calibration_mean_lr"] == pytest.approx(0.005)
-    assert set(result["methods"]) == {"cosine", "policy"}  # prodigy's curve is no LR
+    assert set(result["methods"]) == {"cosine", "policy"}
     cosine = result["methods"]["cosine"]
     assert cosine["slope"] == pytest.approx(1.0)
     policy = result["methods"]["policy"]
     low, high = policy["by_k"]
-    assert low == {"k": -1, "n": 2, "median": pytest.approx(-0.5), "low": -1.0, "high": 0.0}
+    assert (low["k"], low["n"]) == (-1, 2)
+    assert [low[x] for x in ("median", "low", "high")] == pytest.approx([-0.5, -1.0, 0.0])
     assert high["k"] == 1 and high["median"] == pytest.approx(1.0)
     # least squares over the four runs: points (-1, 0), (-1, -1), (1, 1), (1, 1)
     assert policy["slope"] == pytest.approx((1.0 - (-0.5)) / 2)
+    # named, the one-k method has its error (mean LR 0.01: +1) and no slope
+    constant = lr_errors(runs(), REF, methods=["constant"])["methods"]["constant"]
+    assert constant["slope"] is None and constant["by_k"][0]["median"] == pytest.approx(1.0)
+
+
+def test_the_mean_lr_weights_each_action_by_its_steps():
     assert mean_lr(runs()[0]) == pytest.approx(0.005)
+    # a budget of 25 steps at 10 a action: the last action holds its LR for 5 steps
+    short_end = run("cosine", REF, [0.01, 0.01, 0.04], steps=[10, 20, 25])
+    assert mean_lr(short_end) == pytest.approx((0.1 + 0.1 + 0.2) / 25)
+    with pytest.raises(ValueError, match="has no LR curve"):
+        mean_lr({"key": "x", "curve": {"lr": [], "step": []}})
+    with pytest.raises(ValueError, match=r"curve.step=\[10, 10\] does not rise"):
+        mean_lr(run("cosine", REF, [0.01, 0.01], steps=[10, 10]))
 
 
 def test_bad_runs_are_clear_errors():
@@ -55,10 +75,10 @@ def test_bad_runs_are_clear_errors():
         lr_errors([*runs(), run("policy", 0.015, [0.01])], REF)
     with pytest.raises(ValueError, match="calibration='cosine' has no run at k = 0"):
         lr_errors(runs()[2:], REF)
-    with pytest.raises(ValueError, match="method 'wsd' has no runs"):
+    with pytest.raises(
+        ValueError, match="'wsd' has no tracked runs; valid: constant, cosine, policy"
+    ):
         lr_errors(runs(), REF, methods=["wsd"])
-    with pytest.raises(ValueError, match="has no LR curve"):
-        mean_lr({"key": "x", "curve": {"lr": []}})
 
 
 def test_the_report_files(tmp_path):

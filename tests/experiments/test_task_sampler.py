@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -21,6 +23,7 @@ from experiments.task_sampler import (
     MAX_RUN_SECONDS,
     SampledTask,
     estimated_seconds,
+    jsonable_options,
     mixture,
     multiply_adds,
     parameter_count,
@@ -32,6 +35,7 @@ from experiments.task_sampler import (
 from tests.conftest import needs_real_data
 from trainees import make_trainee
 from trainees.data.images import ImageDataset, downsampled, permuted
+from trainees.language import stdlib_lm_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,6 +61,14 @@ def test_a_versions_draws_never_change_and_versions_draw_apart():
     assert v2 == sample_tasks(0, 24, version=2) and v2 != v1
     with pytest.raises(ValueError, match="sampler version=3 is invalid; valid: 1, 2"):
         sample_tasks(0, 1, version=3)
+    # seeds 0-4 x 30 tasks of v1, as the code before v2 existed drew them (d469288)
+    draws = [
+        [t.name, t.family, jsonable_options(t.options)]
+        for s in range(5)
+        for t in sample_tasks(s, 30, 1)
+    ]
+    digest = hashlib.sha256(json.dumps(draws, sort_keys=True).encode()).hexdigest()
+    assert digest == "0ee40297610a10bd236b03072393f3a916da04fbc3b02b32aa6f2bb835c5e8e3"
 
 
 @pytest.mark.parametrize("version", [1, 2])
@@ -113,6 +125,44 @@ def test_the_cost_model_by_hand():
     cnn |= {"batch_size": 8, "total_steps": 128}
     flops = 6 * macs * 8 * 128 + 2 * macs * 1000 * (128 // 64 + 1)
     assert estimated_seconds("cnn", cnn) == pytest.approx(128 * 3e-3 + flops / 1e10)
+
+
+def test_the_cost_models_multiply_adds_are_the_models_own():
+    """Counted on the built models with forward hooks: a convolution's output elements
+    times its inputs per output (in channels x 3 x 3), a linear layer's weights."""
+
+    def counted(trainee, x: torch.Tensor) -> int:
+        total = 0
+
+        def hook(module, inputs, output):
+            nonlocal total
+            if isinstance(module, nn.Conv2d):
+                per_output = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+                total += output[0].numel() * per_output
+            elif isinstance(module, nn.Linear):
+                total += (
+                    module.in_features
+                    * module.out_features
+                    * (output[0].numel() // module.out_features)
+                )
+
+        handles = [m.register_forward_hook(hook) for m in trainee.model.modules()]
+        trainee.model(x)
+        for h in handles:
+            h.remove()
+        return total
+
+    for options in (
+        {"dataset": "digits", "channels": 4, "depth": 3, "norm": "batch"},
+        {"dataset": "mnist_14", "channels": 8, "depth": 2, "norm": "none"},
+    ):
+        trainee = make_trainee("cnn", **options)
+        trainee.reset(0)
+        side = 8 if options["dataset"] == "digits" else 14
+        x = torch.zeros(1, 1, side, side)
+        assert counted(trainee, x) == multiply_adds("cnn", options)
+    with pytest.raises(ValueError, match="dataset='enwik8' is invalid for a sampled GPT"):
+        parameter_count("gpt", {"n_embd": 32, "n_layer": 1, "block_size": 8, "dataset": "enwik8"})
 
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
@@ -234,7 +284,7 @@ def test_tuning_gives_the_argmin_inside_the_grid_and_the_table_round_trips(tmp_p
         reference_table(0, 1, [row], command="x", commit="y")
 
 
-def test_a_mixture_of_sampled_tasks_is_one_the_recipe_reads(tmp_path):
+def test_a_mixture_of_sampled_tasks_is_one_the_recipe_reads(tmp_path, monkeypatch):
     tasks = sample_tasks(11, 3)
     rows = [
         {
@@ -262,6 +312,19 @@ def test_a_mixture_of_sampled_tasks_is_one_the_recipe_reads(tmp_path):
         assert [t.name() for t in loaded] == [t.name for t in tasks]
         assert [t.reference_lr for t in loaded] == [0.01, 0.02, 0.03]
         assert all(t.env_id.endswith(observation) for t in loaded)
+    # a table whose tasks read the standard library's text is tied to that text
+    gpt = next(t for t in sample_tasks(0, 40) if t.options.get("dataset") == "python_stdlib")
+    gpt_row = {"name": gpt.name, "options": jsonable_options(gpt.options)}
+    assert "texts" not in table
+    monkeypatch.setattr("experiments.task_sampler.sample_tasks", lambda *a, **k: [gpt])
+    stdlib_table = reference_table(0, 1, [gpt_row], command="", commit="")
+    assert stdlib_table["texts"] == {"python_stdlib": stdlib_lm_sha256()}
+    stdlib_path = write_json(tmp_path / "stdlib.json", stdlib_table)
+    assert read_table(stdlib_path) == stdlib_table
+    monkeypatch.setattr("experiments.task_sampler.stdlib_lm_sha256", lambda: "another")
+    with pytest.raises(ValueError, match=r"was tuned on the standard library text .* is another"):
+        read_table(stdlib_path)
+    monkeypatch.undo()
     table["sampler_version"] = 1  # another version's table: not v1's draw
     write_json(path, table)
     with pytest.raises(ValueError, match="not sampler v1's draw of seed 11"):

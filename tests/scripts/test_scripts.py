@@ -581,6 +581,11 @@ def test_renamed_flags_parse_in_both_spellings(script, field, new, old):
             ["sampler version=3 is invalid; valid: 1, 2"],
         ),
         (
+            "sample_tasks",
+            ["--seed", "0", "--n", "1", "--out", "x", "--table", "t/sampler_v1_s0_n1.json"],
+            ["names sampler v1, but version=2: pass --version 1"],
+        ),
+        (
             "train_tuningfree",
             ["--out", "x", "--tasks", "nope.json"],
             ["'nope.json' does not exist", "experiments/mixtures"],
@@ -822,7 +827,8 @@ def test_lr_tracking_reads_a_suite_folder_and_writes_its_files(tmp_path, capsys)
     (workload / "results.json").write_text(json.dumps({"sweep": {"reference_lr": 0.01}}))
     for k, lrs in [(0, [0.01, 0.0]), (1, [0.02, 0.0])]:  # cosine: mean 0.005, then 0.01
         record = {"phase": "final", "method": "cosine", "given_lr": 0.01 * 2**k}
-        record |= {"key": f"final__c{k}", "curve": {"lr": lrs}}
+        record |= {"key": f"final__c{k}", "optimizer": "adamw"}
+        record |= {"curve": {"lr": lrs, "step": [32, 64]}}
         (workload / "runs" / f"final__c{k}.json").write_text(json.dumps(record))
     load_script("lr_tracking").main(
         parse(load_script("lr_tracking").Args, ["--suite", str(tmp_path / "suite")])

@@ -197,6 +197,9 @@ def test_an_interrupted_pretraining_resumes_bit_for_bit(tmp_path):
 def test_bad_options_are_refused_naming_the_valid_ones(options):
     with pytest.raises(ValueError, match=r"base='llama' is invalid; expected one of \('gpt', "):
         LoRAConfig(base="llama")
+    # the target corpus is a character corpus (a GPT's python_stdlib is its base's text)
+    with pytest.raises(ValueError, match=r"dataset='python_stdlib' is invalid; expected one of"):
+        LoRAConfig(dataset="python_stdlib")
     with pytest.raises(ValueError, match=r"rank=0 is invalid"):
         LoRAConfig(rank=0)
     with pytest.raises(ValueError, match=r"unknown trainee 'lora2'; valid: .*gpt, lora"):
