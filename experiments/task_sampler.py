@@ -17,8 +17,8 @@ with their batch sizes, budgets (a few hundred to a few thousand optimizer steps
 AdamW settings (weight decay, beta2). Every task runs at one cadence (:data:`CADENCE`),
 no task is a held-out workload or draws a held-out architecture
 (``evaluation.suite.check_held_out``), and every task is cheap: a run's estimated
-single-threaded seconds (:func:`estimated_seconds`) are at most
-:data:`MAX_RUN_SECONDS`. A refused draw is drawn again, so the sequence stays a
+single-threaded seconds (``experiments.task_cost.estimated_seconds``) are at most
+``MAX_RUN_SECONDS``. A refused draw is drawn again, so the sequence stays a
 function of the seed.
 
 :func:`tune_tasks` gives each task its reference LR, tuned cosine's on the tuning seeds
@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from envs.observation import OBSERVATIONS
 from evaluation.backends import Backend
 from evaluation.suite import TUNING_SEEDS, TrainingTask, check_held_out
 from experiments.suite_job import tune_workload
+from experiments.task_cost import MAX_RUN_SECONDS, estimated_seconds
 from trainees.data.stdlib import STDLIB_NAME
 from trainees.language import stdlib_lm_sha256
 
@@ -196,82 +198,6 @@ _DRAWS = {
     2: {"mlp": _draw_mlp, "cnn": _draw_cnn, "gpt": _draw_gpt_v2, "quadratic": _draw_quadratic},
 }
 
-# -- cost: tasks are drawn cheap (VeLO rejection-samples its tasks by step time) ----------
-MAX_RUN_SECONDS = 6.0  # estimated single-threaded seconds of one run; dearer draws are redrawn
-FLOPS_PER_SECOND = 2e10  # one CPU thread on the fp32 matmuls of these models (calibrated)
-STEP_OVERHEAD_S = 6e-4  # per optimizer step, whatever the model (Python, dispatch, AdamW)
-# a small CNN's step costs more than its FLOPs say (activations, pooling, the conv
-# kernels' own overhead): its own rate and step overhead, timed on this CPU beside a
-# 2-worker job (5-20 GFLOP/s, 5 ms a step for the smallest)
-CONV_FLOPS_PER_SECOND = 1e10
-CONV_STEP_OVERHEAD_S = 3e-3
-_SIDES = {"mnist": 28, "mnist_permuted": 28, "mnist_14": 14, "digits": 8}
-_INPUTS = {name: side * side for name, side in _SIDES.items()}
-_EVAL_SAMPLES = 1000  # the image trainees' fixed validation subset (digits: its 300)
-_VOCABS = {"shakespeare_char": 65, "python_stdlib": 256}  # tiny Shakespeare's chars; bytes
-
-
-def _cnn_channels(options: Mapping[str, Any]) -> list[tuple[int, int]]:
-    """(in, out) channels of each conv block."""
-    outs = [options["channels"] * 2**i for i in range(options["depth"])]
-    return list(zip([1, *outs[:-1]], outs, strict=True))
-
-
-def multiply_adds(family: str, options: Mapping[str, Any]) -> int:
-    """Multiply-adds of one example's forward pass: the weights of a dense model (a GPT's
-    per token); a CNN's convolutions at each block's image size."""
-    if family != "cnn":
-        return parameter_count(family, options)
-    side, total = _SIDES[options["dataset"]], 0
-    for c_in, c_out in _cnn_channels(options):
-        total += side * side * 9 * c_in * c_out
-        side //= 2
-    return total + _cnn_channels(options)[-1][1] * 10
-
-
-def parameter_count(family: str, options: Mapping[str, Any]) -> int:
-    """Weights of a sampled task's model (matrices and biases; norms and embeddings)."""
-    if family == "cnn":
-        batch_norm = options["norm"] == "batch"
-        convs = sum(9 * i * o + (2 * o if batch_norm else o) for i, o in _cnn_channels(options))
-        return convs + _cnn_channels(options)[-1][1] * 10 + 10
-    if family == "mlp":
-        h, depth = options["hidden"], options["depth"]
-        norm = 2 * h * depth if options["norm"] == "layer" else 0
-        first = _INPUTS[options["dataset"]] * h + h
-        return first + (depth - 1) * (h * h + h) + norm + h * 10 + 10
-    if family == "gpt":
-        d, layers = options["n_embd"], options["n_layer"]
-        dataset = options.get("dataset", "shakespeare_char")
-        if dataset not in _VOCABS:
-            raise ValueError(
-                f"dataset={dataset!r} is invalid for a sampled GPT; valid: {', '.join(_VOCABS)}"
-            )
-        vocab = _VOCABS[dataset]
-        return layers * 12 * d * d + (vocab + options["block_size"]) * d
-    return options["dim"] + 1
-
-
-def estimated_seconds(family: str, options: Mapping[str, Any]) -> float:
-    """A run's single-threaded seconds on a CPU, from its FLOPs: 6 per multiply-add of an
-    example (token) per training step, 2 per multiply-add and example per evaluation
-    (:func:`multiply_adds`), at :data:`FLOPS_PER_SECOND`, plus :data:`STEP_OVERHEAD_S` a
-    step (a CNN: :data:`CONV_FLOPS_PER_SECOND`, :data:`CONV_STEP_OVERHEAD_S`). A cost
-    model to keep draws cheap, not a benchmark (``median_run_seconds`` in a table is the
-    measurement)."""
-    params, steps = multiply_adds(family, options), options["total_steps"]
-    if family == "gpt":
-        examples = options["batch_size"] * options["block_size"]
-        evals = 4 * examples  # eval_batches (4) of the batch
-    else:
-        examples = options["batch_size"]
-        evals = min(_EVAL_SAMPLES, 300) if options.get("dataset") == "digits" else _EVAL_SAMPLES
-    n_evals = steps // CADENCE["eval_every"] + 1
-    flops = 6 * params * examples * steps + 2 * params * evals * n_evals
-    if family == "cnn":
-        return steps * CONV_STEP_OVERHEAD_S + flops / CONV_FLOPS_PER_SECOND
-    return steps * STEP_OVERHEAD_S + flops / FLOPS_PER_SECOND
-
 
 def check_version(version: int) -> None:
     """Refuse a sampler version that does not exist, naming those that do."""
@@ -280,12 +206,23 @@ def check_version(version: int) -> None:
         raise ValueError(f"sampler version={version!r} is invalid; valid: {valid}")
 
 
+def check_table_name(table: str | Path, version: int) -> None:
+    """Refuse a table file whose name says another sampler version (``sampler_v1_...``)
+    than ``version``: the draw would be written under the other version's name."""
+    named = re.search(r"sampler_v(\d+)_", Path(table).name)
+    if named and int(named.group(1)) != version:
+        raise ValueError(
+            f"table={str(table)!r} names sampler v{named.group(1)}, but version={version}: "
+            f"pass --version {named.group(1)}, or name the table for v{version}"
+        )
+
+
 def sample_tasks(seed: int, n: int, version: int = SAMPLER_VERSION) -> list[SampledTask]:
     """``n`` tasks drawn from ``seed`` by sampler ``version`` (the same seed, ``n`` and
     version: the same tasks; the first ``m`` of ``n`` are the tasks drawn for ``m``). Each
     task's family is drawn with the version's weights (:data:`FAMILIES_BY_VERSION`), then
     its options until the task is neither held out nor dearer than
-    :data:`MAX_RUN_SECONDS`.
+    ``MAX_RUN_SECONDS`` (``experiments.task_cost``).
 
     Raises:
         ValueError: ``n`` < 1, ``seed`` < 0 or an unknown version; or (a defect of the

@@ -13,16 +13,19 @@ Interrupted, it resumes.
 
 from __future__ import annotations
 
-import re
 import shlex
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from common.cli import parse
 from evaluation.backends import make_backend
-from experiments.task_sampler import SAMPLER_VERSION, check_version, sampler_job
+from experiments.task_sampler import (
+    SAMPLER_VERSION,
+    check_table_name,
+    check_version,
+    sampler_job,
+)
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,7 @@ class Args:
 
     def __post_init__(self) -> None:  # refused when parsed, before any work
         check_version(self.version)
-        named = re.search(r"sampler_v(\d+)_", Path(self.table).name)
-        if named and int(named.group(1)) != self.version:
-            raise ValueError(
-                f"table={self.table!r} names sampler v{named.group(1)}, but version="
-                f"{self.version}: pass --version {named.group(1)}, or name the table for v"
-                f"{self.version}"
-            )
+        check_table_name(self.table, self.version)
 
 
 def main(args: Args) -> None:

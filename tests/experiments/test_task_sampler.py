@@ -15,18 +15,20 @@ from torch import nn
 from common.files import write_json
 from evaluation.backends import LocalBackend
 from evaluation.suite import TrainingTask, check_held_out, held_out
+from experiments.task_cost import (
+    MAX_RUN_SECONDS,
+    estimated_seconds,
+    multiply_adds,
+    parameter_count,
+)
 from experiments.task_mixture import check_tasks, load_tasks
 from experiments.task_sampler import (
     CADENCE,
     FAMILIES,
     FAMILIES_BY_VERSION,
-    MAX_RUN_SECONDS,
     SampledTask,
-    estimated_seconds,
     jsonable_options,
     mixture,
-    multiply_adds,
-    parameter_count,
     read_table,
     reference_table,
     sample_tasks,
@@ -108,7 +110,7 @@ def test_the_cost_model_by_hand():
     mlp = {"hidden": 10, "depth": 2, "norm": "layer", "dataset": "digits"}
     # 64*10 + 10, then 10*10 + 10, LayerNorms 2 * 2 * 10, head 10*10 + 10
     assert parameter_count("mlp", mlp) == 650 + 110 + 40 + 110
-    mlp |= {"batch_size": 8, "total_steps": 128}
+    mlp |= {"batch_size": 8, "total_steps": 128, "eval_every": 64}
     flops = 6 * 910 * 8 * 128 + 2 * 910 * 300 * (128 // 64 + 1)  # digits: 300 to evaluate
     assert estimated_seconds("mlp", mlp) == pytest.approx(128 * 6e-4 + flops / 2e10)
     gpt = {"n_embd": 32, "n_layer": 2, "block_size": 16}
@@ -122,7 +124,7 @@ def test_the_cost_model_by_hand():
     macs = 14 * 14 * 9 * 1 * 4 + 7 * 7 * 9 * 4 * 8 + 8 * 10
     assert multiply_adds("cnn", cnn) == macs
     assert multiply_adds("mlp", mlp) == parameter_count("mlp", mlp)  # dense: one per weight
-    cnn |= {"batch_size": 8, "total_steps": 128}
+    cnn |= {"batch_size": 8, "total_steps": 128, "eval_every": 64}
     flops = 6 * macs * 8 * 128 + 2 * macs * 1000 * (128 // 64 + 1)
     assert estimated_seconds("cnn", cnn) == pytest.approx(128 * 3e-3 + flops / 1e10)
 
