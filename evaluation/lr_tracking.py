@@ -127,15 +127,18 @@ def lr_errors(
 
 def suite_lr_tracking(folder: str | Path) -> dict[str, dict[str, Any]]:
     """:func:`lr_errors` of every workload of a suite's output folder that has its report
-    (``<workload>/results.json``, whose sweep gives the reference LR), by workload.
+    (``<workload>/results.json``, whose sweep gives the reference LR and the seeds its
+    runs were scored on), by workload.
 
     Raises:
         ValueError: a folder without any workload report.
     """
     out = {}
     for results in sorted(Path(folder).glob("*/results.json")):
-        reference = json.loads(results.read_text())["sweep"]["reference_lr"]
-        runs = [r for r in RunStore(results.parent).done().values() if r["phase"] == "final"]
+        sweep = json.loads(results.read_text())["sweep"]
+        seeds = set(sweep["final_seeds"])  # the report's seeds (a validation suite's held_out)
+        runs = [r for r in RunStore(results.parent).done().values() if r["seed"] in seeds]
+        reference = sweep["reference_lr"]
         try:
             out[results.parent.name] = lr_errors(runs, reference)
         except ValueError as e:

@@ -824,9 +824,10 @@ def test_the_suite_scripts_refuse_bad_arguments_before_any_work(tmp_path, capsys
 def test_lr_tracking_reads_a_suite_folder_and_writes_its_files(tmp_path, capsys):
     workload = tmp_path / "suite" / "w"
     (workload / "runs").mkdir(parents=True)
-    (workload / "results.json").write_text(json.dumps({"sweep": {"reference_lr": 0.01}}))
+    sweep = {"reference_lr": 0.01, "final_seeds": [7]}
+    (workload / "results.json").write_text(json.dumps({"sweep": sweep}))
     for k, lrs in [(0, [0.01, 0.0]), (1, [0.02, 0.0])]:  # cosine: mean 0.005, then 0.01
-        record = {"phase": "final", "method": "cosine", "given_lr": 0.01 * 2**k}
+        record = {"phase": "final", "method": "cosine", "given_lr": 0.01 * 2**k, "seed": 7}
         record |= {"key": f"final__c{k}", "optimizer": "adamw"}
         record |= {"curve": {"lr": lrs, "step": [32, 64]}}
         (workload / "runs" / f"final__c{k}.json").write_text(json.dumps(record))
